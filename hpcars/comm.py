@@ -1,0 +1,126 @@
+"""Transport: the only module that talks MPI.
+
+The algorithm never sees MPI; it asks the transport for a handful of collectives
+whose messages have fixed, documented shapes:
+
+* ``allgather_rows(local, counts)`` — every rank contributes ``counts[rank]`` rows of
+  float64 (one row per branch it evaluated, columns given by the caller's schema,
+  e.g. ``BRANCH_FIELDS``) and receives all rows in global branch order. This is the
+  one collective of an ARS iteration; its size is ``2N × len(fields) × 8`` bytes,
+  independent of the number of model parameters.
+* ``allgather_bytes(blob)`` — a short byte string from every rank (the parameter
+  checksum of the divergence guard).
+* ``bcast(obj)`` — a small picklable object from rank 0 (start-up decisions only).
+
+``SingleProcess`` is the same interface for one process (no mpirun, or mpi4py
+missing). ``bytes_moved`` counts the bytes each rank received from collectives, so
+the trainer can log communication per iteration.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+#: Columns of the per-branch result message of one ARS iteration.
+BRANCH_FIELDS = ("reward", "samples")
+
+
+class Transport(Protocol):
+    rank: int
+    size: int
+    local_rank: int
+    bytes_moved: int
+
+    def allgather_rows(self, local: np.ndarray, counts: Sequence[int]) -> np.ndarray: ...
+
+    def allgather_bytes(self, blob: bytes) -> list[bytes]: ...
+
+    def bcast(self, obj: Any) -> Any: ...
+
+    def abort(self, code: int) -> None: ...
+
+
+class SingleProcess:
+    """A world of one rank."""
+
+    rank = 0
+    size = 1
+    local_rank = 0
+
+    def __init__(self) -> None:
+        self.bytes_moved = 0
+
+    def allgather_rows(self, local: np.ndarray, counts: Sequence[int]) -> np.ndarray:
+        return np.array(local, dtype=np.float64, copy=True)
+
+    def allgather_bytes(self, blob: bytes) -> list[bytes]:
+        return [blob]
+
+    def bcast(self, obj: Any) -> Any:
+        return obj
+
+    def abort(self, code: int) -> None:
+        os._exit(code)
+
+
+class MPITransport:
+    """Collectives over an mpi4py communicator."""
+
+    def __init__(self, comm: Any) -> None:
+        from mpi4py import MPI
+
+        self._mpi = MPI
+        self.comm = comm
+        self.rank = comm.Get_rank()
+        self.size = comm.Get_size()
+        node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
+        self.local_rank = node.Get_rank()
+        node.Free()
+        self.bytes_moved = 0
+
+    def allgather_rows(self, local: np.ndarray, counts: Sequence[int]) -> np.ndarray:
+        local = np.ascontiguousarray(local, dtype=np.float64)
+        width = local.shape[1]
+        if local.shape[0] != counts[self.rank]:
+            raise ValueError(f"rank {self.rank} has {local.shape[0]} rows, schedule says {counts[self.rank]}")
+        out = np.empty((sum(counts), width), dtype=np.float64)
+        sizes = [c * width for c in counts]
+        offsets = np.concatenate(([0], np.cumsum(sizes)[:-1])).tolist()
+        self.comm.Allgatherv(local, [out, sizes, offsets, self._mpi.DOUBLE])
+        self.bytes_moved += out.nbytes
+        return out
+
+    def allgather_bytes(self, blob: bytes) -> list[bytes]:
+        gathered = self.comm.allgather(blob)
+        self.bytes_moved += sum(len(b) for b in gathered)
+        return gathered
+
+    def bcast(self, obj: Any) -> Any:
+        return self.comm.bcast(obj, root=0)
+
+    def abort(self, code: int) -> None:
+        self.comm.Abort(code)
+
+
+def make_transport() -> Transport:
+    """MPI when mpi4py imports and the world has more than one rank, else one process."""
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        return SingleProcess()
+    if MPI.COMM_WORLD.Get_size() == 1:
+        return SingleProcess()
+    return MPITransport(MPI.COMM_WORLD)
+
+
+def partition(total: int, size: int, rank: int) -> range:
+    """Rank ``rank``'s contiguous share of ``total`` items; shares differ by at most one."""
+    return range(total * rank // size, total * (rank + 1) // size)
+
+
+def shares(total: int, size: int) -> list[int]:
+    """How many items each rank holds under ``partition``."""
+    return [len(partition(total, size, r)) for r in range(size)]

@@ -1,0 +1,174 @@
+"""Typed run configuration, its command line, config files and validation.
+
+Every field of ``TrainConfig`` is a command-line option (``step_size`` ->
+``--step-size``) whose ``--help`` line shows its default. A TOML file given with
+``--config FILE`` sets fields by the same names (dashes or underscores); options on
+the command line override the file. ``validate`` checks everything before any work
+starts and raises ``ConfigError`` naming the option and what is allowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+TASK_NAMES = ("regression", "digits")
+VARIANTS = ("v1", "v2")
+NONFINITE_POLICIES = ("skip", "fail")
+
+
+class ConfigError(ValueError):
+    """A bad option value: ``str(err)`` is the one line shown to the user."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(f"{option}: {message}")
+        self.option = option
+
+
+def _opt(default: Any, help: str, choices: Sequence[str] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    task: str = _opt("regression", "what to train", TASK_NAMES)
+    iterations: int = _opt(1000, "ARS iterations to run")
+    seed: int = _opt(0, "run seed: noise, data and initialisation all derive from it")
+    directions: int = _opt(32, "N, perturbation directions per iteration (2N branches)")
+    top_directions: int = _opt(0, "b, directions kept for the update (0 = all N: V1/V2; b < N: V1-t/V2-t)")
+    step_size: float = _opt(0.02, "α, the step size")
+    noise_std: float = _opt(0.03, "ν, the standard deviation of the exploration noise")
+    variant: str = _opt("v1", "v2 normalises model inputs by running statistics of those seen in training", VARIANTS)
+    batch_size: int = _opt(0, "mini-batch size of supervised tasks (0 = task default: regression 2048, digits 256)")
+    hidden: int = _opt(32, "hidden width of the digits MLP")
+    run_dir: str = _opt("", "output directory (empty = runs/TASK-seedSEED-NNN, the next free NNN)")
+    device: str = _opt("auto", "auto (a GPU per node-local rank if any, else CPU), cpu, cuda, or a list cuda:0,cuda:1")
+    devices_per_rank: int = _opt(1, "with auto/cuda: how many GPUs each rank drives")
+    branch_batch: int = _opt(16, "branches per batched call; fixed so results do not depend on the world size")
+    eval_every: int = _opt(10, "evaluate the unperturbed model every this many iterations (0 = only at the end)")
+    log_every: int = _opt(50, "print progress every this many iterations")
+    guard_every: int = _opt(10, "compare a parameter checksum across ranks every this many iterations (0 = never)")
+    on_nonfinite: str = _opt("skip", "a NaN/inf reward: skip the step and log it, or fail", NONFINITE_POLICIES)
+
+    @property
+    def top(self) -> int:
+        """b, with 0 resolved to N."""
+        return self.top_directions or self.directions
+
+    @property
+    def variant_name(self) -> str:
+        """The paper's name: V1, V1-t, V2 or V2-t."""
+        return self.variant.upper() + ("-t" if self.top < self.directions else "")
+
+
+def option_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Raise ``ConfigError`` for the first bad field; return ``cfg`` unchanged if all good."""
+
+    def need(ok: bool, name: str, message: str) -> None:
+        if not ok:
+            value = getattr(cfg, name)
+            raise ConfigError(option_name(name), f"{message} (got {value!r})")
+
+    for name in ("iterations", "directions", "branch_batch", "devices_per_rank", "log_every"):
+        need(getattr(cfg, name) >= 1, name, "must be an integer >= 1")
+    for name in ("batch_size", "eval_every", "guard_every"):
+        need(getattr(cfg, name) >= 0, name, "must be an integer >= 0")
+    need(cfg.hidden >= 1, "hidden", "must be an integer >= 1")
+    need(0 <= cfg.seed < 2**63, "seed", "must be an integer in [0, 2**63)")
+    need(0 <= cfg.top_directions <= cfg.directions, "top_directions", f"must be in [0, --directions={cfg.directions}]")
+    for name in ("step_size", "noise_std"):
+        value = getattr(cfg, name)
+        need(math.isfinite(value) and value > 0, name, "must be a finite number > 0")
+    for f in dataclasses.fields(cfg):
+        choices = f.metadata.get("choices")
+        if choices:
+            need(getattr(cfg, f.name) in choices, f.name, f"must be one of {', '.join(choices)}")
+    return cfg
+
+
+def _number(kind: type) -> Any:
+    """An argparse converter whose error names the expected kind."""
+
+    def convert(text: str) -> Any:
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (option and problem) and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(self.prog, message.replace("argument ", ""))
+
+
+def build_parser(prog: str = "python -m hpcars.train") -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog=prog,
+        description="Train a model with Augmented Random Search on every MPI rank (mpirun -n K %(prog)s ...).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--config", default="", help="TOML file with option values; the command line overrides it")
+    for f in dataclasses.fields(TrainConfig):
+        kind = type(f.default)
+        parser.add_argument(
+            option_name(f.name),
+            dest=f.name,
+            type=str if kind is str else _number(kind),
+            default=f.default,
+            choices=f.metadata.get("choices"),
+            help=f.metadata["help"],
+        )
+    return parser
+
+
+def load_file(path: str) -> dict[str, Any]:
+    """Field values from a TOML file, with names checked and types coerced."""
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError("--config", f"no such file: {path}")
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError("--config", f"{path} is not valid TOML: {err}")
+    known = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise ConfigError("--config", f"{path}: unknown option {key!r}; allowed: {', '.join(sorted(known))}")
+        kind = type(known[name].default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ConfigError(option_name(name), f"{path}: expected {kind.__name__}, got {value!r}")
+        values[name] = value
+    return values
+
+
+def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
+    """Config file, then command line, then validation."""
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.config:
+        parser.set_defaults(**load_file(args.config))
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    return validate(TrainConfig(**values))
+
+
+def to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)

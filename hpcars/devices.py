@@ -1,0 +1,41 @@
+"""Which devices a rank drives.
+
+``auto``: with GPUs visible, node-local rank r takes ``devices_per_rank`` GPUs
+starting at ``(r * devices_per_rank) % gpu_count`` (so 4 ranks on a 4-GPU node get
+one each; under Slurm's ``--gpus-per-task`` each rank sees one GPU and takes it);
+with none, the CPU. ``cpu`` forces the CPU; ``cuda`` is ``auto`` that refuses to fall
+back; an explicit comma list (``cuda:0,cuda:1``) is used as written on every rank.
+The first device is the rank's primary device: θ lives there and the update is
+computed there.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hpcars.config import ConfigError
+
+
+def choose_devices(spec: str, local_rank: int, per_rank: int) -> list[torch.device]:
+    if spec == "cpu":
+        return [torch.device("cpu")]
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if spec in ("auto", "cuda"):
+        if gpus == 0:
+            if spec == "cuda":
+                raise ConfigError("--device", "cuda asked for but no CUDA device is visible; use auto or cpu")
+            return [torch.device("cpu")]
+        first = (local_rank * per_rank) % gpus
+        return [torch.device("cuda", (first + i) % gpus) for i in range(min(per_rank, gpus))]
+    devices = []
+    for part in spec.split(","):
+        try:
+            device = torch.device(part.strip())
+        except RuntimeError:
+            raise ConfigError("--device", f"must be auto, cpu, cuda or a list like cuda:0,cuda:1 (got {spec!r})")
+        if device.type == "cuda" and (device.index or 0) >= gpus:
+            raise ConfigError("--device", f"{part} is not visible here ({gpus} CUDA devices)")
+        if device.type not in ("cpu", "cuda"):
+            raise ConfigError("--device", f"must be auto, cpu, cuda or a list like cuda:0,cuda:1 (got {spec!r})")
+        devices.append(device)
+    return devices
