@@ -50,7 +50,7 @@ class TrainConfig:
     run_dir: str = _opt("", "output directory (empty = runs/TASK-seedSEED-NNN, the next free NNN)")
     device: str = _opt("auto", "auto (a GPU per node-local rank if any, else CPU), cpu, cuda, or a list cuda:0,cuda:1")
     devices_per_rank: int = _opt(1, "with auto/cuda: how many GPUs each rank drives")
-    branch_batch: int = _opt(16, "branches per batched call; fixed so results do not depend on the world size")
+    branch_batch: int = _opt(64, "branches per batched call (a short last call is padded): fixed, so results do not depend on the world size")
     eval_every: int = _opt(10, "evaluate the unperturbed model every this many iterations (0 = only at the end)")
     log_every: int = _opt(50, "print progress every this many iterations")
     guard_every: int = _opt(10, "compare a parameter checksum across ranks every this many iterations (0 = never)")
@@ -113,7 +113,11 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse whose errors are one line (option and problem) and exit status 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise ConfigError(self.prog, message.replace("argument ", ""))
+        message = message.replace("argument ", "")
+        option, _, detail = message.partition(": ")
+        if option.startswith("-") and detail:
+            raise ConfigError(option.split("/")[-1], detail)
+        raise ConfigError("usage", message)
 
 
 def build_parser(prog: str = "python -m hpcars.train") -> argparse.ArgumentParser:

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def mpirun() -> str:
+    found = shutil.which("mpirun", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    if not found:
+        pytest.skip("no mpirun: install the dev extra (mpich wheel)")
+    return found
+
+
+def run_cli(args: list[str], ranks: int = 1, timeout: float = 180, module: str = "hpcars.train"):
+    """Run an hpcars command (under mpirun when ranks > 1); a hang fails by timeout."""
+    cmd = [sys.executable, "-m", module, *args]
+    if ranks > 1:
+        cmd = [mpirun(), "-n", str(ranks), *cmd]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+
+
+def inspect_json(run_dir: Path) -> dict:
+    done = run_cli([str(run_dir), "--json"], module="hpcars.inspect")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)

@@ -1,0 +1,47 @@
+"""Run under ``mpirun -n 2 python -m pytest --with-mpi tests/mpi`` (pytest-mpi)."""
+
+import numpy as np
+import pytest
+import torch
+
+from hpcars.comm import make_transport, shares
+from hpcars.config import TrainConfig
+from hpcars.engine import ARSTrainer, DivergenceError
+from tests.tasks_for_tests import Quadratic
+
+
+@pytest.mark.mpi(min_size=2)
+def test_allgather_rows_uneven_counts():
+    transport = make_transport()
+    counts = shares(7, transport.size)
+    start = sum(counts[: transport.rank])
+    local = np.array([[start + i, -(start + i)] for i in range(counts[transport.rank])], dtype=float)
+    rows = transport.allgather_rows(local, counts)
+    np.testing.assert_array_equal(rows[:, 0], np.arange(7))
+    assert transport.bytes_moved == 7 * 2 * 8
+
+
+@pytest.mark.mpi(min_size=2)
+def test_guard_trips_on_a_perturbed_rank():
+    transport = make_transport()
+    trainer = ARSTrainer(TrainConfig(directions=5, device="cpu"), Quadratic(), transport, [torch.device("cpu")])
+    for _ in range(3):
+        trainer.step()
+    trainer.guard()  # in agreement so far
+    if transport.rank == 1:
+        trainer.theta[2] += 1e-6
+    with pytest.raises(DivergenceError, match=r"iteration 3: rank\(s\) \[1\] differ from rank 0"):
+        trainer.guard()
+
+
+@pytest.mark.mpi(min_size=2)
+def test_only_scalars_cross_ranks():
+    transport = make_transport()
+    sizes = {}
+    for size in (10, 10_000):
+        task = Quadratic(size=size)
+        trainer = ARSTrainer(TrainConfig(directions=6, device="cpu"), task, transport, [torch.device("cpu")])
+        before = transport.bytes_moved
+        trainer.step()
+        sizes[size] = transport.bytes_moved - before
+    assert sizes[10] == sizes[10_000] == 2 * 6 * 2 * 8

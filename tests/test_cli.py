@@ -1,0 +1,79 @@
+"""The command line: help, config files, and bad input (exit 2, one line, no traceback)."""
+
+import dataclasses
+import json
+
+import pytest
+
+from hpcars.config import ConfigError, TrainConfig, build_parser, option_name, parse_args
+from tests.conftest import run_cli
+
+
+def test_help_lists_every_option_with_its_default():
+    text = build_parser().format_help()
+    for f in dataclasses.fields(TrainConfig):
+        assert option_name(f.name) in text
+    assert text.count("(default:") >= len(dataclasses.fields(TrainConfig))
+    for name in ("--task", "--iterations", "--seed", "--directions", "--top-directions",
+                 "--step-size", "--noise-std", "--run-dir"):
+        assert name in text
+
+
+def test_config_file_then_command_line(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('task = "digits"\ndirections = 12\nstep-size = 1\n')
+    cfg = parse_args(["--config", str(path), "--directions", "7"])
+    assert (cfg.task, cfg.directions, cfg.step_size) == ("digits", 7, 1.0)
+
+
+@pytest.mark.parametrize(
+    "args,option",
+    [
+        (["--directions", "0"], "--directions"),
+        (["--top-directions", "40"], "--top-directions"),
+        (["--step-size", "-1"], "--step-size"),
+        (["--noise-std", "nan"], "--noise-std"),
+        (["--task", "chess"], "--task"),
+        (["--iterations", "ten"], "--iterations"),
+        (["--variant", "v3"], "--variant"),
+        (["--device", "tpu"], "--device"),
+        (["--device", "cuda:7"], "--device"),
+    ],
+)
+def test_bad_values_are_rejected_in_process(args, option):
+    with pytest.raises(ConfigError) as err:
+        cfg = parse_args(args)
+        from hpcars.devices import choose_devices
+        choose_devices(cfg.device, 0, 1)
+    assert str(err.value).startswith(option)
+
+
+def test_bad_config_file_keys(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("directoins = 3\n")
+    with pytest.raises(ConfigError, match="unknown option 'directoins'"):
+        parse_args(["--config", str(path)])
+    path.write_text('directions = "many"\n')
+    with pytest.raises(ConfigError, match="--directions"):
+        parse_args(["--config", str(path)])
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_bad_input_exits_2_with_one_line(tmp_path, ranks):
+    done = run_cli(["--top-directions", "99", "--run-dir", str(tmp_path / "r")], ranks=ranks)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines == ["hpcars.train: error: --top-directions: must be in [0, --directions=32] (got 99)"]
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    run_dir = tmp_path / "r"
+    assert run_cli(["--iterations", "3", "--run-dir", str(run_dir)]).returncode == 0
+    before = (run_dir / "params.h5").read_bytes()
+    done = run_cli(["--iterations", "3", "--run-dir", str(run_dir)])
+    assert done.returncode == 2 and "--run-dir" in done.stderr and "Traceback" not in done.stderr
+    assert (run_dir / "params.h5").read_bytes() == before
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["iterations"] == 3
