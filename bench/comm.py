@@ -44,7 +44,7 @@ def main() -> None:
     result: dict = {"bench": "comm", "world_size": transport.size, "directions": args.directions, "models": {}}
     for label, (task_name, hidden) in MODELS.items():
         cfg = TrainConfig(task=task_name, hidden=hidden, directions=args.directions, branch_batch=16, device="cpu")
-        trainer = ARSTrainer(cfg, make_task(task_name, 0, 0, hidden), transport, [torch.device("cpu")])
+        trainer = ARSTrainer(cfg, make_task(cfg), transport, [torch.device("cpu")])
         per_iteration = []
         for _ in range(args.iterations):
             record = trainer.step()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -49,7 +50,10 @@ def stacked_forward(
     """Forward B stacked parameter sets; ``shared``: x has no branch dimension yet."""
     if isinstance(module, nn.Linear):
         weight = params[prefix + "weight"]  # [B, out, in]
-        y = torch.einsum("...i,boi->b...o" if shared else "b...i,boi->b...o", x, weight)
+        if not shared and x.dim() == 2:  # one input row per branch (RL): a batched mat-vec
+            y = torch.bmm(weight, x.unsqueeze(-1)).squeeze(-1)
+        else:
+            y = torch.einsum("...i,boi->b...o" if shared else "b...i,boi->b...o", x, weight)
         if module.bias is not None:
             bias = params[prefix + "bias"]
             y = y + bias.reshape(bias.shape[0], *([1] * (y.dim() - 2)), bias.shape[1])
@@ -124,11 +128,17 @@ class BatchedModel:
         return self._batched(stack, x, shared=False)
 
     def _batched(self, stack: torch.Tensor, x: torch.Tensor, shared: bool, use_vmap: bool = False) -> torch.Tensor:
-        params = self.spec.unflatten(stack)
         with torch.no_grad():
-            if self.stacked and not use_vmap:
-                return stacked_forward(self.module, params, x, shared)[0]
-            return vmap(self._one, in_dims=(0, None if shared else 0))(params, x)
+            return self.bind(stack, shared, use_vmap)(x)
+
+    def bind(self, stack: torch.Tensor, shared: bool = False, use_vmap: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The B models of ``stack`` as one function of the input, for repeated calls
+        (an RL rollout calls it every step). Call it under ``torch.no_grad()``."""
+        params = self.spec.unflatten(stack)
+        if self.stacked and not use_vmap:
+            return lambda x: stacked_forward(self.module, params, x, shared)[0]
+        batched = vmap(self._one, in_dims=(0, None if shared else 0))
+        return lambda x: batched(params, x)
 
     def single(self, flat: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
         """Evaluate one parameter vector."""

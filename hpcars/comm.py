@@ -5,7 +5,7 @@ whose messages have fixed, documented shapes:
 
 * ``allgather_rows(local, counts)`` — every rank contributes ``counts[rank]`` rows of
   float64 (one row per branch it evaluated, columns given by the caller's schema,
-  e.g. ``BRANCH_FIELDS``) and receives all rows in global branch order. This is the
+  ``branch_rows``) and receives all rows in global branch order. This is the
   one collective of an ARS iteration; its size is ``2N × len(fields) × 8`` bytes,
   independent of the number of model parameters.
 * ``allgather_bytes(blob)`` — a short byte string from every rank (the parameter
@@ -24,8 +24,24 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-#: Columns of the per-branch result message of one ARS iteration.
-BRANCH_FIELDS = ("reward", "samples")
+
+def branch_row_width(obs_dim: int) -> int:
+    """Width of a branch row: reward, samples, and with V2 (obs_dim > 0) count, mean[d], m2[d]."""
+    return 2 + (1 + 2 * obs_dim if obs_dim else 0)
+
+
+def branch_rows(rewards: np.ndarray, samples: np.ndarray, obs=None) -> np.ndarray:
+    """The per-branch message of one ARS iteration, float64 [B, branch_row_width].
+
+    Columns: reward, samples (data samples or env steps the branch consumed) and,
+    when ``obs`` (an ``ObsMoments``) is given, the count, mean and M2 of the inputs
+    the branch saw. Its size depends on N and the input width, never on the number
+    of model parameters.
+    """
+    parts = [np.asarray(rewards, np.float64)[:, None], np.asarray(samples, np.float64)[:, None]]
+    if obs is not None:
+        parts += [np.asarray(obs.count, np.float64)[:, None], obs.mean, obs.m2]
+    return np.concatenate(parts, axis=1).astype(np.float64)
 
 
 class Transport(Protocol):

@@ -18,9 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-TASK_NAMES = ("regression", "digits")
+SUPERVISED_TASKS = ("regression", "digits")
 VARIANTS = ("v1", "v2")
+POLICIES = ("linear", "mlp")
 NONFINITE_POLICIES = ("skip", "fail")
+PRESET_DIR = Path(__file__).parent / "presets"
+PRESETS = tuple(sorted(p.stem for p in PRESET_DIR.glob("*.toml")))
 
 
 class ConfigError(ValueError):
@@ -37,7 +40,9 @@ def _opt(default: Any, help: str, choices: Sequence[str] | None = None) -> Any:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    task: str = _opt("regression", "what to train", TASK_NAMES)
+    preset: str = _opt("", "the ARS paper's settings for a MuJoCo task; the config file and command line override it",
+                       PRESETS)
+    task: str = _opt("regression", "regression, digits, or a registered Gymnasium id (e.g. HalfCheetah-v5)")
     iterations: int = _opt(1000, "ARS iterations to run")
     seed: int = _opt(0, "run seed: noise, data and initialisation all derive from it")
     directions: int = _opt(32, "N, perturbation directions per iteration (2N branches)")
@@ -46,7 +51,12 @@ class TrainConfig:
     noise_std: float = _opt(0.03, "ν, the standard deviation of the exploration noise")
     variant: str = _opt("v1", "v2 normalises model inputs by running statistics of those seen in training", VARIANTS)
     batch_size: int = _opt(0, "mini-batch size of supervised tasks (0 = task default: regression 2048, digits 256)")
-    hidden: int = _opt(32, "hidden width of the digits MLP")
+    hidden: int = _opt(32, "hidden width of the digits MLP and of MLP policies")
+    policy: str = _opt("linear", "RL policy: linear (zero-initialised, no bias, as in the paper) or a tanh MLP", POLICIES)
+    shift: float = _opt(0.0, "RL: subtracted from every step's reward in training (survival bonus); not in evaluation")
+    eval_episodes: int = _opt(100, "RL: episodes per evaluation, split across ranks")
+    target: float = _opt(float("nan"), "announce when the evaluation score reaches this (RL: mean return); nan = none")
+    stop_at_target: bool = _opt(False, "stop once --target is reached")
     run_dir: str = _opt("", "output directory (empty = runs/TASK-seedSEED-NNN, the next free NNN)")
     device: str = _opt("auto", "auto (a GPU per node-local rank if any, else CPU), cpu, cuda, or a list cuda:0,cuda:1")
     devices_per_rank: int = _opt(1, "with auto/cuda: how many GPUs each rank drives")
@@ -79,7 +89,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             value = getattr(cfg, name)
             raise ConfigError(option_name(name), f"{message} (got {value!r})")
 
-    for name in ("iterations", "directions", "branch_batch", "devices_per_rank", "log_every"):
+    need(cfg.task in SUPERVISED_TASKS or "-v" in cfg.task, "task",
+         "must be regression, digits or a Gymnasium id like HalfCheetah-v5")
+    for name in ("iterations", "directions", "branch_batch", "devices_per_rank", "log_every", "eval_episodes"):
         need(getattr(cfg, name) >= 1, name, "must be an integer >= 1")
     for name in ("batch_size", "eval_every", "guard_every"):
         need(getattr(cfg, name) >= 0, name, "must be an integer >= 0")
@@ -89,21 +101,33 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name in ("step_size", "noise_std"):
         value = getattr(cfg, name)
         need(math.isfinite(value) and value > 0, name, "must be a finite number > 0")
+    need(math.isfinite(cfg.shift) and cfg.shift >= 0, "shift", "must be a finite number >= 0")
+    need(not math.isinf(cfg.target), "target", "must be a finite number or nan (none)")
+    need(not cfg.stop_at_target or math.isfinite(cfg.target), "stop_at_target", "needs a --target")
     for f in dataclasses.fields(cfg):
         choices = f.metadata.get("choices")
-        if choices:
+        if choices and not (f.name == "preset" and cfg.preset == ""):
             need(getattr(cfg, f.name) in choices, f.name, f"must be one of {', '.join(choices)}")
     return cfg
 
 
-def _number(kind: type) -> Any:
+def _converter(kind: type) -> Any:
     """An argparse converter whose error names the expected kind."""
+    words = {int: "an integer", float: "a number", bool: "true or false"}
 
     def convert(text: str) -> Any:
+        if kind is str:
+            return text
+        if kind is bool:
+            if text.lower() in ("true", "yes", "1"):
+                return True
+            if text.lower() in ("false", "no", "0"):
+                return False
+            raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
         try:
             return kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {words[kind]}, got {text!r}")
 
     convert.__name__ = kind.__name__
     return convert
@@ -132,7 +156,7 @@ def build_parser(prog: str = "python -m hpcars.train") -> argparse.ArgumentParse
         parser.add_argument(
             option_name(f.name),
             dest=f.name,
-            type=str if kind is str else _number(kind),
+            type=_converter(kind),
             default=f.default,
             choices=f.metadata.get("choices"),
             help=f.metadata["help"],
@@ -157,19 +181,25 @@ def load_file(path: str) -> dict[str, Any]:
         kind = type(known[name].default)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if not isinstance(value, kind) or isinstance(value, bool):
+        if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
             raise ConfigError(option_name(name), f"{path}: expected {kind.__name__}, got {value!r}")
         values[name] = value
     return values
 
 
 def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
-    """Config file, then command line, then validation."""
+    """Preset, then config file, then command line, then validation."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    if args.config:
-        parser.set_defaults(**load_file(args.config))
-        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    from_file = load_file(args.config) if args.config else {}
+    preset = args.preset or from_file.get("preset", "")
+    if preset and preset not in PRESETS:
+        raise ConfigError("--preset", f"must be one of {', '.join(PRESETS)} (got {preset!r})")
+    if preset:
+        parser.set_defaults(**load_file(str(PRESET_DIR / f"{preset}.toml")))
+    parser.set_defaults(**from_file)
+    args = parser.parse_args(argv)
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     return validate(TrainConfig(**values))
 

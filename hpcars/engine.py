@@ -7,13 +7,13 @@ Per iteration j every rank:
    and scores them with the task in batched calls of exactly ``branch_batch``
    branches (a short last call is padded), so a branch's reward is computed by the
    same kernels whatever the world size;
-2. all-gathers one row per branch (``comm.BRANCH_FIELDS``: reward, samples) — the
-   iteration's only message, 2N × 16 bytes;
+2. all-gathers one row per branch (``comm.branch_rows``: reward, samples, and for V2
+   the moments of the inputs the branch saw) — the iteration's only message;
 3. computes the same ARS step from the same rewards (``ars.ars_step``), regenerates
    the kept directions and applies θ += Σ w_k δ_k in float64 in a fixed order, so
    all ranks hold bitwise identical θ without ever sending it;
-4. (V2) folds this iteration's training inputs into the running input statistics,
-   which become the normaliser of the next iteration.
+4. (V2) folds every branch's input moments, in branch order, into the running
+   statistics, which become the (frozen) normaliser of the next iteration.
 
 Every ``guard_every`` iterations the ranks compare SHA-256 checksums of θ and raise
 ``DivergenceError`` on a mismatch.
@@ -32,7 +32,7 @@ import torch
 
 from hpcars.ars import SKIP_NONFINITE, ARSHyper, ARSStep, ars_step
 from hpcars.branches import BatchedModel, ParamSpec
-from hpcars.comm import BRANCH_FIELDS, Transport, partition, shares
+from hpcars.comm import Transport, branch_row_width, branch_rows, partition, shares
 from hpcars.config import TrainConfig
 from hpcars.models import Normalized
 from hpcars.noise import NoiseSource
@@ -60,6 +60,7 @@ class IterationRecord:
     update_norm: float
     samples: int
     total_samples: int
+    total_episodes: int
     rollout_s: float
     comm_s: float
     update_s: float
@@ -92,6 +93,8 @@ class ARSTrainer:
         self.obs_stat = RunningStat.empty(task.input_dim) if cfg.variant == "v2" else None
         self.iteration = 0
         self.total_samples = 0
+        self.total_episodes = 0
+        self.row_width = branch_row_width(task.input_dim if self.obs_stat else 0)
         self.skipped_steps = 0
         self.counts = shares(2 * cfg.directions, transport.size)
         mine = list(partition(2 * cfg.directions, transport.size, transport.rank))
@@ -105,9 +108,9 @@ class ARSTrainer:
 
     # -- one iteration ----------------------------------------------------------------
     def _score(self, model: BatchedModel, branches: list[int]) -> np.ndarray:
-        """Rows (reward, samples) for ``branches``, in fixed-size batched calls."""
+        """Message rows (``comm.branch_row``) for ``branches``, in fixed-size batched calls."""
         if not branches:
-            return np.zeros((0, len(BRANCH_FIELDS)))
+            return np.zeros((0, self.row_width))
         context = self.task.begin_iteration(self.iteration, self.member, model.device)
         theta = self.theta.to(model.device)
         width = self.cfg.branch_batch
@@ -119,9 +122,9 @@ class ARSTrainer:
             delta = self.directions(unique.tolist(), model.device)[torch.as_tensor(inverse, device=model.device)]
             signs = torch.tensor([1.0 if b % 2 == 0 else -1.0 for b in padded], device=model.device)
             stack = theta + (self.cfg.noise_std * signs)[:, None] * delta
-            outcome = self.task.rewards(model, stack, context)
-            rows.append(torch.stack((outcome.rewards, outcome.samples), dim=1)[: len(chunk)].cpu().numpy())
-        return np.concatenate(rows).astype(np.float64)
+            outcome = self.task.rewards(model, stack, context, chunk)
+            rows.append(branch_rows(outcome.rewards, outcome.samples, outcome.obs if self.obs_stat else None))
+        return np.concatenate(rows)
 
     def _apply(self, step: ARSStep) -> float:
         """θ += Σ w_k δ_k (float64 accumulation, fixed order); returns ‖Δθ‖."""
@@ -135,7 +138,12 @@ class ARSTrainer:
         self.theta = (self.theta.to(torch.float64) + total).to(torch.float32)
         return float(total.norm())
 
-    def _refresh_normaliser(self) -> None:
+    def _merge_observations(self, rows: np.ndarray) -> None:
+        """Fold every branch's input moments into the V2 statistics, in branch order."""
+        d = self.task.input_dim
+        for row in rows:
+            count, mean, m2 = row[2], row[3 : 3 + d], row[3 + d : 3 + 2 * d]
+            self.obs_stat = self.obs_stat.merge(RunningStat(float(count), mean, m2))
         mean, inv_std = self.obs_stat.normaliser()
         for model in self.models:
             model.module.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
@@ -158,15 +166,12 @@ class ARSTrainer:
         update_norm = 0.0 if step.skipped else self._apply(step)
         self.skipped_steps += bool(step.skipped)
         if self.obs_stat is not None:
-            context = self.task.begin_iteration(self.iteration, self.member, torch.device("cpu"))
-            inputs = self.task.training_inputs(context).double().numpy()
-            self.obs_stat = self.obs_stat.merge(RunningStat.of(inputs))
-            self._refresh_normaliser()
+            self._merge_observations(rows)
         t3 = time.perf_counter()
 
         self.iteration += 1
-        batch_samples = int(samples.sum())
-        self.total_samples += batch_samples
+        self.total_samples += int(samples.sum())
+        self.total_episodes += len(rewards) * self.task.episodes_per_branch
         finite = rewards[np.isfinite(rewards)]
         return IterationRecord(
             iteration=self.iteration,
@@ -175,8 +180,9 @@ class ARSTrainer:
             sigma_r=step.sigma_r,
             skipped=step.skipped,
             update_norm=update_norm,
-            samples=batch_samples,
+            samples=int(samples.sum()),
             total_samples=self.total_samples,
+            total_episodes=self.total_episodes,
             rollout_s=t1 - t0,
             comm_s=t2 - t1,
             update_s=t3 - t2,
@@ -198,7 +204,13 @@ class ARSTrainer:
             )
 
     def evaluate(self) -> dict[str, float]:
-        return self.task.evaluate(self.models[0], self.theta)
+        """The task's evaluation of θ, its units (e.g. episodes) spread over the ranks."""
+        units = list(partition(self.task.eval_units, self.transport.size, self.transport.rank))
+        local = np.zeros((0, len(self.task.eval_fields)))
+        if units:
+            local = self.task.evaluate_units(self.models[0], self.theta, units, self.iteration)
+        rows = self.transport.allgather_rows(local, shares(self.task.eval_units, self.transport.size))
+        return self.task.summarize(rows)
 
     def describe(self) -> str:
         return self.task.describe(self.models[0], self.theta)

@@ -3,6 +3,8 @@
 Layout of ``RUN_DIR``:
 
 * ``config.json`` — the resolved ``TrainConfig``.
+* ``summary.json`` — written at the end: iterations, episodes, samples or env
+  steps, wall clock, initial and final evaluation, when ``--target`` was reached.
 * ``metrics.csv`` — one row per iteration (``METRIC_COLUMNS`` plus the task's
   evaluation columns, empty where not evaluated), flushed as it grows so it can be
   followed live.
@@ -35,9 +37,10 @@ FORMAT_VERSION = 1
 PARAMS_FILE = "params.h5"
 METRICS_FILE = "metrics.csv"
 CONFIG_FILE = "config.json"
+SUMMARY_FILE = "summary.json"
 METRIC_COLUMNS = (
     "iteration", "reward_mean", "reward_max", "sigma_r", "skipped", "update_norm", "samples",
-    "total_samples", "elapsed_s", "rollout_s", "comm_s", "update_s", "comm_bytes",
+    "total_samples", "total_episodes", "elapsed_s", "rollout_s", "comm_s", "update_s", "comm_bytes",
 )  # fmt: skip
 
 
@@ -89,8 +92,14 @@ class MetricsWriter:
         self._file.close()
 
 
+def write_json_atomic(path: Path, value: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
 def write_config(run_dir: Path, cfg: TrainConfig) -> None:
-    (run_dir / CONFIG_FILE).write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+    write_json_atomic(run_dir / CONFIG_FILE, to_dict(cfg))
 
 
 def save_params(

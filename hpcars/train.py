@@ -14,8 +14,11 @@ import os
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+import dataclasses
+import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -25,7 +28,9 @@ from hpcars.comm import Transport, make_transport
 from hpcars.config import ConfigError, TrainConfig, parse_args
 from hpcars.devices import choose_devices
 from hpcars.engine import ARSTrainer, DivergenceError, IterationRecord, NonFiniteRewardError
-from hpcars.output import MetricsWriter, resolve_run_dir, save_params, write_config
+from hpcars.output import (
+    METRICS_FILE, SUMMARY_FILE, MetricsWriter, resolve_run_dir, save_params, write_config, write_json_atomic,
+)  # fmt: skip
 from hpcars.tasks import make_task
 
 EXIT_BAD_INPUT = 2
@@ -33,12 +38,32 @@ EXIT_DIVERGED = 3
 
 
 def _progress(record: IterationRecord, elapsed: float, unit: str) -> str:
-    evals = "  ".join(f"{k} {v:.4g}" for k, v in record.eval.items())
+    evals = "  ".join(f"{k} {v:.4g}" for k, v in record.eval.items() if k != "score")
+    episodes = f"  episodes {record.total_episodes}" if record.total_episodes else ""
     note = f"  [step skipped: {record.skipped}]" if record.skipped else ""
     return (
         f"iter {record.iteration:5d}  reward {record.reward_mean:11.4f} (max {record.reward_max:11.4f})  {evals}"
-        f"  {unit} {record.total_samples:.3g}  {record.total_samples / max(elapsed, 1e-9):.3g} {unit}/s"
+        f"{episodes}  {unit} {record.total_samples:.3g}  {record.total_samples / max(elapsed, 1e-9):.3g} {unit}/s"
         f"  comm {record.comm_bytes} B/it{note}"
+    )
+
+
+@dataclass(frozen=True)
+class TargetReached:
+    """When the evaluation score first reached ``--target`` (the paper's Table 1 measure)."""
+
+    iteration: int
+    episodes: int
+    samples: int
+    wall_s: float
+    score: float
+
+
+def _header(cfg: TrainConfig, trainer: ARSTrainer, world: int, devices, run_dir: Path) -> str:
+    return (
+        f"hpcars: task {cfg.task}  {cfg.variant_name}  N={cfg.directions} b={cfg.top} α={cfg.step_size} "
+        f"ν={cfg.noise_std}  {trainer.spec.size} parameters  {world} rank(s) on "
+        f"{','.join(map(str, devices))}  run dir {run_dir}"
     )
 
 
@@ -47,7 +72,7 @@ def run(cfg: TrainConfig, transport: Transport, out=sys.stdout) -> ARSTrainer:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     lead = transport.rank == 0
     devices = choose_devices(cfg.device, transport.local_rank, cfg.devices_per_rank)
-    task = make_task(cfg.task, cfg.seed, cfg.batch_size, cfg.hidden)
+    task = make_task(cfg)
 
     decision = None
     if lead:
@@ -61,32 +86,39 @@ def run(cfg: TrainConfig, transport: Transport, out=sys.stdout) -> ARSTrainer:
     run_dir = Path(decision)
 
     trainer = ARSTrainer(cfg, task, transport, devices)
+    start = time.perf_counter()
     first_eval = trainer.evaluate()
     writer = None
     if lead:
         write_config(run_dir, cfg)
-        writer = MetricsWriter(run_dir / "metrics.csv", list(first_eval))
-        print(
-            f"hpcars: task {cfg.task}  {cfg.variant_name}  N={cfg.directions} b={cfg.top} α={cfg.step_size} "
-            f"ν={cfg.noise_std}  {trainer.spec.size} parameters  {transport.size} rank(s) on "
-            f"{','.join(map(str, devices))}  run dir {run_dir}",
-            file=out,
-        )
+        writer = MetricsWriter(run_dir / METRICS_FILE, list(task.eval_columns))
+        print(_header(cfg, trainer, transport.size, devices, run_dir), file=out)
         print("iter     0  " + "  ".join(f"{k} {v:.4g}" for k, v in first_eval.items()), file=out, flush=True)
 
-    start = time.perf_counter()
+    reached: TargetReached | None = None
+    record = None
     for _ in range(cfg.iterations):
         record = trainer.step()
         last = trainer.iteration == cfg.iterations
         if (cfg.eval_every and trainer.iteration % cfg.eval_every == 0) or last:
-            record = IterationRecord(**{**record.__dict__, "eval": trainer.evaluate()})
+            record = dataclasses.replace(record, eval=trainer.evaluate())
         if cfg.guard_every and (trainer.iteration % cfg.guard_every == 0 or last):
             trainer.guard()
+        elapsed = time.perf_counter() - start
+        score = record.eval.get("score", float("nan"))
+        newly = reached is None and score >= cfg.target  # False for target = nan
+        if newly:
+            reached = TargetReached(trainer.iteration, trainer.total_episodes, trainer.total_samples, elapsed, score)
         if lead:
-            elapsed = time.perf_counter() - start
             writer.write(record, elapsed)
-            if trainer.iteration % cfg.log_every == 0 or last or record.skipped:
+            if trainer.iteration % cfg.log_every == 0 or last or record.skipped or newly:
                 print(_progress(record, elapsed, task.sample_unit), file=out, flush=True)
+            if newly:
+                print(f"reached target {cfg.target:g} (score {score:.1f}) at iteration {reached.iteration}: "
+                      f"{reached.episodes} episodes, {reached.samples} {task.sample_unit}, {elapsed:.1f} s",
+                      file=out, flush=True)  # fmt: skip
+        if newly and cfg.stop_at_target:
+            break
 
     elapsed = time.perf_counter() - start
     sha = trainer.params_sha256()
@@ -96,10 +128,21 @@ def run(cfg: TrainConfig, transport: Transport, out=sys.stdout) -> ARSTrainer:
             run_dir, trainer.named_params(), cfg=cfg, iteration=trainer.iteration,
             world_size=transport.size, sha256=sha, obs_stat=trainer.obs_stat,
         )  # fmt: skip
+        summary = {
+            "iterations": trainer.iteration, "episodes": trainer.total_episodes, task.sample_unit.replace(" ", "_"):
+            trainer.total_samples, "wall_s": round(elapsed, 3), "world_size": transport.size,
+            "final": record.eval, "initial": first_eval, "target": cfg.target if math.isfinite(cfg.target) else None,
+            "reached_target": dataclasses.asdict(reached) if reached else None, "params_sha256": sha,
+        }  # fmt: skip
+        write_json_atomic(run_dir / SUMMARY_FILE, summary)
         print(f"done: {trainer.iteration} iterations in {elapsed:.1f} s on {transport.size} rank(s)", file=out)
         print(f"  initial: {first_eval}", file=out)
         print(f"  final:   {record.eval}", file=out)
         print("  " + trainer.describe().replace("\n", "\n  "), file=out)
+        if math.isfinite(cfg.target):
+            print(f"  target {cfg.target:g}: " + (
+                f"reached at iteration {reached.iteration}, {reached.episodes} episodes" if reached else "not reached"
+            ), file=out)  # fmt: skip
         if trainer.skipped_steps:
             print(f"  {trainer.skipped_steps} step(s) skipped (non-finite or constant rewards)", file=out)
         print(f"  params_sha256 {sha}", file=out)

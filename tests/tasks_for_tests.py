@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
-from hpcars.tasks.base import BranchOutcome
+from hpcars.tasks.base import BranchOutcome, ObsMoments
 
 
 class Vector(nn.Module):
@@ -25,6 +26,10 @@ class Quadratic:
     name = "quadratic"
     input_dim = 1
     sample_unit = "samples"
+    episodes_per_branch = 0
+    eval_units = 1
+    eval_fields = ("distance",)
+    eval_columns = ("score", "distance")
 
     def __init__(self, size: int = 7, nan_branch: int | None = None) -> None:
         self.size = size
@@ -37,18 +42,23 @@ class Quadratic:
     def begin_iteration(self, iteration, member, device):
         return torch.zeros(1, 1, device=device)
 
-    def rewards(self, model, stack, context) -> BranchOutcome:
-        out = model(stack, context).double()
-        rewards = -((out - self.center.to(out.device)) ** 2).sum(dim=1)
+    def rewards(self, model, stack, context, branches) -> BranchOutcome:
+        n = len(branches)
+        out = model(stack, context).double()[:n]
+        rewards = -((out - self.center.to(out.device)) ** 2).sum(dim=1).cpu().numpy()
         if self.nan_branch is not None:
             rewards[:] = float("nan")
-        return BranchOutcome(rewards, torch.ones_like(rewards))
+        zeros = np.zeros((n, 1))
+        return BranchOutcome(rewards, np.ones(n), ObsMoments(np.ones(n), zeros, zeros))
 
-    def training_inputs(self, context):
-        return context
+    def evaluate_units(self, model, flat, units, iteration):
+        return np.array([[self.distance(flat)] for _ in units])
 
-    def evaluate(self, model, flat):
-        return {"distance": float(((flat.double().cpu() - self.center) ** 2).sum())}
+    def summarize(self, rows):
+        return {"score": -float(rows[0, 0]), "distance": float(rows[0, 0])}
+
+    def distance(self, flat):
+        return float(((flat.double().cpu() - self.center) ** 2).sum())
 
     def describe(self, model, flat):
         return ""

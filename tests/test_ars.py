@@ -56,7 +56,7 @@ def test_engine_agrees_with_numpy_reference(n, b):
             theta, task.reward_numpy, seed=5, iteration=j, alpha=0.05, nu=0.1, n=n, b=b
         )
         np.testing.assert_allclose(trainer.theta.numpy(), theta, rtol=1e-5, atol=1e-7)
-    assert trainer.task.evaluate(None, trainer.theta)["distance"] < float((task.center**2).sum())
+    assert trainer.evaluate()["distance"] < float((task.center**2).sum())
 
 
 def test_nonfinite_rewards_skip_or_fail():

@@ -1,19 +1,31 @@
-"""Task registry: ``--task NAME`` -> a constructor."""
+"""Task registry: ``--task NAME`` -> a task object."""
 
 from __future__ import annotations
 
-from hpcars.tasks.base import BranchOutcome, Task
+from hpcars.config import ConfigError, TrainConfig
+from hpcars.tasks.base import BranchOutcome, ObsMoments, Task
 from hpcars.tasks.supervised import Digits, Regression
 
-TASKS = {"regression": Regression, "digits": Digits}
+
+def make_task(cfg: TrainConfig) -> Task:
+    """The task ``cfg.task`` names; an unknown Gymnasium id is a ``ConfigError``."""
+    if cfg.task == "regression":
+        return Regression(cfg.seed, cfg.batch_size or 2048)
+    if cfg.task == "digits":
+        return Digits(cfg.seed, cfg.batch_size or 256, cfg.hidden)
+    from hpcars.tasks.rl import GymTask, gym_ids
+
+    ids = gym_ids()
+    if not ids:
+        raise ConfigError("--task", f"{cfg.task} needs Gymnasium: pip install 'hpcars[rl]'")
+    if cfg.task not in ids:
+        close = [i for i in ids if i.split("-")[0].lower() == cfg.task.split("-")[0].lower()]
+        hint = f"; registered versions: {', '.join(close)}" if close else ""
+        raise ConfigError("--task", f"{cfg.task!r} is not a registered Gymnasium id{hint}")
+    return GymTask(
+        cfg.task, cfg.seed, policy=cfg.policy, hidden=cfg.hidden, shift=cfg.shift,
+        eval_episodes=cfg.eval_episodes, branch_batch=cfg.branch_batch, track_obs=cfg.variant == "v2",
+    )  # fmt: skip
 
 
-def make_task(name: str, seed: int, batch_size: int, hidden: int) -> Task:
-    if name == "regression":
-        return Regression(seed, batch_size or 2048)
-    if name == "digits":
-        return Digits(seed, batch_size or 256, hidden)
-    raise KeyError(name)
-
-
-__all__ = ["TASKS", "BranchOutcome", "Task", "make_task"]
+__all__ = ["BranchOutcome", "ObsMoments", "Task", "make_task"]

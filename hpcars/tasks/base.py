@@ -1,14 +1,22 @@
 """What the trainer asks of a task.
 
-A task owns a model template and knows how to score a stack of parameter vectors.
-The trainer owns θ, the noise and the update; it never looks inside the model.
+A task owns a model template and knows how to score a stack of parameter vectors
+and how to evaluate the unperturbed parameters. The trainer owns θ, the noise, the
+update, the transport and the V2 statistics; it never looks inside the model.
+
+Evaluation is split into *units* (the held-out set is one unit; an RL evaluation
+episode is one unit) so the trainer can spread them over the ranks and gather one
+row per unit (columns ``eval_fields``); ``summarize`` turns all rows into the
+metrics. Every summary has a ``score`` (higher is better: −loss for regression,
+accuracy for digits, mean return for RL) that ``--target`` is compared with.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -16,11 +24,21 @@ from hpcars.branches import BatchedModel
 
 
 @dataclass(frozen=True)
-class BranchOutcome:
-    """Scores of B branches: rewards (float64) and samples or env steps consumed."""
+class ObsMoments:
+    """Per-branch moments of the inputs a branch saw: count [B], mean [B, d], m2 [B, d]."""
 
-    rewards: torch.Tensor
-    samples: torch.Tensor
+    count: np.ndarray
+    mean: np.ndarray
+    m2: np.ndarray
+
+
+@dataclass(frozen=True)
+class BranchOutcome:
+    """Scores of B branches: rewards, samples (or env steps) consumed, and input moments."""
+
+    rewards: np.ndarray  # float64 [B]
+    samples: np.ndarray  # float64 [B]
+    obs: ObsMoments | None  # None when the task does not track them (e.g. RL with V1)
 
 
 class Task(Protocol):
@@ -29,6 +47,13 @@ class Task(Protocol):
     input_dim: int
     #: what the "samples" column counts ("samples", "env steps")
     sample_unit: str
+    #: training episodes per branch (RL: 1; supervised: 0)
+    episodes_per_branch: int
+    #: how many evaluation units one evaluation has, and the columns of a unit's row
+    eval_units: int
+    eval_fields: tuple[str, ...]
+    #: the metrics ``summarize`` returns, in order (the first is always "score")
+    eval_columns: tuple[str, ...]
 
     def build_model(self) -> nn.Module:
         """A fresh model, initialised deterministically from the run seed."""
@@ -38,16 +63,20 @@ class Task(Protocol):
         """Per-iteration context shared by all branches (e.g. the mini-batch)."""
         ...
 
-    def rewards(self, model: BatchedModel, stack: torch.Tensor, context: Any) -> BranchOutcome:
-        """Score every row of ``stack`` ([B, P]) in batched calls."""
+    def rewards(
+        self, model: BatchedModel, stack: torch.Tensor, context: Any, branches: Sequence[int]
+    ) -> BranchOutcome:
+        """Score the first ``len(branches)`` rows of ``stack`` (rows past that are padding)."""
         ...
 
-    def training_inputs(self, context: Any) -> torch.Tensor:
-        """The inputs seen in training this iteration ([n, input_dim]), for V2 statistics."""
+    def evaluate_units(
+        self, model: BatchedModel, flat: torch.Tensor, units: Sequence[int], iteration: int
+    ) -> np.ndarray:
+        """Rows [len(units), len(eval_fields)] for these evaluation units."""
         ...
 
-    def evaluate(self, model: BatchedModel, flat: torch.Tensor) -> dict[str, float]:
-        """Held-out metrics of the unperturbed parameters."""
+    def summarize(self, rows: np.ndarray) -> dict[str, float]:
+        """All units' rows -> metrics (keys ``eval_columns``)."""
         ...
 
     def describe(self, model: BatchedModel, flat: torch.Tensor) -> str:

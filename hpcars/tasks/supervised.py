@@ -16,8 +16,9 @@ communicated and the batch does not depend on the world size.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,7 +26,8 @@ from torch import nn
 from hpcars.branches import BatchedModel
 from hpcars.models import mlp
 from hpcars.noise import stream_key
-from hpcars.tasks.base import BranchOutcome
+from hpcars.runningstat import RunningStat
+from hpcars.tasks.base import BranchOutcome, ObsMoments
 
 DATA_STREAM = 0xDA7A
 INIT_STREAM = 0x1A17
@@ -43,6 +45,7 @@ def _generator(seed: int, *coords: int) -> torch.Generator:
 class Batch:
     x: torch.Tensor
     y: torch.Tensor
+    stat: RunningStat | None = None  # moments of x, for V2
 
 
 class SupervisedTask:
@@ -50,7 +53,9 @@ class SupervisedTask:
 
     name = "supervised"
     sample_unit = "samples"
+    episodes_per_branch = 0
     input_dim = 0
+    eval_units = 1  # the held-out set
 
     def __init__(self, seed: int, batch_size: int, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
         self.seed = seed
@@ -62,15 +67,25 @@ class SupervisedTask:
 
     def begin_iteration(self, iteration: int, member: int, device: torch.device) -> Batch:
         batch = self.sample(_generator(self.seed ^ DATA_STREAM, iteration, member))
-        return Batch(batch.x.to(device), batch.y.to(device))
+        return Batch(batch.x.to(device), batch.y.to(device), RunningStat.of(batch.x.double().numpy()))
 
-    def rewards(self, model: BatchedModel, stack: torch.Tensor, context: Batch) -> BranchOutcome:
-        loss = self._loss(model(stack, context.x), context.y)
-        samples = torch.full_like(loss, float(context.x.shape[0]), dtype=torch.float64)
-        return BranchOutcome(rewards=-loss.to(torch.float64), samples=samples)
+    def rewards(self, model: BatchedModel, stack: torch.Tensor, context: Batch, branches: Sequence[int]) -> BranchOutcome:
+        n = len(branches)
+        loss = self._loss(model(stack, context.x), context.y)[:n]
+        stat = context.stat
+        # every branch saw the same inputs; merging them once per branch gives the same
+        # mean and variance as one copy (each iteration's batch keeps an equal weight)
+        return BranchOutcome(
+            rewards=-loss.double().cpu().numpy(),
+            samples=np.full(n, float(context.x.shape[0])),
+            obs=ObsMoments(np.full(n, stat.count), np.tile(stat.mean, (n, 1)), np.tile(stat.m2, (n, 1))),
+        )
 
-    def training_inputs(self, context: Batch) -> torch.Tensor:
-        return context.x
+    def heldout_metrics(self, model: BatchedModel, flat: torch.Tensor) -> list[float]:
+        raise NotImplementedError
+
+    def evaluate_units(self, model: BatchedModel, flat: torch.Tensor, units: Sequence[int], iteration: int) -> np.ndarray:
+        return np.array([self.heldout_metrics(model, flat) for _ in units], dtype=np.float64).reshape(len(units), -1)
 
 
 def _smooth_l1(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -87,6 +102,8 @@ class Regression(SupervisedTask):
     name = "regression"
     degree = 4
     input_dim = 4
+    eval_fields = ("eval_loss",)
+    eval_columns = ("score", "eval_loss")
 
     def __init__(self, seed: int, batch_size: int = 2048) -> None:
         super().__init__(seed, batch_size, _smooth_l1)
@@ -108,10 +125,12 @@ class Regression(SupervisedTask):
         nn.init.zeros_(model.bias)
         return model
 
-    def evaluate(self, model: BatchedModel, flat: torch.Tensor) -> dict[str, float]:
+    def heldout_metrics(self, model: BatchedModel, flat: torch.Tensor) -> list[float]:
         x, y = self.heldout.x.to(flat.device), self.heldout.y.to(flat.device)
-        loss = _smooth_l1(model.single(flat, x)[None], y)
-        return {"eval_loss": float(loss[0])}
+        return [float(_smooth_l1(model.single(flat, x)[None], y)[0])]
+
+    def summarize(self, rows: np.ndarray) -> dict[str, float]:
+        return {"score": -float(rows[0, 0]), "eval_loss": float(rows[0, 0])}
 
     def describe(self, model: BatchedModel, flat: torch.Tensor) -> str:
         def poly(w: list[float], b: float) -> str:
@@ -130,6 +149,8 @@ class Regression(SupervisedTask):
 class Digits(SupervisedTask):
     name = "digits"
     input_dim = 64
+    eval_fields = ("eval_loss", "eval_accuracy")
+    eval_columns = ("score", "eval_loss", "eval_accuracy")
 
     def __init__(self, seed: int, batch_size: int = 256, hidden: int = 32) -> None:
         super().__init__(seed, batch_size, _cross_entropy)
@@ -159,14 +180,15 @@ class Digits(SupervisedTask):
                 p.uniform_(-bound, bound, generator=g)
         return model
 
-    def evaluate(self, model: BatchedModel, flat: torch.Tensor) -> dict[str, float]:
+    def heldout_metrics(self, model: BatchedModel, flat: torch.Tensor) -> list[float]:
         x, y = self.test_x.to(flat.device), self.test_y.to(flat.device)
         out = model.single(flat, x)
-        return {
-            "eval_loss": float(F.cross_entropy(out, y)),
-            "eval_accuracy": float((out.argmax(dim=1) == y).double().mean()),
-        }
+        return [float(F.cross_entropy(out, y)), float((out.argmax(dim=1) == y).double().mean())]
+
+    def summarize(self, rows: np.ndarray) -> dict[str, float]:
+        loss, accuracy = rows[0]
+        return {"score": float(accuracy), "eval_loss": float(loss), "eval_accuracy": float(accuracy)}
 
     def describe(self, model: BatchedModel, flat: torch.Tensor) -> str:
-        metrics = self.evaluate(model, flat)
-        return f"held-out accuracy {metrics['eval_accuracy']:.3f} on {len(self.test_y)} images"
+        accuracy = self.heldout_metrics(model, flat)[1]
+        return f"held-out accuracy {accuracy:.3f} on {len(self.test_y)} images"

@@ -1,0 +1,214 @@
+"""Reinforcement learning on Gymnasium environments (MuJoCo locomotion, classic control).
+
+A branch's reward is the return of one episode of its perturbed policy. A rank runs
+the episodes of a batch of branches in lockstep: at every step one batched call
+computes the actions of all of them (``BatchedModel.per_branch``) and each env that
+is still running is stepped; finished episodes drop out of the stepping. The call
+keeps its fixed shape (finished and padding rows are fed their last observation
+and ignored), so an action never depends on how many branches share the batch —
+part of the world-size invariance.
+
+* Seeds: the episode of branch b in iteration j resets its env with
+  ``stream_key(seed ^ ENV_STREAM, j, member, b)``; evaluation episode e of
+  iteration j uses ``seed ^ EVAL_STREAM``. Runs are reproducible.
+* Actions: continuous (Box) actions are the policy output clipped to the action
+  bounds; discrete actions are the argmax of one output per action.
+* Shift (ARS paper, §"Modifications"): during training ``shift`` is subtracted from
+  every step's reward (the survival bonus of Hopper, Walker2d, Ant, Humanoid);
+  evaluation returns are unshifted.
+* Counting: every training branch is one episode; env steps are counted exactly
+  (the paper's x-axis). Evaluation episodes and steps are reported separately.
+* V2: the moments (count, mean, M2) of every observation a branch's policy was fed
+  are returned per branch; the trainer merges them in branch order.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from hpcars.branches import BatchedModel
+from hpcars.models import mlp
+from hpcars.noise import stream_key
+from hpcars.tasks.base import BranchOutcome, ObsMoments
+
+ENV_STREAM = 0xE4F
+EVAL_STREAM = 0xE7A1
+INIT_STREAM = 0x1A17
+
+
+KNOWN_MUJOCO_NOTICES = ("compiler attribute 'settotalmass' is deprecated",)
+
+
+def quiet_known_mujoco_notices() -> None:
+    """Drop MuJoCo's deprecation notice about Gymnasium v5's own XML (printed once per env
+    created, i.e. hundreds of times per run); every other MuJoCo warning still prints."""
+    try:
+        import mujoco
+    except ImportError:
+        return
+
+    def warn(message: str) -> None:
+        if not message.startswith(KNOWN_MUJOCO_NOTICES):
+            print(f"MuJoCo warning: {message}", file=sys.stderr, flush=True)
+
+    mujoco.set_mju_user_warning(warn)
+
+
+def gym_ids() -> list[str]:
+    """Registered Gymnasium environment ids (empty without gymnasium)."""
+    try:
+        import gymnasium
+    except ImportError:
+        return []
+    return sorted(gymnasium.registry)
+
+
+def _moments(history: np.ndarray, lengths: np.ndarray) -> ObsMoments:
+    """Per-branch count, mean and M2 (two-pass, float64) of history[t, b] for t < lengths[b]."""
+    seen = (np.arange(history.shape[0])[:, None] < lengths[None, :])[:, :, None]  # [T, n, 1]
+    x = history.astype(np.float64)
+    mean = np.where(seen, x, 0.0).sum(axis=0) / lengths[:, None]
+    m2 = np.where(seen, (x - mean) ** 2, 0.0).sum(axis=0)
+    return ObsMoments(lengths.copy(), mean, m2)
+
+
+def _env_seed(seed: int, stream: int, iteration: int, member: int, index: int) -> int:
+    return stream_key(seed ^ stream, iteration, member, index) & (2**63 - 1)
+
+
+class GymTask:
+    sample_unit = "env steps"
+    episodes_per_branch = 1
+    eval_fields = ("return", "steps")
+    eval_columns = ("score", "eval_return_mean", "eval_return_std", "eval_return_min", "eval_return_max", "eval_steps")
+
+    def __init__(
+        self, env_id: str, seed: int, *, policy: str = "linear", hidden: int = 32,
+        shift: float = 0.0, eval_episodes: int = 100, branch_batch: int = 64, track_obs: bool = True,
+    ) -> None:  # fmt: skip
+        import gymnasium
+
+        quiet_known_mujoco_notices()
+        self.name = env_id
+        self.seed = seed
+        self.policy = policy
+        self.hidden = hidden
+        self.shift = shift
+        self.eval_units = eval_episodes
+        self.branch_batch = branch_batch
+        self.track_obs = track_obs  # V2 only: V1 skips the bookkeeping in the step loop
+        self._make = lambda: gymnasium.make(env_id)
+        probe = self._make()
+        space = probe.action_space
+        self.discrete = isinstance(space, gymnasium.spaces.Discrete)
+        self.input_dim = int(np.prod(probe.observation_space.shape))
+        self.action_dim = int(space.n) if self.discrete else int(np.prod(space.shape))
+        self.low = None if self.discrete else torch.as_tensor(space.low, dtype=torch.float32)
+        self.high = None if self.discrete else torch.as_tensor(space.high, dtype=torch.float32)
+        self._envs = [probe]
+
+    # -- model ------------------------------------------------------------------------
+    def build_model(self) -> nn.Module:
+        if self.policy == "linear":  # the paper's policy: zero-initialised, no bias
+            model = nn.Linear(self.input_dim, self.action_dim, bias=False)
+            nn.init.zeros_(model.weight)
+            return model
+        model = mlp([self.input_dim, self.hidden, self.hidden, self.action_dim])
+        g = torch.Generator().manual_seed(stream_key(self.seed ^ INIT_STREAM, 0, 0, 0) & (2**63 - 1))
+        with torch.no_grad():
+            for p in model.parameters():
+                bound = 1.0 / (p.shape[-1] ** 0.5) if p.dim() > 1 else 0.0
+                p.uniform_(-bound, bound, generator=g)
+        return model
+
+    def _env(self, slot: int):
+        while len(self._envs) <= slot:
+            self._envs.append(self._make())
+        return self._envs[slot]
+
+    # -- rollouts -----------------------------------------------------------------------
+    def rollouts(
+        self, model: BatchedModel, stack: torch.Tensor, seeds: Sequence[int], shift: float, record: bool
+    ) -> tuple[np.ndarray, np.ndarray, ObsMoments | None]:
+        """One episode per seed, the policy of row i of ``stack`` for seed i, in lockstep.
+
+        This is the hot loop of RL training: per lockstep step one policy call for all
+        rows, one copy of the observations (when ``record``), then one ``env.step`` per
+        running episode, and little else. Recorded observations (float32, T × n × d)
+        are reduced to per-branch moments once, after the episodes end.
+        """
+        n, rows = len(seeds), stack.shape[0]
+        envs = [self._env(i) for i in range(n)]
+        obs = torch.zeros((rows, self.input_dim), dtype=torch.float32)
+        obs_np = obs.numpy()  # shares memory with obs: envs write here, the policy reads
+        for i, env in enumerate(envs):
+            obs_np[i] = env.reset(seed=int(seeds[i]))[0]
+        returns = [0.0] * n
+        steps = [0] * n
+        history: list[np.ndarray] = []
+        active = list(range(n))
+        with torch.inference_mode():
+            policy = model.bind(stack)
+            while active:
+                if record:
+                    history.append(obs_np[:n].copy())
+                out = policy(obs.to(stack.device)).cpu()
+                actions = out.argmax(dim=-1).numpy() if self.discrete else out.clamp_(self.low, self.high).numpy()
+                still = []
+                for i in active:
+                    ob, reward, terminated, truncated, _ = envs[i].step(actions[i])
+                    returns[i] += reward
+                    steps[i] += 1
+                    if not (terminated or truncated):
+                        obs_np[i] = ob
+                        still.append(i)
+                active = still
+        lengths = np.array(steps, dtype=np.float64)
+        moments = _moments(np.stack(history), lengths) if record else None
+        # the survival bonus comes off every step: T steps cost shift * T
+        return np.array(returns, dtype=np.float64) - shift * lengths, lengths, moments
+
+    # -- the Task interface ------------------------------------------------------------------
+    def begin_iteration(self, iteration: int, member: int, device: torch.device) -> tuple[int, int]:
+        return iteration, member
+
+    def rewards(
+        self, model: BatchedModel, stack: torch.Tensor, context: tuple[int, int], branches: Sequence[int]
+    ) -> BranchOutcome:
+        iteration, member = context
+        seeds = [_env_seed(self.seed, ENV_STREAM, iteration, member, b) for b in branches]
+        returns, steps, moments = self.rollouts(model, stack, seeds, self.shift, record=self.track_obs)
+        return BranchOutcome(returns, steps, moments)
+
+    def evaluate_units(
+        self, model: BatchedModel, flat: torch.Tensor, units: Sequence[int], iteration: int
+    ) -> np.ndarray:
+        rows = []
+        stack = flat[None].expand(self.branch_batch, -1)
+        for start in range(0, len(units), self.branch_batch):
+            chunk = units[start : start + self.branch_batch]
+            seeds = [_env_seed(self.seed, EVAL_STREAM, iteration, 0, e) for e in chunk]
+            returns, steps, _ = self.rollouts(model, stack, seeds, 0.0, record=False)
+            rows.append(np.stack((returns, steps), axis=1))
+        return np.concatenate(rows)
+
+    def summarize(self, rows: np.ndarray) -> dict[str, float]:
+        returns = rows[:, 0]
+        mean = float(returns.mean())
+        return {
+            "score": mean,
+            "eval_return_mean": mean,
+            "eval_return_std": float(returns.std()),
+            "eval_return_min": float(returns.min()),
+            "eval_return_max": float(returns.max()),
+            "eval_steps": float(rows[:, 1].sum()),
+        }
+
+    def describe(self, model: BatchedModel, flat: torch.Tensor) -> str:
+        kind = "linear" if self.policy == "linear" else f"MLP {self.hidden}x{self.hidden}"
+        return f"{self.name}: {kind} policy, {self.input_dim} observations -> {self.action_dim} actions"
