@@ -10,6 +10,8 @@ whose messages have fixed, documented shapes:
   independent of the number of model parameters.
 * ``allgather_bytes(blob)`` — a short byte string from every rank (the parameter
   checksum of the divergence guard).
+* ``allmax(value)`` — the largest of one int per rank, on every rank (the
+  per-iteration "stop requested?" vote: 0, or the number of the signal received).
 * ``bcast(obj)`` — a small picklable object from rank 0 (start-up decisions only).
 
 ``SingleProcess`` is the same interface for one process (no mpirun, or mpi4py
@@ -54,6 +56,8 @@ class Transport(Protocol):
 
     def allgather_bytes(self, blob: bytes) -> list[bytes]: ...
 
+    def allmax(self, value: int) -> int: ...
+
     def bcast(self, obj: Any) -> Any: ...
 
     def abort(self, code: int) -> None: ...
@@ -74,6 +78,9 @@ class SingleProcess:
 
     def allgather_bytes(self, blob: bytes) -> list[bytes]:
         return [blob]
+
+    def allmax(self, value: int) -> int:
+        return int(value)
 
     def bcast(self, obj: Any) -> Any:
         return obj
@@ -113,6 +120,12 @@ class MPITransport:
         gathered = self.comm.allgather(blob)
         self.bytes_moved += sum(len(b) for b in gathered)
         return gathered
+
+    def allmax(self, value: int) -> int:
+        out = np.zeros(1, dtype=np.int32)
+        self.comm.Allreduce(np.array([value], dtype=np.int32), out, op=self._mpi.MAX)
+        self.bytes_moved += out.nbytes
+        return int(out[0])
 
     def bcast(self, obj: Any) -> Any:
         return self.comm.bcast(obj, root=0)

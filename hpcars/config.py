@@ -65,6 +65,11 @@ class TrainConfig:
     log_every: int = _opt(50, "print progress every this many iterations")
     guard_every: int = _opt(10, "compare a parameter checksum across ranks every this many iterations (0 = never)")
     on_nonfinite: str = _opt("skip", "a NaN/inf reward: skip the step and log it, or fail", NONFINITE_POLICIES)
+    checkpoint_every: int = _opt(10, "write a checkpoint every this many iterations (and at the end, and on a stop signal)")
+    keep_checkpoints: int = _opt(3, "how many of the newest checkpoints to keep")
+    resume: str = _opt("", "continue the run in this directory from its latest checkpoint (options not given "
+                           "are taken from it; --iterations is the total)")
+    force_resume: bool = _opt(False, "resume even if result-affecting options differ from the checkpoint's")
 
     @property
     def top(self) -> int:
@@ -75,6 +80,15 @@ class TrainConfig:
     def variant_name(self) -> str:
         """The paper's name: V1, V1-t, V2 or V2-t."""
         return self.variant.upper() + ("-t" if self.top < self.directions else "")
+
+
+#: Options that determine the parameter trajectory; a resume must not change them.
+RESULT_FIELDS = (
+    "task", "seed", "directions", "top_directions", "step_size", "noise_std", "variant", "batch_size",
+    "hidden", "policy", "shift", "branch_batch",
+)  # fmt: skip
+#: Options that say where and how to (re)start, never inherited from a checkpoint.
+RUN_CONTROL_FIELDS = ("resume", "force_resume", "run_dir")
 
 
 def option_name(name: str) -> str:
@@ -91,7 +105,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
 
     need(cfg.task in SUPERVISED_TASKS or "-v" in cfg.task, "task",
          "must be regression, digits or a Gymnasium id like HalfCheetah-v5")
-    for name in ("iterations", "directions", "branch_batch", "devices_per_rank", "log_every", "eval_episodes"):
+    for name in ("iterations", "directions", "branch_batch", "devices_per_rank", "log_every", "eval_episodes",
+                 "checkpoint_every", "keep_checkpoints"):
         need(getattr(cfg, name) >= 1, name, "must be an integer >= 1")
     for name in ("batch_size", "eval_every", "guard_every"):
         need(getattr(cfg, name) >= 0, name, "must be an integer >= 0")
@@ -198,10 +213,25 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         raise ConfigError("--preset", f"must be one of {', '.join(PRESETS)} (got {preset!r})")
     if preset:
         parser.set_defaults(**load_file(str(PRESET_DIR / f"{preset}.toml")))
+    resume = args.resume or from_file.get("resume", "")
+    if resume:  # options not given again come from the run being resumed
+        parser.set_defaults(**saved_config(Path(resume)))
     parser.set_defaults(**from_file)
     args = parser.parse_args(argv)
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     return validate(TrainConfig(**values))
+
+
+def saved_config(run_dir: Path) -> dict[str, Any]:
+    """The options recorded in a run directory's latest checkpoint (empty if none)."""
+    from hpcars import checkpoint
+
+    found = checkpoint.latest(run_dir)
+    if found is None:
+        return {}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    saved = checkpoint.read(found).config
+    return {k: v for k, v in saved.items() if k in known and k not in RUN_CONTROL_FIELDS}
 
 
 def to_dict(cfg: TrainConfig) -> dict[str, Any]:

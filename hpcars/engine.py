@@ -32,6 +32,7 @@ import torch
 
 from hpcars.ars import SKIP_NONFINITE, ARSHyper, ARSStep, ars_step
 from hpcars.branches import BatchedModel, ParamSpec
+from hpcars.checkpoint import Checkpoint, CheckpointError
 from hpcars.comm import Transport, branch_row_width, branch_rows, partition, shares
 from hpcars.config import TrainConfig
 from hpcars.models import Normalized
@@ -144,6 +145,10 @@ class ARSTrainer:
         for row in rows:
             count, mean, m2 = row[2], row[3 : 3 + d], row[3 + d : 3 + 2 * d]
             self.obs_stat = self.obs_stat.merge(RunningStat(float(count), mean, m2))
+        self._set_normaliser()
+
+    def _set_normaliser(self) -> None:
+        """Load the V2 statistics into every model copy (frozen until the next iteration)."""
         mean, inv_std = self.obs_stat.normaliser()
         for model in self.models:
             model.module.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
@@ -217,3 +222,22 @@ class ARSTrainer:
 
     def named_params(self) -> dict[str, np.ndarray]:
         return {n: t.cpu().numpy() for n, t in self.spec.unflatten(self.theta).items()}
+
+    def restore(self, ckpt: Checkpoint) -> None:
+        """Continue from a checkpoint: θ, counters and V2 statistics, exactly as saved."""
+        params = ckpt.members[self.member].params
+        if list(params) != list(self.spec.names):
+            raise CheckpointError(f"checkpoint parameters {list(params)} do not fit this model {list(self.spec.names)}")
+        flat = np.concatenate([np.asarray(params[n], dtype=np.float32).reshape(-1) for n in self.spec.names])
+        if flat.size != self.spec.size:
+            raise CheckpointError(f"checkpoint has {flat.size} parameters, this model {self.spec.size}")
+        self.theta = torch.from_numpy(flat).to(self.primary)
+        self.iteration = ckpt.iteration
+        self.total_episodes = ckpt.total_episodes
+        self.total_samples = ckpt.total_samples
+        self.skipped_steps = ckpt.skipped_steps
+        if self.obs_stat is not None:
+            if ckpt.obs_stat is None:
+                raise CheckpointError("checkpoint has no V2 observation statistics")
+            self.obs_stat = ckpt.obs_stat
+            self._set_normaliser()

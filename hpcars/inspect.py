@@ -1,9 +1,12 @@
-"""``python -m hpcars.inspect RUN_DIR_OR_PARAMS_H5 [--json]``: what a run produced.
+"""``python -m hpcars.inspect RUN_DIR_OR_CHECKPOINT [--json]``: what a run holds.
 
-Prints the config, iteration, world size, ``params_sha256`` (recomputed from the
-stored parameters and checked against the recorded one) and the last metrics row.
-``--json`` prints the same as one JSON object for scripts. A missing, foreign or
-unreadable file is a one-line error with exit status 2.
+Reads the latest checkpoint of a run directory (or the given checkpoint file) and
+the live ``metrics.csv``: config, counters, world-size history, the best and last
+rewards and scores, the population, and ``params_sha256`` (recomputed from the
+stored parameters of member 0 and checked against the recorded value). ``--json``
+prints the same as one JSON object for scripts. Works while the job is running.
+A missing, truncated, corrupt, foreign or newer file is a one-line error with exit
+status 2; nothing is modified.
 """
 
 from __future__ import annotations
@@ -12,18 +15,16 @@ import argparse
 import csv
 import hashlib
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-import h5py
 import numpy as np
 
-from hpcars.output import FORMAT, FORMAT_VERSION, METRICS_FILE, PARAMS_FILE
-
-
-class InspectError(Exception):
-    pass
+from hpcars import checkpoint
+from hpcars.checkpoint import CheckpointError
+from hpcars.output import METRICS_FILE
 
 
 def _number(text: str) -> Any:
@@ -35,66 +36,83 @@ def _number(text: str) -> Any:
     return text
 
 
-def last_metrics(run_dir: Path) -> dict[str, Any]:
+def live_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """Rows of ``metrics.csv`` as written so far (the file grows while the job runs)."""
     path = run_dir / METRICS_FILE
     if not path.exists():
-        return {}
-    last: dict[str, str] = {}
+        return []
     with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            last = row
-    return {k: _number(v) for k, v in last.items() if v != ""}
+        return [{k: _number(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+def _best(rows: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in rows if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+    return max(values) if values else None
 
 
 def read_run(target: Path) -> dict[str, Any]:
-    """The summary of a run directory (or of a ``params.h5`` file)."""
-    params_file = target / PARAMS_FILE if target.is_dir() else target
-    run_dir = params_file.parent
-    if not params_file.exists():
-        raise InspectError(f"{params_file}: no such file (is {target} a run directory with a finished run?)")
-    try:
-        with h5py.File(params_file, "r") as f:
-            if f.attrs.get("format") != FORMAT:
-                raise InspectError(f"{params_file}: not an hpcars parameter file")
-            version = int(f.attrs["format_version"])
-            if version > FORMAT_VERSION:
-                raise InspectError(f"{params_file}: format version {version} is newer than this hpcars ({FORMAT_VERSION})")
-            names = json.loads(f.attrs["param_names"])
-            flat = np.concatenate([np.asarray(f["params"][n], dtype="<f4").reshape(-1) for n in names])
-            info = {
-                "iteration": int(f.attrs["iteration"]),
-                "world_size": int(f.attrs["world_size"]),
-                "params_sha256": hashlib.sha256(flat.tobytes()).hexdigest(),
-                "recorded_sha256": str(f.attrs["params_sha256"]),
-                "parameters": int(flat.size),
-                "config": json.loads(f.attrs["config"]),
-            }
-    except (OSError, KeyError, ValueError) as err:
-        raise InspectError(f"{params_file}: unreadable ({err})")
-    info["sha256_ok"] = info["params_sha256"] == info.pop("recorded_sha256")
-    info["metrics"] = last_metrics(run_dir)
-    return info
+    """The summary of a run directory or checkpoint file."""
+    path = target if target.is_file() else checkpoint.latest(target)
+    if path is None:
+        raise CheckpointError(f"{target}: no checkpoint here (is it a run directory?)")
+    run_dir = path.parent.parent if path.parent.name == checkpoint.DIRECTORY else path.parent
+    ckpt = checkpoint.read(path)
+    member0 = ckpt.members[0].params
+    flat = np.concatenate([np.asarray(v, dtype="<f4").reshape(-1) for v in member0.values()])
+    sha = hashlib.sha256(flat.tobytes()).hexdigest()
+    rows = live_metrics(run_dir)
+    fitness = np.array([m.fitness for m in ckpt.members])
+    return {
+        "checkpoint": str(path),
+        "iteration": ckpt.iteration,
+        "episodes": ckpt.total_episodes,
+        "samples": ckpt.total_samples,
+        "skipped_steps": ckpt.skipped_steps,
+        "elapsed_s": round(ckpt.elapsed_s, 3),
+        "world_size": ckpt.world_sizes[-1][1] if ckpt.world_sizes else None,
+        "world_sizes": ckpt.world_sizes,
+        "params_sha256": sha,
+        "sha256_ok": sha == ckpt.params_sha256,
+        "parameters": int(flat.size),
+        "population": {
+            "members": len(ckpt.members),
+            "fitness_max": float(np.nanmax(fitness)) if np.isfinite(fitness).any() else None,
+            "fitness_median": float(np.nanmedian(fitness)) if np.isfinite(fitness).any() else None,
+        },
+        "reached_target": ckpt.reached_target,
+        "best_reward_mean": _best(rows, "reward_mean"),
+        "best_score": _best(rows, "score"),
+        "metrics_rows": len(rows),
+        "metrics": rows[-1] if rows else {},
+        "config": ckpt.config,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hpcars.inspect", description=__doc__.splitlines()[0])
-    parser.add_argument("target", help="a run directory or its params.h5")
+    parser.add_argument("target", help="a run directory or one of its checkpoint files")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     try:
         info = read_run(Path(args.target))
-    except InspectError as err:
+    except CheckpointError as err:
         print(f"hpcars.inspect: error: {err}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(info))
         return 0
     cfg = info["config"]
-    print(f"run: task {cfg['task']}  seed {cfg['seed']}  variant {cfg['variant']}  N={cfg['directions']}")
-    print(f"iteration {info['iteration']}  world size {info['world_size']}  {info['parameters']} parameters")
-    print(f"params_sha256 {info['params_sha256']}  ({'matches' if info['sha256_ok'] else 'DOES NOT MATCH'} the record)")
+    print(f"run: task {cfg['task']}  seed {cfg['seed']}  variant {cfg['variant']}  N={cfg['directions']}  "
+          f"b={cfg['top_directions'] or cfg['directions']}  α={cfg['step_size']}  ν={cfg['noise_std']}")  # fmt: skip
+    print(f"checkpoint {info['checkpoint']}")
+    print(f"iteration {info['iteration']}  episodes {info['episodes']}  samples {info['samples']}  "
+          f"{info['elapsed_s']} s  world sizes {info['world_sizes']}")  # fmt: skip
+    print(f"params_sha256 {info['params_sha256']}  ({'matches' if info['sha256_ok'] else 'DOES NOT MATCH'} "
+          f"the record)  {info['parameters']} parameters  {info['population']['members']} member(s)")  # fmt: skip
+    print(f"best score {info['best_score']}  best mean reward {info['best_reward_mean']}  "
+          f"target reached: {info['reached_target']}")  # fmt: skip
     for key, value in info["metrics"].items():
-        print(f"  {key:14s} {value}")
+        print(f"  {key:16s} {value}")
     return 0
 
 

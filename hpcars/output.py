@@ -1,19 +1,19 @@
-"""The run directory: what rank 0 writes and what ``hpcars.inspect`` reads back.
+"""The run directory: what rank 0 writes, and how a run directory is (re)opened.
 
 Layout of ``RUN_DIR``:
 
 * ``config.json`` — the resolved ``TrainConfig``.
-* ``summary.json`` — written at the end: iterations, episodes, samples or env
-  steps, wall clock, initial and final evaluation, when ``--target`` was reached.
 * ``metrics.csv`` — one row per iteration (``METRIC_COLUMNS`` plus the task's
   evaluation columns, empty where not evaluated), flushed as it grows so it can be
-  followed live.
-* ``params.h5`` — the parameters, written atomically (temp file, fsync, rename):
-  root attributes ``format = "hpcars-params"``, ``format_version``, ``iteration``,
-  ``world_size``, ``params_sha256``, ``param_names`` (JSON list: the flattening
-  order), ``config`` (JSON); one float32 dataset per parameter under ``/params``;
-  for V2 the input statistics under ``/obs_stat`` (``count``, ``mean``, ``m2``).
-  Plain h5py or h5dump reads it without hpcars.
+  followed live while the job runs.
+* ``checkpoints/ckpt-ITERATION.h5`` — the full state (``hpcars.checkpoint``;
+  layout in ``docs/checkpoint-format.md``); the latest holds the final parameters.
+* ``summary.json`` — written at the end: iterations, episodes, samples or env
+  steps, wall clock, initial and final evaluation, when ``--target`` was reached.
+
+A run directory that already holds a checkpoint is resumed (same config) or refused
+(different config, unless ``--force-resume``); one that holds files of a run but no
+checkpoint is refused. Nothing already saved is overwritten.
 """
 
 from __future__ import annotations
@@ -22,19 +22,16 @@ import csv
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import h5py
 import numpy as np
 
-from hpcars.config import ConfigError, TrainConfig, to_dict
+from hpcars import checkpoint
+from hpcars.config import RESULT_FIELDS, ConfigError, TrainConfig, option_name, to_dict
 from hpcars.engine import IterationRecord
-from hpcars.runningstat import RunningStat
 
-FORMAT = "hpcars-params"
-FORMAT_VERSION = 1
-PARAMS_FILE = "params.h5"
 METRICS_FILE = "metrics.csv"
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
@@ -44,21 +41,48 @@ METRIC_COLUMNS = (
 )  # fmt: skip
 
 
-def resolve_run_dir(cfg: TrainConfig, root: Path = Path("runs")) -> Path:
-    """Create and return the run directory (rank 0 only).
+@dataclass(frozen=True)
+class RunDir:
+    """Where a run writes, and the checkpoint it continues from (None: a fresh start)."""
 
-    An explicit ``--run-dir`` that already holds a run is refused, so nothing saved
-    is overwritten; the default picks the next free ``runs/TASK-seedSEED-NNN``.
-    """
-    if cfg.run_dir:
-        path = Path(cfg.run_dir)
-        if any((path / f).exists() for f in (PARAMS_FILE, METRICS_FILE)):
-            raise ConfigError("--run-dir", f"{path} already holds a run; choose a new directory")
+    path: Path
+    resume_from: Path | None
+
+
+def config_differences(cfg: TrainConfig, saved: dict[str, Any]) -> list[str]:
+    """The result-affecting options in which ``cfg`` differs from a saved config."""
+    current = to_dict(cfg)
+    return [
+        f"{option_name(name)} {saved.get(name)!r} -> {current[name]!r}"
+        for name in RESULT_FIELDS
+        if saved.get(name) != current[name]
+    ]
+
+
+def resolve_run_dir(cfg: TrainConfig, root: Path = Path("runs")) -> RunDir:
+    """Create or reopen the run directory (rank 0 only); ``ConfigError`` if refused."""
+    if cfg.resume or cfg.run_dir:
+        option = "--resume" if cfg.resume else "--run-dir"
+        path = Path(cfg.resume or cfg.run_dir)
+        found = checkpoint.latest(path)
+        if found is None:
+            if cfg.resume:
+                raise ConfigError("--resume", f"{path} holds no checkpoint to resume from")
+            if (path / METRICS_FILE).exists():
+                raise ConfigError("--run-dir", f"{path} holds files of an earlier run but no checkpoint; "
+                                               "choose a new directory")  # fmt: skip
+        else:
+            saved = checkpoint.read(found).config
+            differences = config_differences(cfg, saved)
+            if differences and not cfg.force_resume:
+                raise ConfigError(option, f"{path} holds a run with a different config ({'; '.join(differences)}); "
+                                          "pass --force-resume to continue it anyway, or choose a new directory")
+            return RunDir(path, found)
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise ConfigError("--run-dir", f"cannot create {path}: {err.strerror}")
-        return path
+            raise ConfigError(option, f"cannot create {path}: {err.strerror}")
+        return RunDir(path, None)
     root.mkdir(parents=True, exist_ok=True)
     pattern = re.compile(rf"{re.escape(cfg.task)}-seed{cfg.seed}-(\d+)$")
     taken = [int(m.group(1)) for p in root.iterdir() if (m := pattern.match(p.name))]
@@ -67,29 +91,56 @@ def resolve_run_dir(cfg: TrainConfig, root: Path = Path("runs")) -> Path:
         path = root / f"{cfg.task}-seed{cfg.seed}-{number:03d}"
         try:
             path.mkdir()
-            return path
+            return RunDir(path, None)
         except FileExistsError:
             number += 1
 
 
-class MetricsWriter:
-    """Appends one CSV row per iteration and flushes it."""
+class MetricsLog:
+    """The per-iteration table: appended to ``metrics.csv`` live, kept for checkpoints."""
 
-    def __init__(self, path: Path, eval_columns: list[str]) -> None:
+    def __init__(self, path: Path, eval_columns: list[str], previous: dict[str, np.ndarray] | None = None):
         self.columns = list(METRIC_COLUMNS) + eval_columns
+        self.rows: list[dict[str, Any]] = []
+        if previous:  # resuming: the checkpoint's table replaces whatever the CSV had past it
+            count = len(next(iter(previous.values())))
+            for i in range(count):
+                row = {c: previous[c][i] for c in self.columns if c in previous}
+                self.rows.append({c: ("" if isinstance(v, float) and np.isnan(v) else v) for c, v in row.items()})
         self._file: IO[str] = open(path, "w", newline="")
         self._csv = csv.DictWriter(self._file, fieldnames=self.columns)
         self._csv.writeheader()
+        for row in self.rows:
+            self._csv.writerow(_csv_row(row))
+        self._file.flush()
 
     def write(self, record: IterationRecord, elapsed_s: float) -> None:
         row: dict[str, Any] = {c: getattr(record, c) for c in METRIC_COLUMNS if hasattr(record, c)}
         row["elapsed_s"] = round(elapsed_s, 4)
         row.update(record.eval)
-        self._csv.writerow(row)
+        self.rows.append(row)
+        self._csv.writerow(_csv_row(row))
         self._file.flush()
+
+    def columns_for_checkpoint(self) -> dict[str, np.ndarray]:
+        table = {}
+        for c in self.columns:
+            values = [r.get(c, "") for r in self.rows]
+            if c == "skipped":
+                table[c] = np.array([str(v) for v in values], dtype=object)
+            else:
+                table[c] = np.array([float("nan") if v == "" else float(v) for v in values])
+        return table
 
     def close(self) -> None:
         self._file.close()
+
+
+def _csv_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (int(v) if isinstance(v, float) and v.is_integer() and k in _INTEGER_COLUMNS else v) for k, v in row.items()}
+
+
+_INTEGER_COLUMNS = {"iteration", "samples", "total_samples", "total_episodes", "comm_bytes"}
 
 
 def write_json_atomic(path: Path, value: Any) -> None:
@@ -100,38 +151,3 @@ def write_json_atomic(path: Path, value: Any) -> None:
 
 def write_config(run_dir: Path, cfg: TrainConfig) -> None:
     write_json_atomic(run_dir / CONFIG_FILE, to_dict(cfg))
-
-
-def save_params(
-    run_dir: Path,
-    named: dict[str, np.ndarray],
-    *,
-    cfg: TrainConfig,
-    iteration: int,
-    world_size: int,
-    sha256: str,
-    obs_stat: RunningStat | None,
-) -> Path:
-    """Write ``params.h5`` atomically: a reader sees the old file or the new one."""
-    final = run_dir / PARAMS_FILE
-    tmp = run_dir / f".{PARAMS_FILE}.tmp-{os.getpid()}"
-    with h5py.File(tmp, "w") as f:
-        f.attrs["format"] = FORMAT
-        f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["iteration"] = iteration
-        f.attrs["world_size"] = world_size
-        f.attrs["params_sha256"] = sha256
-        f.attrs["param_names"] = json.dumps(list(named))
-        f.attrs["config"] = json.dumps(to_dict(cfg))
-        group = f.create_group("params")
-        for name, value in named.items():
-            group.create_dataset(name, data=np.asarray(value, dtype="<f4"))
-        if obs_stat is not None:
-            stats = f.create_group("obs_stat")
-            stats.create_dataset("count", data=obs_stat.count)
-            stats.create_dataset("mean", data=obs_stat.mean)
-            stats.create_dataset("m2", data=obs_stat.m2)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
-    return final

@@ -1,9 +1,11 @@
 """``mpirun -n K python -m hpcars.train [options]``: train with ARS on every rank.
 
-Exit status: 0 done; 2 bad input (one line on stderr, from rank 0); 3 ranks
-diverged (the guard tripped); 1 any other failure. With more than one rank an
-unexpected error on one rank aborts the whole MPI job instead of leaving the
-others waiting in a collective.
+Exit status: 0 done; 2 bad input or an unusable checkpoint (one line on stderr,
+from rank 0; nothing saved is touched); 3 ranks diverged (the guard tripped);
+75 stopped by SIGTERM/SIGUSR1/SIGUSR2 after writing a checkpoint (run the same
+command, or ``--resume RUN_DIR``, to continue); 1 any other failure. With more than
+one rank an unexpected error on one rank aborts the whole MPI job instead of
+leaving the others waiting in a collective.
 """
 
 from __future__ import annotations
@@ -16,36 +18,27 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 
 import dataclasses
 import math
+import signal
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TextIO
 
 import torch
 
+from hpcars import checkpoint
+from hpcars.checkpoint import Checkpoint, CheckpointError, Member
 from hpcars.comm import Transport, make_transport
-from hpcars.config import ConfigError, TrainConfig, parse_args
+from hpcars.config import ConfigError, TrainConfig, parse_args, to_dict
 from hpcars.devices import choose_devices
 from hpcars.engine import ARSTrainer, DivergenceError, IterationRecord, NonFiniteRewardError
-from hpcars.output import (
-    METRICS_FILE, SUMMARY_FILE, MetricsWriter, resolve_run_dir, save_params, write_config, write_json_atomic,
-)  # fmt: skip
+from hpcars.output import METRICS_FILE, SUMMARY_FILE, MetricsLog, RunDir, resolve_run_dir, write_config, write_json_atomic
+from hpcars.signals import EXIT_INTERRUPTED, StopRequest
 from hpcars.tasks import make_task
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
-
-
-def _progress(record: IterationRecord, elapsed: float, unit: str) -> str:
-    evals = "  ".join(f"{k} {v:.4g}" for k, v in record.eval.items() if k != "score")
-    episodes = f"  episodes {record.total_episodes}" if record.total_episodes else ""
-    note = f"  [step skipped: {record.skipped}]" if record.skipped else ""
-    return (
-        f"iter {record.iteration:5d}  reward {record.reward_mean:11.4f} (max {record.reward_max:11.4f})  {evals}"
-        f"{episodes}  {unit} {record.total_samples:.3g}  {record.total_samples / max(elapsed, 1e-9):.3g} {unit}/s"
-        f"  comm {record.comm_bytes} B/it{note}"
-    )
 
 
 @dataclass(frozen=True)
@@ -59,124 +52,226 @@ class TargetReached:
     score: float
 
 
-def _header(cfg: TrainConfig, trainer: ARSTrainer, world: int, devices, run_dir: Path) -> str:
+@dataclass(frozen=True)
+class RunResult:
+    trainer: ARSTrainer
+    run_dir: Path
+    interrupted_by: str  # "" when the run reached its end
+
+
+def _progress(record: IterationRecord, elapsed: float, unit: str) -> str:
+    evals = "  ".join(f"{k} {v:.4g}" for k, v in record.eval.items() if k != "score")
+    episodes = f"  episodes {record.total_episodes}" if record.total_episodes else ""
+    note = f"  [step skipped: {record.skipped}]" if record.skipped else ""
     return (
-        f"hpcars: task {cfg.task}  {cfg.variant_name}  N={cfg.directions} b={cfg.top} α={cfg.step_size} "
-        f"ν={cfg.noise_std}  {trainer.spec.size} parameters  {world} rank(s) on "
-        f"{','.join(map(str, devices))}  run dir {run_dir}"
+        f"iter {record.iteration:5d}  reward {record.reward_mean:11.4f} (max {record.reward_max:11.4f})  {evals}"
+        f"{episodes}  {unit} {record.total_samples:.3g}  {record.total_samples / max(elapsed, 1e-9):.3g} {unit}/s"
+        f"  comm {record.comm_bytes} B/it{note}"
     )
 
 
-def run(cfg: TrainConfig, transport: Transport, out=sys.stdout) -> ARSTrainer:
-    """Train per ``cfg``; rank 0 writes the run directory and prints progress."""
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    lead = transport.rank == 0
-    devices = choose_devices(cfg.device, transport.local_rank, cfg.devices_per_rank)
-    task = make_task(cfg)
-
-    decision = None
-    if lead:
+def _open_run_dir(cfg: TrainConfig, transport: Transport) -> RunDir:
+    """Rank 0 decides (new, resume or refuse); every rank learns the decision."""
+    decision: RunDir | Exception | None = None
+    if transport.rank == 0:
         try:
-            decision = str(resolve_run_dir(cfg))
-        except ConfigError as err:
+            decision = resolve_run_dir(cfg)
+        except (ConfigError, CheckpointError) as err:
             decision = err
     decision = transport.bcast(decision)
-    if isinstance(decision, ConfigError):
+    if isinstance(decision, Exception):
         raise decision
-    run_dir = Path(decision)
+    return decision
 
-    trainer = ARSTrainer(cfg, task, transport, devices)
-    start = time.perf_counter()
-    first_eval = trainer.evaluate()
-    writer = None
-    if lead:
-        write_config(run_dir, cfg)
-        writer = MetricsWriter(run_dir / METRICS_FILE, list(task.eval_columns))
-        print(_header(cfg, trainer, transport.size, devices, run_dir), file=out)
-        print("iter     0  " + "  ".join(f"{k} {v:.4g}" for k, v in first_eval.items()), file=out, flush=True)
 
-    reached: TargetReached | None = None
-    record = None
-    for _ in range(cfg.iterations):
+class Session:
+    """One process's view of a run: the trainer plus, on rank 0, the files it writes."""
+
+    def __init__(self, cfg: TrainConfig, transport: Transport, run_dir: RunDir, out: TextIO) -> None:
+        self.cfg = cfg
+        self.transport = transport
+        self.lead = transport.rank == 0
+        self.out = out
+        self.devices = choose_devices(cfg.device, transport.local_rank, cfg.devices_per_rank)
+        self.task = make_task(cfg)
+        self.trainer = ARSTrainer(cfg, self.task, transport, self.devices)
+        self.run_dir = run_dir.path
+        self.world_sizes: list[tuple[int, int]] = []
+        self.reached: TargetReached | None = None
+        self.elapsed_before = 0.0
+        previous_metrics = None
+        if run_dir.resume_from is not None:
+            saved = checkpoint.read(run_dir.resume_from)
+            self.trainer.restore(saved)
+            self.world_sizes = list(saved.world_sizes)
+            self.reached = TargetReached(**saved.reached_target) if saved.reached_target else None
+            self.elapsed_before = saved.elapsed_s
+            previous_metrics = saved.metrics
+        if not self.world_sizes or self.world_sizes[-1][1] != transport.size:
+            self.world_sizes.append((self.trainer.iteration, transport.size))
+        self.metrics = MetricsLog(self.run_dir / METRICS_FILE, list(self.task.eval_columns), previous_metrics) \
+            if self.lead else None  # fmt: skip
+        if self.lead:
+            write_config(self.run_dir, cfg)
+        self.start = time.perf_counter()
+        self.last_checkpoint = self.trainer.iteration if run_dir.resume_from else -1
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.start
+
+    def say(self, text: str) -> None:
+        if self.lead:
+            print(text, file=self.out, flush=True)
+
+    def save(self, last_eval: dict[str, float]) -> Path | None:
+        """Guard, then one checkpoint from rank 0 (the ranks agree on θ first)."""
+        self.trainer.guard()
+        self.last_checkpoint = self.trainer.iteration
+        if not self.lead:
+            return None
+        state = Checkpoint(
+            config=to_dict(self.cfg),
+            iteration=self.trainer.iteration,
+            total_episodes=self.trainer.total_episodes,
+            total_samples=self.trainer.total_samples,
+            skipped_steps=self.trainer.skipped_steps,
+            elapsed_s=self.elapsed(),
+            members=[Member(self.trainer.named_params(), last_eval.get("score", float("nan")))],
+            obs_stat=self.trainer.obs_stat,
+            world_sizes=self.world_sizes,
+            reached_target=dataclasses.asdict(self.reached) if self.reached else None,
+            metrics=self.metrics.columns_for_checkpoint(),
+            params_sha256=self.trainer.params_sha256(),
+        )
+        return checkpoint.write(self.run_dir, state, self.cfg.keep_checkpoints)
+
+
+def run(cfg: TrainConfig, transport: Transport, out: TextIO = sys.stdout, stop: StopRequest | None = None) -> RunResult:
+    """Train per ``cfg`` (fresh or resumed); rank 0 writes the run directory."""
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    stop = stop or StopRequest()
+    session = Session(cfg, transport, _open_run_dir(cfg, transport), out)
+    trainer, task = session.trainer, session.task
+
+    session.say(
+        f"hpcars: task {cfg.task}  {cfg.variant_name}  N={cfg.directions} b={cfg.top} α={cfg.step_size} "
+        f"ν={cfg.noise_std}  {trainer.spec.size} parameters  {transport.size} rank(s) on "
+        f"{','.join(map(str, session.devices))}  run dir {session.run_dir}"
+    )
+    first_eval: dict[str, float] = {}
+    if trainer.iteration == 0:
+        first_eval = trainer.evaluate()
+        session.say("iter     0  " + "  ".join(f"{k} {v:.4g}" for k, v in first_eval.items()))
+    else:
+        session.say(f"resumed at iteration {trainer.iteration} (world sizes so far: {session.world_sizes})")
+
+    last_eval = first_eval
+    interrupted = ""
+    while trainer.iteration < cfg.iterations:
         record = trainer.step()
         last = trainer.iteration == cfg.iterations
         if (cfg.eval_every and trainer.iteration % cfg.eval_every == 0) or last:
-            record = dataclasses.replace(record, eval=trainer.evaluate())
-        if cfg.guard_every and (trainer.iteration % cfg.guard_every == 0 or last):
+            last_eval = trainer.evaluate()
+            record = dataclasses.replace(record, eval=last_eval)
+        if cfg.guard_every and trainer.iteration % cfg.guard_every == 0:
             trainer.guard()
-        elapsed = time.perf_counter() - start
         score = record.eval.get("score", float("nan"))
-        newly = reached is None and score >= cfg.target  # False for target = nan
+        newly = session.reached is None and score >= cfg.target  # never true for target = nan
         if newly:
-            reached = TargetReached(trainer.iteration, trainer.total_episodes, trainer.total_samples, elapsed, score)
-        if lead:
-            writer.write(record, elapsed)
+            session.reached = TargetReached(
+                trainer.iteration, trainer.total_episodes, trainer.total_samples, session.elapsed(), score
+            )
+        if session.lead:
+            session.metrics.write(record, session.elapsed())
             if trainer.iteration % cfg.log_every == 0 or last or record.skipped or newly:
-                print(_progress(record, elapsed, task.sample_unit), file=out, flush=True)
-            if newly:
-                print(f"reached target {cfg.target:g} (score {score:.1f}) at iteration {reached.iteration}: "
-                      f"{reached.episodes} episodes, {reached.samples} {task.sample_unit}, {elapsed:.1f} s",
-                      file=out, flush=True)  # fmt: skip
+                session.say(_progress(record, session.elapsed(), task.sample_unit))
+        if newly:
+            r = session.reached
+            session.say(f"reached target {cfg.target:g} (score {score:.1f}) at iteration {r.iteration}: "
+                        f"{r.episodes} episodes, {r.samples} {task.sample_unit}, {r.wall_s:.1f} s")  # fmt: skip
+        stopping = transport.allmax(stop.signum or 0)  # any rank signalled -> all stop here
+        if stopping or trainer.iteration % cfg.checkpoint_every == 0:
+            session.save(last_eval)
+        if stopping:
+            interrupted = signal.Signals(stopping).name
+            break
         if newly and cfg.stop_at_target:
             break
 
-    elapsed = time.perf_counter() - start
+    if session.last_checkpoint != trainer.iteration:
+        session.save(last_eval)
+    if session.lead:
+        _finish(session, first_eval, last_eval, interrupted)
+    return RunResult(trainer, session.run_dir, interrupted)
+
+
+def _finish(session: Session, first_eval: dict, last_eval: dict, interrupted: str) -> None:
+    cfg, trainer, out = session.cfg, session.trainer, session.out
+    session.metrics.close()
     sha = trainer.params_sha256()
-    if lead:
-        writer.close()
-        save_params(
-            run_dir, trainer.named_params(), cfg=cfg, iteration=trainer.iteration,
-            world_size=transport.size, sha256=sha, obs_stat=trainer.obs_stat,
-        )  # fmt: skip
-        summary = {
-            "iterations": trainer.iteration, "episodes": trainer.total_episodes, task.sample_unit.replace(" ", "_"):
-            trainer.total_samples, "wall_s": round(elapsed, 3), "world_size": transport.size,
-            "final": record.eval, "initial": first_eval, "target": cfg.target if math.isfinite(cfg.target) else None,
-            "reached_target": dataclasses.asdict(reached) if reached else None, "params_sha256": sha,
-        }  # fmt: skip
-        write_json_atomic(run_dir / SUMMARY_FILE, summary)
-        print(f"done: {trainer.iteration} iterations in {elapsed:.1f} s on {transport.size} rank(s)", file=out)
+    latest = checkpoint.latest(session.run_dir)
+    if interrupted:
+        print(f"stopped by {interrupted} at iteration {trainer.iteration}; checkpoint {latest}\n"
+              f"  continue with the same command, or: python -m hpcars.train --resume {session.run_dir}",
+              file=out, flush=True)  # fmt: skip
+        return
+    summary = {
+        "iterations": trainer.iteration, "episodes": trainer.total_episodes,
+        task_unit(session): trainer.total_samples, "wall_s": round(session.elapsed(), 3),
+        "world_sizes": session.world_sizes, "final": last_eval, "initial": first_eval or None,
+        "target": cfg.target if math.isfinite(cfg.target) else None,
+        "reached_target": dataclasses.asdict(session.reached) if session.reached else None,
+        "params_sha256": sha, "checkpoint": str(latest),
+    }  # fmt: skip
+    write_json_atomic(session.run_dir / SUMMARY_FILE, summary)
+    print(f"done: {trainer.iteration} iterations in {session.elapsed():.1f} s on {session.transport.size} rank(s)",
+          file=out)  # fmt: skip
+    if first_eval:
         print(f"  initial: {first_eval}", file=out)
-        print(f"  final:   {record.eval}", file=out)
-        print("  " + trainer.describe().replace("\n", "\n  "), file=out)
-        if math.isfinite(cfg.target):
-            print(f"  target {cfg.target:g}: " + (
-                f"reached at iteration {reached.iteration}, {reached.episodes} episodes" if reached else "not reached"
-            ), file=out)  # fmt: skip
-        if trainer.skipped_steps:
-            print(f"  {trainer.skipped_steps} step(s) skipped (non-finite or constant rewards)", file=out)
-        print(f"  params_sha256 {sha}", file=out)
-        print(f"  results in {run_dir}", file=out, flush=True)
-    return trainer
+    print(f"  final:   {last_eval}", file=out)
+    print("  " + trainer.describe().replace("\n", "\n  "), file=out)
+    if math.isfinite(cfg.target):
+        r = session.reached
+        print(f"  target {cfg.target:g}: "
+              + (f"reached at iteration {r.iteration}, {r.episodes} episodes" if r else "not reached"), file=out)
+    if trainer.skipped_steps:
+        print(f"  {trainer.skipped_steps} step(s) skipped (non-finite or constant rewards)", file=out)
+    print(f"  params_sha256 {sha}", file=out)
+    print(f"  results in {session.run_dir}", file=out, flush=True)
+
+
+def task_unit(session: Session) -> str:
+    return session.task.sample_unit.replace(" ", "_")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    stop = StopRequest().install()
     transport = make_transport()
     lead = transport.rank == 0
+
+    def fail(err: Exception, status: int) -> int:
+        if lead:
+            print(f"hpcars.train: error: {err}", file=sys.stderr, flush=True)
+        return status
+
     try:
         cfg = parse_args(argv)
-        run(cfg, transport)
+        result = run(cfg, transport, stop=stop)
     except SystemExit as done:  # --help
         return int(done.code or 0)
-    except ConfigError as err:
-        if lead:
-            print(f"hpcars.train: error: {err}", file=sys.stderr, flush=True)
-        return EXIT_BAD_INPUT
+    except (ConfigError, CheckpointError) as err:
+        return fail(err, EXIT_BAD_INPUT)
     except DivergenceError as err:
-        if lead:
-            print(f"hpcars.train: error: {err}", file=sys.stderr, flush=True)
-        return EXIT_DIVERGED
+        return fail(err, EXIT_DIVERGED)
     except NonFiniteRewardError as err:
-        if lead:
-            print(f"hpcars.train: error: {err}", file=sys.stderr, flush=True)
-        return 1
+        return fail(err, 1)
     except BaseException as err:
         if transport.size > 1:
             # The other ranks may be waiting in a collective: take the whole job down.
             print(f"hpcars.train: rank {transport.rank}: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
             transport.abort(1)
         raise
-    return 0
+    return EXIT_INTERRUPTED if result.interrupted_by else 0
 
 
 if __name__ == "__main__":

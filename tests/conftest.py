@@ -33,3 +33,10 @@ def inspect_json(run_dir: Path) -> dict:
     done = run_cli([str(run_dir), "--json"], module="hpcars.inspect")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+def checkpoint_file(run_dir: Path) -> Path:
+    """The latest checkpoint of a run directory."""
+    files = sorted((Path(run_dir) / "checkpoints").glob("ckpt-*.h5"))
+    assert files, f"no checkpoint in {run_dir}"
+    return files[-1]

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from hpcars.config import ConfigError, TrainConfig, build_parser, option_name, parse_args
-from tests.conftest import run_cli
+from tests.conftest import checkpoint_file, run_cli
 
 
 def test_help_lists_every_option_with_its_default():
@@ -68,12 +68,17 @@ def test_bad_input_exits_2_with_one_line(tmp_path, ranks):
     assert not (tmp_path / "r").exists()
 
 
-def test_existing_run_is_not_overwritten(tmp_path):
+def test_existing_run_with_other_config_is_refused_untouched(tmp_path):
     run_dir = tmp_path / "r"
     assert run_cli(["--iterations", "3", "--run-dir", str(run_dir)]).returncode == 0
-    before = (run_dir / "params.h5").read_bytes()
-    done = run_cli(["--iterations", "3", "--run-dir", str(run_dir)])
-    assert done.returncode == 2 and "--run-dir" in done.stderr and "Traceback" not in done.stderr
-    assert (run_dir / "params.h5").read_bytes() == before
+    ckpt = checkpoint_file(run_dir)
+    before = ckpt.read_bytes()
+    done = run_cli(["--iterations", "3", "--directions", "8", "--run-dir", str(run_dir)])
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"hpcars.train: error: --run-dir: {run_dir} holds a run with a different config (--directions 32 -> 8); "
+        "pass --force-resume to continue it anyway, or choose a new directory"
+    ]
+    assert ckpt.read_bytes() == before
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["iterations"] == 3
+    assert config["iterations"] == 3 and config["directions"] == 32

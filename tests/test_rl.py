@@ -12,7 +12,7 @@ from hpcars.branches import BatchedModel
 from hpcars.config import ConfigError, parse_args
 from hpcars.runningstat import RunningStat
 from hpcars.tasks.rl import GymTask
-from tests.conftest import inspect_json, run_cli
+from tests.conftest import checkpoint_file, inspect_json, run_cli
 
 
 def test_cartpole_improves_under_two_ranks(tmp_path):
@@ -77,7 +77,7 @@ def test_v2_world_size_invariance_params_and_statistics(tmp_path):
         run_dir = tmp_path / f"n{ranks}"
         done = run_cli(args + ["--run-dir", str(run_dir)], ranks=ranks)
         assert done.returncode == 0, done.stderr
-        with h5py.File(run_dir / "params.h5") as f:
+        with h5py.File(checkpoint_file(run_dir)) as f:
             stats = tuple(np.asarray(f["obs_stat"][k]).tobytes() for k in ("count", "mean", "m2"))
         seen[ranks] = (inspect_json(run_dir)["params_sha256"], stats)
     assert seen[1] == seen[2] == seen[3]

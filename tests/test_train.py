@@ -9,13 +9,13 @@ import pytest
 from hpcars.comm import SingleProcess
 from hpcars.config import TrainConfig
 from hpcars.train import run
-from tests.conftest import inspect_json, run_cli
+from tests.conftest import checkpoint_file, inspect_json, run_cli
 
 
 def test_regression_loss_falls_by_a_large_factor(tmp_path):
     cfg = TrainConfig(iterations=600, run_dir=str(tmp_path / "r"), device="cpu")
     out = io.StringIO()
-    trainer = run(cfg, SingleProcess(), out=out)
+    trainer = run(cfg, SingleProcess(), out=out).trainer
     rows = list(csv.DictReader(open(tmp_path / "r" / "metrics.csv")))
     assert len(rows) == 600
     first = float(rows[9]["eval_loss"])
@@ -35,8 +35,10 @@ def test_digits_learns(tmp_path, variant):
     run(cfg, SingleProcess(), out=io.StringIO())
     rows = list(csv.DictReader(open(tmp_path / variant / "metrics.csv")))
     assert float(rows[-1]["eval_accuracy"]) > 0.6  # from ~0.1 at random init
-    with h5py.File(tmp_path / variant / "params.h5") as f:
-        assert set(f["params"]) >= {"0.weight", "2.bias"} or set(f["params"]) >= {"inner.0.weight"}
+    with h5py.File(checkpoint_file(tmp_path / variant)) as f:
+        names = set(f["members/00000"])
+        assert names == ({"0.weight", "0.bias", "2.weight", "2.bias"} if variant == "v1"
+                         else {"inner.0.weight", "inner.0.bias", "inner.2.weight", "inner.2.bias"})
         assert ("obs_stat" in f) == (variant == "v2")
 
 
@@ -44,4 +46,4 @@ def test_main_job_defaults_through_cli(tmp_path):
     done = run_cli(["--iterations", "40", "--run-dir", str(tmp_path / "r")])
     assert done.returncode == 0, done.stderr
     assert "done: 40 iterations" in done.stdout and "learned: y =" in done.stdout
-    assert (tmp_path / "r" / "params.h5").exists()
+    assert checkpoint_file(tmp_path / "r").exists()

@@ -1,0 +1,192 @@
+"""HDF5 checkpoints: the whole state of a run, written atomically, read back exactly.
+
+The layout is documented in ``docs/checkpoint-format.md``; plain h5py or h5dump can
+read it without hpcars. Files live in ``RUN_DIR/checkpoints/ckpt-ITERATION.h5``; the
+one with the highest iteration is the latest. A write goes to a hidden temp file in
+the same directory, is flushed and fsynced, and is renamed over the final name, so a
+crash at any moment leaves every earlier checkpoint intact; the oldest files beyond
+``keep`` are removed only after the new one is in place. Reading checks the format
+name and version and raises ``CheckpointError`` (one line) for a truncated, corrupt,
+foreign or newer file, which is never modified.
+
+Nothing about random number generators needs saving: noise, mini-batches and env
+seeds are all functions of (seed, iteration, member, index), so ``iteration`` is the
+generator counter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from hpcars.runningstat import RunningStat
+
+FORMAT = "hpcars-checkpoint"
+FORMAT_VERSION = 1
+NOISE_SCHEME = "splitmix64-boxmuller/1"
+DIRECTORY = "checkpoints"
+_NAME = re.compile(r"ckpt-(\d+)\.h5$")
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used; ``str(err)`` is one line naming the file."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """One population member: its parameters (name -> float32 array) and last fitness."""
+
+    params: dict[str, np.ndarray]
+    fitness: float = float("nan")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    config: dict[str, Any]
+    iteration: int
+    total_episodes: int
+    total_samples: int
+    skipped_steps: int
+    elapsed_s: float
+    members: list[Member]
+    obs_stat: RunningStat | None = None
+    #: (first iteration run at this world size, world size), in order
+    world_sizes: list[tuple[int, int]] = field(default_factory=list)
+    reached_target: dict[str, float] | None = None
+    #: the metrics table so far, column name -> values (one per iteration)
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)
+    params_sha256: str = ""
+
+
+def directory(run_dir: Path) -> Path:
+    return Path(run_dir) / DIRECTORY
+
+
+def listing(run_dir: Path) -> list[Path]:
+    """Complete checkpoint files of a run, oldest first (temp files are ignored)."""
+    folder = directory(run_dir)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def latest(run_dir: Path) -> Path | None:
+    files = listing(run_dir)
+    return files[-1] if files else None
+
+
+def write(run_dir: Path, ckpt: Checkpoint, keep: int) -> Path:
+    """Write ``ckpt`` atomically and keep the newest ``keep`` files."""
+    folder = directory(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"ckpt-{ckpt.iteration:08d}.h5"
+    tmp = folder / f".{final.name}.tmp-{os.getpid()}"
+    try:
+        with h5py.File(tmp, "w") as f:
+            _fill(f, ckpt)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+    for old in listing(run_dir)[:-keep]:
+        old.unlink()
+    return final
+
+
+def _fill(f: h5py.File, ckpt: Checkpoint) -> None:
+    f.attrs["format"] = FORMAT
+    f.attrs["format_version"] = FORMAT_VERSION
+    f.attrs["noise_scheme"] = NOISE_SCHEME
+    f.attrs["config"] = json.dumps(ckpt.config)
+    f.attrs["iteration"] = ckpt.iteration
+    f.attrs["total_episodes"] = ckpt.total_episodes
+    f.attrs["total_samples"] = ckpt.total_samples
+    f.attrs["skipped_steps"] = ckpt.skipped_steps
+    f.attrs["elapsed_s"] = ckpt.elapsed_s
+    f.attrs["params_sha256"] = ckpt.params_sha256
+    f.attrs["reached_target"] = json.dumps(ckpt.reached_target)
+    f.attrs["param_names"] = json.dumps(list(ckpt.members[0].params))
+    f.create_dataset("world_sizes", data=np.array(ckpt.world_sizes, dtype=np.int64).reshape(-1, 2))
+    f.create_dataset("fitness", data=np.array([m.fitness for m in ckpt.members], dtype=np.float64))
+    members = f.create_group("members")
+    for index, member in enumerate(ckpt.members):
+        group = members.create_group(f"{index:05d}")
+        for name, value in member.params.items():
+            group.create_dataset(name, data=np.asarray(value, dtype="<f4"))
+    if ckpt.obs_stat is not None:
+        stats = f.create_group("obs_stat")
+        stats.create_dataset("count", data=np.float64(ckpt.obs_stat.count))
+        stats.create_dataset("mean", data=ckpt.obs_stat.mean)
+        stats.create_dataset("m2", data=ckpt.obs_stat.m2)
+    metrics = f.create_group("metrics")
+    for column, values in ckpt.metrics.items():
+        values = np.asarray(values)
+        if values.dtype.kind in "OUS":  # text columns (e.g. why a step was skipped)
+            metrics.create_dataset(column, data=values.astype(object), dtype=h5py.string_dtype())
+        else:
+            metrics.create_dataset(column, data=values.astype(np.float64))
+
+
+def _column(dataset: h5py.Dataset) -> np.ndarray:
+    if h5py.check_string_dtype(dataset.dtype):
+        return np.asarray(dataset.asstr()[()], dtype=object)
+    return np.asarray(dataset)
+
+
+def read(path: Path) -> Checkpoint:
+    """Load a checkpoint; ``CheckpointError`` for anything that is not a usable one."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            kind = f.attrs.get("format")
+            if kind != FORMAT:
+                raise CheckpointError(f"{path}: not an hpcars checkpoint (format attribute {kind!r})")
+            version = int(f.attrs["format_version"])
+            if version > FORMAT_VERSION:
+                raise CheckpointError(
+                    f"{path}: written by a newer hpcars (format version {version}; this one reads up to "
+                    f"{FORMAT_VERSION})"
+                )
+            names = json.loads(f.attrs["param_names"])
+            fitness = np.asarray(f["fitness"])
+            members = [
+                Member({n: np.asarray(f["members"][key][n]) for n in names}, float(fitness[i]))
+                for i, key in enumerate(sorted(f["members"]))
+            ]
+            obs_stat = None
+            if "obs_stat" in f:
+                g = f["obs_stat"]
+                obs_stat = RunningStat(float(g["count"][()]), np.asarray(g["mean"]), np.asarray(g["m2"]))
+            return Checkpoint(
+                config=json.loads(f.attrs["config"]),
+                iteration=int(f.attrs["iteration"]),
+                total_episodes=int(f.attrs["total_episodes"]),
+                total_samples=int(f.attrs["total_samples"]),
+                skipped_steps=int(f.attrs["skipped_steps"]),
+                elapsed_s=float(f.attrs["elapsed_s"]),
+                members=members,
+                obs_stat=obs_stat,
+                world_sizes=[tuple(int(v) for v in row) for row in np.asarray(f["world_sizes"])],
+                reached_target=json.loads(f.attrs["reached_target"]),
+                metrics={c: _column(f["metrics"][c]) for c in f["metrics"]},
+                params_sha256=str(f.attrs["params_sha256"]),
+            )
+    except CheckpointError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path}: unreadable or incomplete checkpoint ({detail})") from None
