@@ -54,7 +54,13 @@ def read_run(target: Path) -> dict[str, Any]:
     """The summary of a run directory or checkpoint file."""
     path = target if target.is_file() else checkpoint.latest(target)
     if path is None:
-        raise CheckpointError(f"{target}: no checkpoint here (is it a run directory?)")
+        rows = live_metrics(target)
+        if not rows:
+            raise CheckpointError(f"{target}: no checkpoint and no metrics here (is it a run directory?)")
+        # a run still before its first checkpoint: what metrics.csv says so far
+        return {"checkpoint": None, "iteration": rows[-1].get("iteration"), "metrics_rows": len(rows),
+                "best_reward_mean": _best(rows, "reward_mean"), "best_score": _best(rows, "score"),
+                "metrics": rows[-1]}  # fmt: skip
     run_dir = path.parent.parent if path.parent.name == checkpoint.DIRECTORY else path.parent
     ckpt = checkpoint.read(path)
     member0 = ckpt.members[0].params
@@ -100,6 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.json:
         print(json.dumps(info))
+        return 0
+    if info["checkpoint"] is None:
+        print(f"no checkpoint yet; metrics.csv has {info['metrics_rows']} rows")
+        for key, value in info["metrics"].items():
+            print(f"  {key:16s} {value}")
         return 0
     cfg = info["config"]
     print(f"run: task {cfg['task']}  seed {cfg['seed']}  variant {cfg['variant']}  N={cfg['directions']}  "

@@ -1,0 +1,98 @@
+"""Checkpoint write time as a fraction of training time at the default interval.
+
+    python bench/checkpoint.py [--repeats 3]
+
+Two cases, one process, one thread:
+
+* linear HalfCheetah-v5 policy (the paper's V2-t setting): one ARS iteration is
+  timed, then a checkpoint of that trainer's full state (with a 1,000-row metrics
+  table) is written ``--repeats`` times;
+* a 1M-parameter MLP (the digits MLP widened to 1.0M parameters) with 64 members:
+  one member's ARS iteration is timed; a population iteration is 64 of them (the
+  members are independent learners, evaluated in turn). The checkpoint written
+  holds all 64 members (256 MB of float32).
+
+Fraction = write time / (checkpoint_every × iteration time), with the default
+``--checkpoint-every``. Target ≤ 2 %. Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hpcars import checkpoint
+from hpcars.checkpoint import Checkpoint, Member
+from hpcars.comm import SingleProcess
+from hpcars.config import TrainConfig, to_dict
+from hpcars.engine import ARSTrainer
+from hpcars.tasks import make_task
+
+
+def state_of(trainer: ARSTrainer, cfg: TrainConfig, members: int, metric_rows: int) -> Checkpoint:
+    params = trainer.named_params()
+    return Checkpoint(
+        config=to_dict(cfg), iteration=trainer.iteration, total_episodes=trainer.total_episodes,
+        total_samples=trainer.total_samples, skipped_steps=0, elapsed_s=1.0,
+        members=[Member({k: v.copy() for k, v in params.items()}, 0.0) for _ in range(members)],
+        obs_stat=trainer.obs_stat, world_sizes=[(0, 1)],
+        metrics={c: np.arange(metric_rows, dtype=np.float64) for c in ("iteration", "reward_mean", "score")},
+        params_sha256=trainer.params_sha256(),
+    )  # fmt: skip
+
+
+def measure(cfg: TrainConfig, members: int, repeats: int) -> dict:
+    trainer = ARSTrainer(cfg, make_task(cfg), SingleProcess(), [torch.device("cpu")])
+    trainer.step()  # warm-up (env creation)
+    t = time.perf_counter()
+    trainer.step()
+    iteration_s = (time.perf_counter() - t) * members
+    state = state_of(trainer, cfg, members, 1000)
+    writes = []
+    with tempfile.TemporaryDirectory(dir=".") as tmp:
+        for _ in range(repeats):
+            t = time.perf_counter()
+            path = checkpoint.write(Path(tmp), state, keep=1)
+            writes.append(time.perf_counter() - t)
+        size = path.stat().st_size
+    write_s = statistics.median(writes)
+    return {
+        "parameters": trainer.spec.size, "members": members, "file_mb": round(size / 2**20, 1),
+        "iteration_s": round(iteration_s, 3), "write_s": round(write_s, 4), "checkpoint_every": cfg.checkpoint_every,
+        "fraction": round(write_s / (cfg.checkpoint_every * iteration_s), 5),
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    cases = {
+        "halfcheetah-linear": (TrainConfig(task="HalfCheetah-v5", variant="v2", directions=32, top_directions=4,
+                                           device="cpu"), 1),
+        "mlp-1M-64-members": (TrainConfig(task="digits", hidden=13_334, directions=32, device="cpu"), 64),
+    }  # fmt: skip
+    result: dict = {"bench": "checkpoint", "cases": {}}
+    for name, (cfg, members) in cases.items():
+        row = measure(cfg, members, args.repeats)
+        result["cases"][name] = row
+        print(f"{name:20s} {row['file_mb']:8.1f} MB written in {row['write_s']:.3f} s; "
+              f"{row['checkpoint_every']} iterations take {row['checkpoint_every'] * row['iteration_s']:.1f} s: "
+              f"{100 * row['fraction']:.3f} %", flush=True)  # fmt: skip
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
