@@ -62,6 +62,8 @@ class Transport(Protocol):
 
     def abort(self, code: int) -> None: ...
 
+    def close(self) -> None: ...
+
 
 class SingleProcess:
     """A world of one rank."""
@@ -87,6 +89,9 @@ class SingleProcess:
 
     def abort(self, code: int) -> None:
         os._exit(code)
+
+    def close(self) -> None:
+        pass
 
 
 class MPITransport:
@@ -132,6 +137,13 @@ class MPITransport:
 
     def abort(self, code: int) -> None:
         self.comm.Abort(code)
+
+    def close(self) -> None:
+        """Leave MPI cleanly (all ranks): shared-memory segments are released, so a
+        requeued job that reuses this job's id cannot meet stale ones."""
+        self.comm.Barrier()
+        if not self._mpi.Is_finalized():
+            self._mpi.Finalize()
 
 
 def make_transport() -> Transport:

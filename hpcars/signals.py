@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 from types import FrameType
+from typing import Any
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
@@ -25,11 +26,19 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
 
     def install(self) -> "StopRequest":
         for sig in STOP_SIGNALS:
-            signal.signal(sig, self._handle)
+            self._previous[sig] = signal.signal(sig, self._handle)
         return self
+
+    def chain(self, signum: int) -> None:
+        """Hand ``signum`` to the handler that was installed before ours — under submitit,
+        its requeue logic — once the checkpoint is safely written."""
+        previous = self._previous.get(signum)
+        if callable(previous):
+            previous(signum, None)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is None:

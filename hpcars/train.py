@@ -56,7 +56,7 @@ class TargetReached:
 class RunResult:
     trainer: ARSTrainer
     run_dir: Path
-    interrupted_by: str  # "" when the run reached its end
+    interrupted_by: int  # the stop signal's number; 0 when the run reached its end
 
 
 def _progress(record: IterationRecord, elapsed: float, unit: str) -> str:
@@ -166,7 +166,7 @@ def run(cfg: TrainConfig, transport: Transport, out: TextIO = sys.stdout, stop: 
         session.say(f"resumed at iteration {trainer.iteration} (world sizes so far: {session.world_sizes})")
 
     last_eval = first_eval
-    interrupted = ""
+    interrupted = 0
     while trainer.iteration < cfg.iterations:
         record = trainer.step()
         last = trainer.iteration == cfg.iterations
@@ -193,7 +193,7 @@ def run(cfg: TrainConfig, transport: Transport, out: TextIO = sys.stdout, stop: 
         if stopping or trainer.iteration % cfg.checkpoint_every == 0:
             session.save(last_eval)
         if stopping:
-            interrupted = signal.Signals(stopping).name
+            interrupted = stopping
             break
         if newly and cfg.stop_at_target:
             break
@@ -205,13 +205,13 @@ def run(cfg: TrainConfig, transport: Transport, out: TextIO = sys.stdout, stop: 
     return RunResult(trainer, session.run_dir, interrupted)
 
 
-def _finish(session: Session, first_eval: dict, last_eval: dict, interrupted: str) -> None:
+def _finish(session: Session, first_eval: dict, last_eval: dict, interrupted: int) -> None:
     cfg, trainer, out = session.cfg, session.trainer, session.out
     session.metrics.close()
     sha = trainer.params_sha256()
     latest = checkpoint.latest(session.run_dir)
     if interrupted:
-        print(f"stopped by {interrupted} at iteration {trainer.iteration}; checkpoint {latest}\n"
+        print(f"stopped by {signal.Signals(interrupted).name} at iteration {trainer.iteration}; checkpoint {latest}\n"
               f"  continue with the same command, or: python -m hpcars.train --resume {session.run_dir}",
               file=out, flush=True)  # fmt: skip
         return

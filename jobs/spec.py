@@ -1,0 +1,145 @@
+"""Sweep specifications: a TOML file that expands to one training run per grid point and seed.
+
+    name = "regression-step"
+    seeds = [0, 1, 2]              # a sweep axis by default: ARS varies a lot by seed
+
+    [base]                         # hpcars.train options shared by every run
+    task = "regression"
+    iterations = 300
+
+    [grid]                         # every combination of these values
+    step-size = [0.01, 0.02]
+
+    [resources]                    # per run; see Resources
+    tasks_per_node = 2             # MPI ranks per node (Slurm tasks)
+
+Each run's options are checked with hpcars' own validation before anything is
+submitted; a bad value is a one-line ``SpecError`` naming the run and the option.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpcars.config import ConfigError, parse_args
+
+
+class SpecError(ValueError):
+    """A bad sweep spec; ``str(err)`` is one line."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one run asks of Slurm (ignored by the local executor but timeout_min)."""
+
+    nodes: int = 1
+    tasks_per_node: int = 2  # MPI ranks per node; the run has nodes × tasks_per_node ranks
+    cpus_per_task: int = 1
+    gpus_per_task: int = 0
+    mem_gb: int = 0  # 0 = the partition's default
+    timeout_min: int = 60
+    partition: str = ""
+    mpi: str = "pmi2"  # srun --mpi=...: pmi2 for MPICH, pmix for Open MPI
+    array_parallelism: int = 64
+    signal_delay_s: int = 90  # SIGUSR2 this long before the time limit: checkpoint and requeue
+
+    @property
+    def ranks(self) -> int:
+        return self.nodes * self.tasks_per_node
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a sweep: a name (its directory) and its hpcars.train options."""
+
+    name: str
+    options: dict[str, Any]
+    seed: int
+
+    def argv(self, run_dir: Path) -> list[str]:
+        argv: list[str] = []
+        for key, value in {**self.options, "seed": self.seed, "run-dir": str(run_dir)}.items():
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            argv += ["--" + key.replace("_", "-"), text]
+        return argv
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    seeds: tuple[int, ...]
+    base: dict[str, Any]
+    grid: dict[str, tuple[Any, ...]]
+    resources: Resources = field(default_factory=Resources)
+
+    def runs(self) -> list[RunSpec]:
+        keys = sorted(self.grid)
+        runs = []
+        for values in itertools.product(*(self.grid[k] for k in keys)):
+            point = dict(zip(keys, values))
+            label = ",".join(f"{k}={v}" for k, v in point.items())
+            for seed in self.seeds:
+                name = _safe(f"{label},seed={seed}" if label else f"seed={seed}")
+                runs.append(RunSpec(name, {**self.base, **point}, seed))
+        return runs
+
+    def check(self) -> None:
+        """Validate every run's options as hpcars.train would."""
+        for run in self.runs():
+            try:
+                parse_args(run.argv(Path("/nonexistent/run-dir")))
+            except ConfigError as err:
+                raise SpecError(f"run {run.name}: {err}") from None
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9=,._-]", "_", text)
+
+
+def load(path: Path) -> SweepSpec:
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{path}: not valid TOML ({err})") from None
+    unknown = set(raw) - {"name", "seeds", "base", "grid", "resources"}
+    if unknown:
+        raise SpecError(f"{path}: unknown keys {sorted(unknown)}; allowed: name, seeds, base, grid, resources")
+    seeds = raw.get("seeds", [0])
+    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds)):
+        raise SpecError(f"{path}: seeds must be a non-empty list of integers >= 0")
+    grid = raw.get("grid", {})
+    for key, values in grid.items():
+        if not (isinstance(values, list) and values):
+            raise SpecError(f"{path}: grid.{key} must be a non-empty list")
+    for key in ("seed", "run-dir", "run_dir", "resume"):
+        if key in raw.get("base", {}) or key in grid:
+            raise SpecError(f"{path}: {key} is set by the sweep itself (use seeds = [...])")
+    known = {f.name for f in dataclasses.fields(Resources)}
+    res = raw.get("resources", {})
+    bad = set(res) - known
+    if bad:
+        raise SpecError(f"{path}: unknown resources {sorted(bad)}; allowed: {', '.join(sorted(known))}")
+    for key, value in res.items():
+        kind = type(getattr(Resources(), key))
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+            raise SpecError(f"{path}: resources.{key} must be {'an integer >= 0' if kind is int else 'a string'}")
+    resources = Resources(**res)
+    if resources.nodes < 1 or resources.tasks_per_node < 1:
+        raise SpecError(f"{path}: resources.nodes and resources.tasks_per_node must be >= 1")
+    spec = SweepSpec(
+        name=_safe(str(raw.get("name", Path(path).stem))),
+        seeds=tuple(seeds),
+        base=dict(raw.get("base", {})),
+        grid={k: tuple(v) for k, v in grid.items()},
+        resources=resources,
+    )
+    spec.check()
+    return spec
