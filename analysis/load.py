@@ -1,0 +1,97 @@
+"""Read the runs of a sweep (or any folder of run directories) into tidy tables.
+
+Works offline with plain h5py on the HDF5 checkpoints (``docs/checkpoint-format.md``)
+— also while the sweep is still running: each run's latest complete checkpoint is
+read (writes are atomic), and a file that cannot be read is skipped with a warning.
+
+``load_sweep(path)`` returns one row per (run, iteration) with the run's
+identifying columns (``run``, ``task``, ``variant`` — the paper's name —, ``seed``,
+``target``, ``setting`` and one column per option that differs between runs) and the metrics
+columns (``iteration``, ``total_episodes``, ``total_samples``, ``score``, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+
+CHECKPOINT = re.compile(r"ckpt-(\d+)\.h5$")
+#: options that never define a setting (they name where or how a run ran)
+NOT_SETTINGS = {"seed", "run_dir", "resume", "force_resume", "device", "devices_per_rank", "log_every",
+                "guard_every", "checkpoint_every", "keep_checkpoints", "iterations", "stop_at_target"}  # fmt: skip
+
+
+def run_dirs(root: Path) -> list[Path]:
+    """Every run directory under ``root`` (a folder with a ``checkpoints`` subfolder)."""
+    return sorted(p.parent for p in Path(root).rglob("checkpoints") if p.is_dir())
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    found = [(int(m.group(1)), p) for p in (run_dir / "checkpoints").iterdir() if (m := CHECKPOINT.match(p.name))]
+    return max(found)[1] if found else None
+
+
+def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame, dict | None] | None:
+    """(config, metrics table, reached_target) of a run's latest checkpoint; None if unusable."""
+    path = latest_checkpoint(run_dir)
+    if path is None:
+        return None
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != "hpcars-checkpoint":
+                raise ValueError("not an hpcars checkpoint")
+            config = json.loads(f.attrs["config"])
+            reached = json.loads(f.attrs["reached_target"])
+            columns = {}
+            for name, dataset in f["metrics"].items():
+                values = dataset.asstr()[()] if h5py.check_string_dtype(dataset.dtype) else dataset[()]
+                columns[name] = np.asarray(values)
+    except (OSError, KeyError, ValueError) as err:
+        warnings.warn(f"skipping {path}: {err}", stacklevel=2)
+        return None
+    return config, pd.DataFrame(columns), reached
+
+
+def variant_name(config: dict[str, Any]) -> str:
+    top = config.get("top_directions") or config["directions"]
+    return config["variant"].upper() + ("-t" if top < config["directions"] else "")
+
+
+def load_sweep(root: Path) -> pd.DataFrame:
+    """All iterations of all readable runs under ``root``, one row each."""
+    frames, configs = [], {}
+    for run_dir in run_dirs(root):
+        loaded = read_run(run_dir)
+        if loaded is None:
+            continue
+        config, metrics, _ = loaded
+        name = str(run_dir.relative_to(root)) if run_dir != Path(root) else run_dir.name
+        configs[name] = config
+        frames.append(metrics.assign(run=name))
+    if not frames:
+        return pd.DataFrame()
+    varying = sorted(
+        key for key in set().union(*configs.values())
+        if key not in NOT_SETTINGS and len({json.dumps(c.get(key)) for c in configs.values()}) > 1
+    )  # fmt: skip
+    table = pd.concat(frames, ignore_index=True)
+    for key in ["task", "seed", "target", *varying]:
+        table[key] = table["run"].map(lambda run, key=key: configs[run].get(key))
+    table["variant"] = table["run"].map(lambda run: variant_name(configs[run]))
+    table["setting"] = table["run"].map(
+        lambda run: ",".join(f"{k}={configs[run].get(k)}" for k in varying) or "all"
+    )
+    table.attrs["swept"] = varying
+    return table
+
+
+def evaluations(table: pd.DataFrame) -> pd.DataFrame:
+    """Only the rows where the policy was evaluated (score present)."""
+    return table[table["score"].notna()] if "score" in table else table.iloc[0:0]

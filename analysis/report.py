@@ -1,0 +1,198 @@
+"""Turn a sweep directory into a report folder: ``python -m analysis.report SWEEP_DIR``.
+
+    python -m analysis.report sweeps/halfcheetah-20261124-101500 [--out REPORT_DIR] [--threshold 3430]
+
+Writes into ``REPORT_DIR`` (default ``SWEEP_DIR/report``):
+
+* ``runs.csv`` — the tidy table (one row per run and iteration);
+* ``curves.png`` — evaluation score against training episodes and against env
+  steps (or samples): median over seeds and the inter-quartile band, per setting;
+* ``threshold.md`` / ``threshold.csv`` — per setting: the fraction of seeds that
+  reached the threshold and the median episodes / env steps to it, beside the ARS
+  paper's figure where the task is one of its MuJoCo tasks (a seed that never
+  reached it counts as slower than all that did);
+* ``sensitivity.png`` / ``sensitivity.csv`` — the final score against each swept
+  hyper-parameter (median and quartiles over seeds and the other settings);
+* ``README.md`` — an index with the tables inline.
+
+The threshold is ``--threshold``, else the runs' ``--target``, else the paper's for
+the task; without one the threshold table is left out. Usable as a library too:
+``write_report(sweep_dir, out_dir)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis.load import evaluations, load_sweep  # noqa: E402
+from analysis.paper import paper_episodes, paper_threshold  # noqa: E402
+
+
+def _x_axes(table: pd.DataFrame) -> list[tuple[str, str]]:
+    axes = []
+    if (table["total_episodes"] > 0).any():
+        axes.append(("total_episodes", "training episodes"))
+    unit = "env steps" if axes else "samples"
+    axes.append(("total_samples", unit))
+    return axes
+
+
+def curves(table: pd.DataFrame, path: Path) -> Path:
+    """Median and inter-quartile band over seeds of the score, per setting."""
+    evals = evaluations(table)
+    axes_spec = _x_axes(table)
+    fig, axes = plt.subplots(1, len(axes_spec), figsize=(6 * len(axes_spec), 4), squeeze=False)
+    for ax, (column, label) in zip(axes[0], axes_spec):
+        for setting, group in evals.groupby("setting"):
+            by_iteration = group.groupby("iteration")
+            x = by_iteration[column].median()
+            q = by_iteration["score"].quantile([0.25, 0.5, 0.75]).unstack()
+            seeds = group["seed"].nunique()
+            ax.plot(x.values, q[0.5].values, label=f"{setting} ({seeds} seeds)")
+            ax.fill_between(x.values, q[0.25].values, q[0.75].values, alpha=0.25)
+        ax.set_xlabel(label)
+        ax.set_ylabel("evaluation score (median, IQR)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"{table['task'].iloc[0]}: learning curves")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def threshold_table(table: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """Per setting: seeds, fraction reaching ``threshold``, median episodes and steps to it."""
+    evals = evaluations(table)
+    rows = []
+    for setting, group in evals.groupby("setting"):
+        per_seed = []
+        for _, run in group.groupby("run"):
+            hit = run[run["score"] >= threshold].sort_values("iteration").head(1)
+            per_seed.append((float(hit["total_episodes"].iloc[0]), float(hit["total_samples"].iloc[0]))
+                            if len(hit) else (math.inf, math.inf))  # fmt: skip
+        episodes = sorted(e for e, _ in per_seed)
+        steps = sorted(s for _, s in per_seed)
+        reached = sum(math.isfinite(e) for e in episodes)
+        task, variant = group["task"].iloc[0], group["variant"].iloc[0]
+        median_episodes = float(np.median(episodes))
+        rows.append({
+            "setting": setting, "task": task, "variant": variant, "threshold": threshold, "seeds": len(per_seed),
+            "reached_fraction": reached / len(per_seed),
+            "median_episodes": median_episodes if math.isfinite(median_episodes) else None,
+            "median_env_steps": float(np.median(steps)) if math.isfinite(np.median(steps)) else None,
+            "paper_episodes": paper_episodes(task, variant) if threshold == paper_threshold(task) else None,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def final_scores(table: pd.DataFrame) -> pd.DataFrame:
+    """The last evaluation score of every run, with its settings."""
+    evals = evaluations(table)
+    last = evals.sort_values("iteration").groupby("run").tail(1)
+    return last.set_index("run")
+
+
+def sensitivity(table: pd.DataFrame, png: Path) -> pd.DataFrame:
+    """Final score against each swept hyper-parameter."""
+    swept = [k for k in table.attrs.get("swept", []) if k != "seed"]
+    finals = final_scores(table)
+    rows = []
+    for key in swept:
+        for value, group in finals.groupby(key):
+            q = group["score"].quantile([0.25, 0.5, 0.75])
+            rows.append({"parameter": key, "value": value, "runs": len(group),
+                         "score_q25": q[0.25], "score_median": q[0.5], "score_q75": q[0.75]})  # fmt: skip
+    frame = pd.DataFrame(rows)
+    if swept:
+        fig, axes = plt.subplots(1, len(swept), figsize=(4.5 * len(swept), 3.6), squeeze=False)
+        for ax, key in zip(axes[0], swept):
+            part = frame[frame["parameter"] == key]
+            x = np.arange(len(part))
+            ax.errorbar(x, part["score_median"], yerr=[part["score_median"] - part["score_q25"],
+                        part["score_q75"] - part["score_median"]], fmt="o-", capsize=4)  # fmt: skip
+            ax.set_xticks(x, [str(v) for v in part["value"]])
+            ax.set_xlabel(key)
+            ax.set_ylabel("final score (median, IQR)")
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(png, dpi=110)
+        plt.close(fig)
+    return frame
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "(none)\n"
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in frame.iterrows():
+        cells = ["" if v is None or (isinstance(v, float) and math.isnan(v)) else
+                 (f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def pick_threshold(table: pd.DataFrame, given: float | None, targets: list[float]) -> float | None:
+    if given is not None:
+        return given
+    finite = [t for t in targets if t is not None and math.isfinite(t)]
+    if finite:
+        return finite[0]
+    return paper_threshold(str(table["task"].iloc[0]))
+
+
+def write_report(sweep_dir: Path, out_dir: Path | None = None, threshold: float | None = None) -> Path:
+    table = load_sweep(sweep_dir)
+    if table.empty:
+        raise FileNotFoundError(f"{sweep_dir}: no readable runs")
+    out = Path(out_dir or Path(sweep_dir) / "report")
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "runs.csv", index=False)
+    curves(table, out / "curves.png")
+    parts = [f"# Report: {sweep_dir}\n", f"{table['run'].nunique()} runs, task {table['task'].iloc[0]}, "
+             f"swept: {', '.join(table.attrs.get('swept', [])) or 'nothing'}\n", "![curves](curves.png)\n"]  # fmt: skip
+    targets = [float(t) for t in table.get("target", pd.Series(dtype=float)).dropna().unique()]
+    chosen = pick_threshold(table, threshold, targets)
+    if chosen is not None:
+        frame = threshold_table(table, chosen)
+        frame.to_csv(out / "threshold.csv", index=False)
+        (out / "threshold.md").write_text(_markdown(frame))
+        parts += [f"## Episodes to {chosen:g}\n", _markdown(frame)]
+    sens = sensitivity(table, out / "sensitivity.png")
+    sens.to_csv(out / "sensitivity.csv", index=False)
+    if not sens.empty:
+        parts += ["## Sensitivity\n", "![sensitivity](sensitivity.png)\n", _markdown(sens)]
+    (out / "README.md").write_text("\n".join(parts))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dir", type=Path, help="a sweep directory (or any folder of run directories)")
+    parser.add_argument("--out", type=Path, default=None, help="report folder (default: SWEEP_DIR/report)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="score threshold (default: the runs' --target, else the paper's for the task)")
+    args = parser.parse_args(argv)
+    try:
+        out = write_report(args.sweep_dir, args.out, args.threshold)
+    except FileNotFoundError as err:
+        print(f"analysis.report: error: {err}", file=sys.stderr)
+        return 2
+    print(f"report in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
