@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.load import evaluations, load_sweep  # noqa: E402
-from analysis.paper import paper_episodes, paper_threshold  # noqa: E402
+from hpcars.paper import paper_episodes, paper_threshold  # noqa: E402
 
 
 def _x_axes(table: pd.DataFrame) -> list[tuple[str, str]]:

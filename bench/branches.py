@@ -63,7 +63,7 @@ def main() -> None:
     torch.set_num_threads(1)
 
     cfg = TrainConfig(directions=args.directions, branch_batch=args.branch_batch, device="cpu")
-    task = Regression(cfg.seed)
+    task = Regression(cfg.seed, track_obs=False)  # V1, as cfg
     trainer = ARSTrainer(cfg, task, SingleProcess(), [torch.device("cpu")])
     branches = list(range(2 * cfg.directions))
     batch = task.begin_iteration(0, 0, torch.device("cpu"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import statistics
@@ -24,12 +25,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-# Table 1 of Mania, Guy & Recht (2018): episodes to threshold, for the variant the preset uses.
-PAPER = {
-    "swimmer": {"threshold": 325, "variant": "V1", "episodes": 100},
-    "halfcheetah": {"threshold": 3430, "variant": "V2-t", "episodes": 1707},
-    "hopper": {"threshold": 3120, "variant": "V2-t", "episodes": 1973},
-}
+from hpcars.paper import paper_episodes, paper_threshold
+
+# The preset's variant per task; thresholds and the paper's episodes come from hpcars.paper.
+TASKS = {"swimmer": ("Swimmer-v5", "V1"), "halfcheetah": ("HalfCheetah-v5", "V2-t"), "hopper": ("Hopper-v5", "V2-t")}
 # Iteration caps so a seed that does not get there ends the bench in bounded time.
 CAPS = {"swimmer": 300, "halfcheetah": 300, "hopper": 1000}
 
@@ -53,39 +52,37 @@ def run_one(task: str, seed: int, ranks: int, root: Path) -> dict:
     }
 
 
-def median_or_none(values: list) -> float | None:
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
+def median_to_threshold(values: list) -> float | None:
+    """Median over seeds, a seed that never reached the threshold counting as slower than all."""
+    med = statistics.median(sorted(math.inf if v is None else v for v in values))
+    return None if math.isinf(med) else med
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", nargs="+", default=list(PAPER), choices=list(PAPER))
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--ranks", type=int, default=2)
     args = parser.parse_args()
     result: dict = {"bench": "paper", "ranks": args.ranks, "seeds": args.seeds, "tasks": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for task in args.tasks:
+            env_id, variant = TASKS[task]
             runs = [run_one(task, seed, args.ranks, Path(tmp)) for seed in args.seeds]
-            reached = [r for r in runs if r["reached"]]
-            # a seed that never reached the threshold counts as infinitely slow in the median
-            episodes = sorted(r["episodes"] if r["reached"] else float("inf") for r in runs)
-            med = statistics.median(episodes)
             row = {
-                **PAPER[task],
-                "runs": runs,
-                "reached": f"{len(reached)}/{len(runs)}",
-                "median_episodes": med if med != float("inf") else None,
-                "median_env_steps": median_or_none([r["env_steps"] for r in reached]),
-                "median_wall_s": median_or_none([r["wall_s"] for r in reached]),
-            }
-            row["at_or_below_paper"] = row["median_episodes"] is not None and row["median_episodes"] <= row["episodes"]
+                "env": env_id, "variant": variant, "threshold": paper_threshold(env_id),
+                "paper_episodes": paper_episodes(env_id, variant), "runs": runs,
+                "reached": f"{sum(r['reached'] for r in runs)}/{len(runs)}",
+                "median_episodes": median_to_threshold([r["episodes"] for r in runs]),
+                "median_env_steps": median_to_threshold([r["env_steps"] for r in runs]),
+                "median_wall_s": median_to_threshold([r["wall_s"] for r in runs]),
+            }  # fmt: skip
+            med = row["median_episodes"]
+            row["at_or_below_paper"] = med is not None and med <= row["paper_episodes"]
             result["tasks"][task] = row
-            print(f"{task:12s} {row['variant']:5s} threshold {row['threshold']}: median {row['median_episodes']} "
-                  f"episodes (paper {row['episodes']}), reached {row['reached']}, "
-                  f"median {row['median_env_steps']} env steps, {row['median_wall_s']} s; "
-                  f"per seed {[r['episodes'] for r in runs]}", flush=True)  # fmt: skip
+            print(f"{task:12s} {variant:5s} threshold {row['threshold']}: median {med} episodes "
+                  f"(paper {row['paper_episodes']}), reached {row['reached']}, median {row['median_env_steps']} "
+                  f"env steps, {row['median_wall_s']} s; per seed {[r['episodes'] for r in runs]}", flush=True)
     print(json.dumps(result))
 
 

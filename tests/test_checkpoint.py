@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from hpcars import checkpoint
-from hpcars.checkpoint import Checkpoint, CheckpointError, Member
+from hpcars.checkpoint import Checkpoint, Member
 from hpcars.runningstat import RunningStat
 from tests.conftest import ROOT, checkpoint_file, inspect_json, mpirun, run_cli
 

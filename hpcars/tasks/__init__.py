@@ -9,10 +9,11 @@ from hpcars.tasks.supervised import Digits, Regression
 
 def make_task(cfg: TrainConfig) -> Task:
     """The task ``cfg.task`` names; an unknown Gymnasium id is a ``ConfigError``."""
+    track_obs = cfg.variant == "v2"
     if cfg.task == "regression":
-        return Regression(cfg.seed, cfg.batch_size or 2048)
+        return Regression(cfg.seed, cfg.batch_size or 2048, track_obs)
     if cfg.task == "digits":
-        return Digits(cfg.seed, cfg.batch_size or 256, cfg.hidden)
+        return Digits(cfg.seed, cfg.batch_size or 256, cfg.hidden, track_obs)
     from hpcars.tasks.rl import GymTask, gym_ids
 
     ids = gym_ids()
@@ -24,7 +25,7 @@ def make_task(cfg: TrainConfig) -> Task:
         raise ConfigError("--task", f"{cfg.task!r} is not a registered Gymnasium id{hint}")
     return GymTask(
         cfg.task, cfg.seed, policy=cfg.policy, hidden=cfg.hidden, shift=cfg.shift,
-        eval_episodes=cfg.eval_episodes, branch_batch=cfg.branch_batch, track_obs=cfg.variant == "v2",
+        eval_episodes=cfg.eval_episodes, branch_batch=cfg.branch_batch, track_obs=track_obs,
     )  # fmt: skip
 
 

@@ -57,17 +57,20 @@ class SupervisedTask:
     input_dim = 0
     eval_units = 1  # the held-out set
 
-    def __init__(self, seed: int, batch_size: int, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
+    def __init__(self, seed: int, batch_size: int, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 track_obs: bool = True):  # fmt: skip
         self.seed = seed
         self.batch_size = batch_size
         self._loss = loss  # (outputs [B, n, out], targets [n, ...]) -> [B]
+        self.track_obs = track_obs  # V2 only: V1 needs no input moments
 
     def sample(self, generator: torch.Generator) -> Batch:
         raise NotImplementedError
 
     def begin_iteration(self, iteration: int, member: int, device: torch.device) -> Batch:
         batch = self.sample(_generator(self.seed ^ DATA_STREAM, iteration, member))
-        return Batch(batch.x.to(device), batch.y.to(device), RunningStat.of(batch.x.double().numpy()))
+        stat = RunningStat.of(batch.x.double().numpy()) if self.track_obs else None
+        return Batch(batch.x.to(device), batch.y.to(device), stat)
 
     def rewards(self, model: BatchedModel, stack: torch.Tensor, context: Batch, branches: Sequence[int]) -> BranchOutcome:
         n = len(branches)
@@ -75,11 +78,9 @@ class SupervisedTask:
         stat = context.stat
         # every branch saw the same inputs; merging them once per branch gives the same
         # mean and variance as one copy (each iteration's batch keeps an equal weight)
-        return BranchOutcome(
-            rewards=-loss.double().cpu().numpy(),
-            samples=np.full(n, float(context.x.shape[0])),
-            obs=ObsMoments(np.full(n, stat.count), np.tile(stat.mean, (n, 1)), np.tile(stat.m2, (n, 1))),
-        )
+        obs = None if stat is None else ObsMoments(np.full(n, stat.count), np.tile(stat.mean, (n, 1)),
+                                                   np.tile(stat.m2, (n, 1)))  # fmt: skip
+        return BranchOutcome(rewards=-loss.double().cpu().numpy(), samples=np.full(n, float(context.x.shape[0])), obs=obs)
 
     def heldout_metrics(self, model: BatchedModel, flat: torch.Tensor) -> list[float]:
         raise NotImplementedError
@@ -105,8 +106,8 @@ class Regression(SupervisedTask):
     eval_fields = ("eval_loss",)
     eval_columns = ("score", "eval_loss")
 
-    def __init__(self, seed: int, batch_size: int = 2048) -> None:
-        super().__init__(seed, batch_size, _smooth_l1)
+    def __init__(self, seed: int, batch_size: int = 2048, track_obs: bool = True) -> None:
+        super().__init__(seed, batch_size, _smooth_l1, track_obs)
         g = _generator(seed ^ INIT_STREAM, 0, 0, 1)
         self.w_target = torch.randn(self.degree, 1, generator=g) * 5
         self.b_target = torch.randn(1, generator=g) * 5
@@ -152,8 +153,8 @@ class Digits(SupervisedTask):
     eval_fields = ("eval_loss", "eval_accuracy")
     eval_columns = ("score", "eval_loss", "eval_accuracy")
 
-    def __init__(self, seed: int, batch_size: int = 256, hidden: int = 32) -> None:
-        super().__init__(seed, batch_size, _cross_entropy)
+    def __init__(self, seed: int, batch_size: int = 256, hidden: int = 32, track_obs: bool = True) -> None:
+        super().__init__(seed, batch_size, _cross_entropy, track_obs)
         try:
             from sklearn.datasets import load_digits
         except ImportError as err:  # pragma: no cover - depends on the install

@@ -1,9 +1,10 @@
 """Table 1 of Mania, Guy & Recht (2018): episodes to reach a threshold (average of 3 seeds).
 
-Keyed by the Gymnasium environment name without its version; each entry gives the
-threshold and the episodes of every ARS variant the paper reports. The v5
-environments differ in details from the paper's v1 ones (see the notes in the repo
-docs), so these are a yardstick, not an exact target.
+Used by bench/paper.py and analysis/report.py. Keyed by the Gymnasium environment
+name without its version; each entry gives the threshold and the episodes of every
+ARS variant the paper reports. The v5 environments differ in details from the
+paper's v1 ones (healthy rewards, contact costs, observation sizes), so these are a
+yardstick, not an exact target.
 """
 
 from __future__ import annotations
