@@ -42,7 +42,8 @@ def _opt(default: Any, help: str, choices: Sequence[str] | None = None) -> Any:
 class TrainConfig:
     preset: str = _opt("", "the ARS paper's settings for a MuJoCo task; the config file and command line override it",
                        PRESETS)
-    task: str = _opt("regression", "regression, digits, or a registered Gymnasium id (e.g. HalfCheetah-v5)")
+    task: str = _opt("regression", "regression, digits, or a Gymnasium id (e.g. HalfCheetah-v5; "
+                                   "mypackage.envs:MyEnv-v0 imports the module that registers it)")
     iterations: int = _opt(1000, "ARS iterations to run")
     seed: int = _opt(0, "run seed: noise, data and initialisation all derive from it")
     directions: int = _opt(32, "N, perturbation directions per iteration (2N branches)")

@@ -183,7 +183,8 @@ def run(cfg: TrainConfig, transport: Transport, out: TextIO = sys.stdout, stop: 
             )
         if session.lead:
             session.metrics.write(record, session.elapsed())
-            if trainer.iteration % cfg.log_every == 0 or last or record.skipped or newly:
+            first_skip = bool(record.skipped) and trainer.skipped_steps == 1  # later ones: in metrics.csv
+            if trainer.iteration % cfg.log_every == 0 or last or first_skip or newly:
                 session.say(_progress(record, session.elapsed(), task.sample_unit))
         if newly:
             r = session.reached

@@ -183,3 +183,12 @@ def test_killed_rank_ends_job_quickly_and_resume_works(tmp_path):
     done = run_cli(["--resume", str(run_dir), "--iterations", str(saved + 2)], ranks=2)
     assert done.returncode == 0, done.stderr
     assert f"resumed at iteration {saved}" in done.stdout
+
+
+def test_exception_on_one_rank_ends_the_job_with_a_message(tmp_path):
+    started = time.time()
+    done = run_cli(["--task", "tests.faulty_env:Faulty-v0", "--iterations", "1000", "--directions", "4",
+                    "--eval-episodes", "2", "--run-dir", str(tmp_path / "r")], ranks=2, timeout=60)  # fmt: skip
+    assert time.time() - started <= 30
+    assert done.returncode != 0
+    assert "hpcars.train: rank 1: RuntimeError: simulated env failure" in done.stderr

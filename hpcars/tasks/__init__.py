@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 from hpcars.config import ConfigError, TrainConfig
 from hpcars.tasks.base import BranchOutcome, ObsMoments, Task
 from hpcars.tasks.supervised import Digits, Regression
@@ -16,15 +18,21 @@ def make_task(cfg: TrainConfig) -> Task:
         return Digits(cfg.seed, cfg.batch_size or 256, cfg.hidden, track_obs)
     from hpcars.tasks.rl import GymTask, gym_ids
 
+    module, _, env_id = cfg.task.rpartition(":")  # Gymnasium's "module:Env-v0": import, then make
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ConfigError("--task", f"cannot import {module!r} to register {env_id}: {err}") from None
     ids = gym_ids()
     if not ids:
         raise ConfigError("--task", f"{cfg.task} needs Gymnasium: pip install 'hpcars[rl]'")
-    if cfg.task not in ids:
-        close = [i for i in ids if i.split("-")[0].lower() == cfg.task.split("-")[0].lower()]
+    if env_id not in ids:
+        close = [i for i in ids if i.split("-")[0].lower() == env_id.split("-")[0].lower()]
         hint = f"; registered versions: {', '.join(close)}" if close else ""
-        raise ConfigError("--task", f"{cfg.task!r} is not a registered Gymnasium id{hint}")
+        raise ConfigError("--task", f"{env_id!r} is not a registered Gymnasium id{hint}")
     return GymTask(
-        cfg.task, cfg.seed, policy=cfg.policy, hidden=cfg.hidden, shift=cfg.shift,
+        env_id, cfg.seed, policy=cfg.policy, hidden=cfg.hidden, shift=cfg.shift,
         eval_episodes=cfg.eval_episodes, branch_batch=cfg.branch_batch, track_obs=track_obs,
     )  # fmt: skip
 
