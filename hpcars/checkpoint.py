@@ -147,20 +147,40 @@ def _column(dataset: h5py.Dataset) -> np.ndarray:
     return np.asarray(dataset)
 
 
+def _checked(f: h5py.File, path: Path) -> None:
+    kind = f.attrs.get("format")
+    if kind != FORMAT:
+        raise CheckpointError(f"{path}: not an hpcars checkpoint (format attribute {kind!r})")
+    version = int(f.attrs["format_version"])
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: written by a newer hpcars (format version {version}; this one reads up to {FORMAT_VERSION})"
+        )
+
+
+def _unreadable(path: Path, err: Exception) -> CheckpointError:
+    detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return CheckpointError(f"{path}: unreadable or incomplete checkpoint ({detail})")
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """Only the run's options (no parameters): cheap, for deciding whether to resume."""
+    try:
+        with h5py.File(path, "r") as f:
+            _checked(f, Path(path))
+            return json.loads(f.attrs["config"])
+    except CheckpointError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        raise _unreadable(Path(path), err) from None
+
+
 def read(path: Path) -> Checkpoint:
     """Load a checkpoint; ``CheckpointError`` for anything that is not a usable one."""
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
-            kind = f.attrs.get("format")
-            if kind != FORMAT:
-                raise CheckpointError(f"{path}: not an hpcars checkpoint (format attribute {kind!r})")
-            version = int(f.attrs["format_version"])
-            if version > FORMAT_VERSION:
-                raise CheckpointError(
-                    f"{path}: written by a newer hpcars (format version {version}; this one reads up to "
-                    f"{FORMAT_VERSION})"
-                )
+            _checked(f, path)
             names = json.loads(f.attrs["param_names"])
             fitness = np.asarray(f["fitness"])
             members = [
@@ -188,5 +208,4 @@ def read(path: Path) -> Checkpoint:
     except CheckpointError:
         raise
     except (OSError, KeyError, ValueError, TypeError) as err:
-        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(f"{path}: unreadable or incomplete checkpoint ({detail})") from None
+        raise _unreadable(path, err) from None

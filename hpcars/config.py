@@ -231,7 +231,7 @@ def saved_config(run_dir: Path) -> dict[str, Any]:
     if found is None:
         return {}
     known = {f.name for f in dataclasses.fields(TrainConfig)}
-    saved = checkpoint.read(found).config
+    saved = checkpoint.read_config(found)
     return {k: v for k, v in saved.items() if k in known and k not in RUN_CONTROL_FIELDS}
 
 

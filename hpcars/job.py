@@ -17,7 +17,6 @@ gets the checkpoint too; re-submitting the sweep then resumes the run.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, Sequence
 
 import submitit
@@ -55,7 +54,3 @@ class TrainJob(submitit.helpers.Checkpointable):
     def checkpoint(self) -> submitit.helpers.DelayedSubmission:
         # The state is in the run directory's HDF5 checkpoint: resubmit the same options.
         return submitit.helpers.DelayedSubmission(TrainJob(self.argv))
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(parse_args(self.argv).run_dir)

@@ -72,7 +72,7 @@ def resolve_run_dir(cfg: TrainConfig, root: Path = Path("runs")) -> RunDir:
                 raise ConfigError("--run-dir", f"{path} holds files of an earlier run but no checkpoint; "
                                                "choose a new directory")  # fmt: skip
         else:
-            saved = checkpoint.read(found).config
+            saved = checkpoint.read_config(found)
             differences = config_differences(cfg, saved)
             if differences and not cfg.force_resume:
                 raise ConfigError(option, f"{path} holds a run with a different config ({'; '.join(differences)}); "

@@ -124,8 +124,7 @@ class Session:
             print(text, file=self.out, flush=True)
 
     def save(self, last_eval: dict[str, float]) -> Path | None:
-        """Guard, then one checkpoint from rank 0 (the ranks agree on θ first)."""
-        self.trainer.guard()
+        """One checkpoint, written by rank 0 (call after ``trainer.guard()``)."""
         self.last_checkpoint = self.trainer.iteration
         if not self.lead:
             return None
@@ -173,8 +172,10 @@ def run(cfg: TrainConfig, transport: Transport, out: TextIO = sys.stdout, stop: 
         if (cfg.eval_every and trainer.iteration % cfg.eval_every == 0) or last:
             last_eval = trainer.evaluate()
             record = dataclasses.replace(record, eval=last_eval)
-        if cfg.guard_every and trainer.iteration % cfg.guard_every == 0:
-            trainer.guard()
+        stopping = transport.allmax(stop.signum or 0)  # any rank signalled -> all stop here
+        save_now = bool(stopping) or trainer.iteration % cfg.checkpoint_every == 0
+        if save_now or (cfg.guard_every and trainer.iteration % cfg.guard_every == 0):
+            trainer.guard()  # the ranks agree on θ before anything is written
         score = record.eval.get("score", float("nan"))
         newly = session.reached is None and score >= cfg.target  # never true for target = nan
         if newly:
@@ -190,8 +191,7 @@ def run(cfg: TrainConfig, transport: Transport, out: TextIO = sys.stdout, stop: 
             r = session.reached
             session.say(f"reached target {cfg.target:g} (score {score:.1f}) at iteration {r.iteration}: "
                         f"{r.episodes} episodes, {r.samples} {task.sample_unit}, {r.wall_s:.1f} s")  # fmt: skip
-        stopping = transport.allmax(stop.signum or 0)  # any rank signalled -> all stop here
-        if stopping or trainer.iteration % cfg.checkpoint_every == 0:
+        if save_now:
             session.save(last_eval)
         if stopping:
             interrupted = stopping
@@ -200,6 +200,7 @@ def run(cfg: TrainConfig, transport: Transport, out: TextIO = sys.stdout, stop: 
             break
 
     if session.last_checkpoint != trainer.iteration:
+        trainer.guard()
         session.save(last_eval)
     if session.lead:
         _finish(session, first_eval, last_eval, interrupted)
