@@ -84,11 +84,12 @@ def resolve_run_dir(cfg: TrainConfig, root: Path = Path("runs")) -> RunDir:
             raise ConfigError(option, f"cannot create {path}: {err.strerror}")
         return RunDir(path, None)
     root.mkdir(parents=True, exist_ok=True)
-    pattern = re.compile(rf"{re.escape(cfg.task)}-seed{cfg.seed}-(\d+)$")
+    task = cfg.task.rpartition(":")[2]  # "package.module:Env-v0" -> "Env-v0"
+    pattern = re.compile(rf"{re.escape(task)}-seed{cfg.seed}-(\d+)$")
     taken = [int(m.group(1)) for p in root.iterdir() if (m := pattern.match(p.name))]
     number = max(taken, default=0) + 1
     while True:
-        path = root / f"{cfg.task}-seed{cfg.seed}-{number:03d}"
+        path = root / f"{task}-seed{cfg.seed}-{number:03d}"
         try:
             path.mkdir()
             return RunDir(path, None)

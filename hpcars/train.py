@@ -87,13 +87,15 @@ def _open_run_dir(cfg: TrainConfig, transport: Transport) -> RunDir:
 class Session:
     """One process's view of a run: the trainer plus, on rank 0, the files it writes."""
 
-    def __init__(self, cfg: TrainConfig, transport: Transport, run_dir: RunDir, out: TextIO) -> None:
+    def __init__(self, cfg: TrainConfig, transport: Transport, out: TextIO) -> None:
         self.cfg = cfg
         self.transport = transport
         self.lead = transport.rank == 0
         self.out = out
+        # everything that can refuse the input comes before the run directory is touched
         self.devices = choose_devices(cfg.device, transport.local_rank, cfg.devices_per_rank)
         self.task = make_task(cfg)
+        run_dir = _open_run_dir(cfg, transport)
         self.trainer = ARSTrainer(cfg, self.task, transport, self.devices)
         self.run_dir = run_dir.path
         self.world_sizes: list[tuple[int, int]] = []
@@ -149,7 +151,7 @@ def run(cfg: TrainConfig, transport: Transport, out: TextIO = sys.stdout, stop: 
     """Train per ``cfg`` (fresh or resumed); rank 0 writes the run directory."""
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     stop = stop or StopRequest()
-    session = Session(cfg, transport, _open_run_dir(cfg, transport), out)
+    session = Session(cfg, transport, out)
     trainer, task = session.trainer, session.task
 
     session.say(

@@ -100,3 +100,4 @@ def test_unknown_env_id_is_bad_input(tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "HalfCheetah-v5" in lines[0]
     assert lines[0].startswith("hpcars.train: error: --task: 'HalfCheetah-v9' is not a registered Gymnasium id")
+    assert not (tmp_path / "r").exists()  # refused before the run directory was made
