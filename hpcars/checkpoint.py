@@ -16,6 +16,7 @@ generator counter.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -63,6 +64,11 @@ class Checkpoint:
     #: the metrics table so far, column name -> values (one per iteration)
     metrics: dict[str, np.ndarray] = field(default_factory=dict)
     params_sha256: str = ""
+
+
+def params_sha256(flat: np.ndarray) -> str:
+    """SHA-256 of parameters as little-endian float32 bytes, concatenated in ``param_names`` order."""
+    return hashlib.sha256(np.ascontiguousarray(flat, dtype="<f4").tobytes()).hexdigest()
 
 
 def directory(run_dir: Path) -> Path:

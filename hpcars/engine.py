@@ -22,7 +22,6 @@ Every ``guard_every`` iterations the ranks compare SHA-256 checksums of θ and r
 from __future__ import annotations
 
 import copy
-import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -32,7 +31,7 @@ import torch
 
 from hpcars.ars import SKIP_NONFINITE, ARSHyper, ARSStep, ars_step
 from hpcars.branches import BatchedModel, ParamSpec
-from hpcars.checkpoint import Checkpoint, CheckpointError
+from hpcars.checkpoint import Checkpoint, CheckpointError, params_sha256
 from hpcars.comm import Transport, branch_row_width, branch_rows, partition, shares
 from hpcars.config import TrainConfig
 from hpcars.models import Normalized
@@ -67,12 +66,6 @@ class IterationRecord:
     update_s: float
     comm_bytes: int
     eval: dict[str, float] = field(default_factory=dict)
-
-
-def params_sha256(theta: torch.Tensor) -> str:
-    """SHA-256 of θ as little-endian float32 bytes in ``ParamSpec`` order."""
-    data = theta.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4", copy=False)
-    return hashlib.sha256(data.tobytes()).hexdigest()
 
 
 class ARSTrainer:
@@ -196,7 +189,7 @@ class ARSTrainer:
 
     # -- checks and results -----------------------------------------------------------
     def params_sha256(self) -> str:
-        return params_sha256(self.theta)
+        return params_sha256(self.theta.cpu().numpy())
 
     def guard(self) -> None:
         """All ranks compare checksums of θ; raise DivergenceError on any mismatch."""

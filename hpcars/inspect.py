@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import math
 import sys
@@ -65,7 +64,7 @@ def read_run(target: Path) -> dict[str, Any]:
     ckpt = checkpoint.read(path)
     member0 = ckpt.members[0].params
     flat = np.concatenate([np.asarray(v, dtype="<f4").reshape(-1) for v in member0.values()])
-    sha = hashlib.sha256(flat.tobytes()).hexdigest()
+    sha = checkpoint.params_sha256(flat)
     rows = live_metrics(run_dir)
     fitness = np.array([m.fitness for m in ckpt.members])
     return {

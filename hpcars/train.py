@@ -117,6 +117,7 @@ class Session:
             write_config(self.run_dir, cfg)
         self.start = time.perf_counter()
         self.last_checkpoint = self.trainer.iteration if run_dir.resume_from else -1
+        self.checkpoint_path = run_dir.resume_from  # the latest checkpoint (rank 0 keeps it current)
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.start
@@ -125,11 +126,11 @@ class Session:
         if self.lead:
             print(text, file=self.out, flush=True)
 
-    def save(self, last_eval: dict[str, float]) -> Path | None:
+    def save(self, last_eval: dict[str, float]) -> None:
         """One checkpoint, written by rank 0 (call after ``trainer.guard()``)."""
         self.last_checkpoint = self.trainer.iteration
         if not self.lead:
-            return None
+            return
         state = Checkpoint(
             config=to_dict(self.cfg),
             iteration=self.trainer.iteration,
@@ -144,7 +145,7 @@ class Session:
             metrics=self.metrics.columns_for_checkpoint(),
             params_sha256=self.trainer.params_sha256(),
         )
-        return checkpoint.write(self.run_dir, state, self.cfg.keep_checkpoints)
+        self.checkpoint_path = checkpoint.write(self.run_dir, state, self.cfg.keep_checkpoints)
 
 
 def run(cfg: TrainConfig, transport: Transport, out: TextIO = sys.stdout, stop: StopRequest | None = None) -> RunResult:
@@ -213,7 +214,7 @@ def _finish(session: Session, first_eval: dict, last_eval: dict, interrupted: in
     cfg, trainer, out = session.cfg, session.trainer, session.out
     session.metrics.close()
     sha = trainer.params_sha256()
-    latest = checkpoint.latest(session.run_dir)
+    latest = session.checkpoint_path
     if interrupted:
         print(f"stopped by {signal.Signals(interrupted).name} at iteration {trainer.iteration}; checkpoint {latest}\n"
               f"  continue with the same command, or: python -m hpcars.train --resume {session.run_dir}",
