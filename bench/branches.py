@@ -35,7 +35,7 @@ def looped_rewards(trainer: ARSTrainer, task: Regression, batch) -> torch.Tensor
     spec = trainer.spec
     rewards = []
     for k in range(trainer.cfg.directions):
-        delta = trainer.directions([k], torch.device("cpu"))[0]
+        delta = trainer.directions(0, [k], torch.device("cpu"))[0]
         for sign in (1.0, -1.0):
             spec.load(module, trainer.theta + sign * trainer.cfg.noise_std * delta)
             with torch.no_grad():

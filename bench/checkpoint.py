@@ -41,7 +41,7 @@ from hpcars.tasks import make_task
 
 
 def state_of(trainer: ARSTrainer, cfg: TrainConfig, members: int, metric_rows: int) -> Checkpoint:
-    params = trainer.named_params()
+    params = trainer.named_params(0)
     return Checkpoint(
         config=to_dict(cfg), iteration=trainer.iteration, total_episodes=trainer.total_episodes,
         total_samples=trainer.total_samples, skipped_steps=0, elapsed_s=1.0,

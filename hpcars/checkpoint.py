@@ -30,7 +30,7 @@ import numpy as np
 from hpcars.runningstat import RunningStat
 
 FORMAT = "hpcars-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added /population; version 1 files are still read
 NOISE_SCHEME = "splitmix64-boxmuller/1"
 DIRECTORY = "checkpoints"
 _NAME = re.compile(r"ckpt-(\d+)\.h5$")
@@ -42,7 +42,7 @@ class CheckpointError(Exception):
 
 @dataclass(frozen=True)
 class Member:
-    """One population member: its parameters (name -> float32 array) and last fitness."""
+    """One population member: its parameters (name -> float32 array) and latest fitness."""
 
     params: dict[str, np.ndarray]
     fitness: float = float("nan")
@@ -64,6 +64,8 @@ class Checkpoint:
     #: the metrics table so far, column name -> values (one per iteration)
     metrics: dict[str, np.ndarray] = field(default_factory=dict)
     params_sha256: str = ""
+    #: population search state (``hpcars.population.state``), name -> array; None in format 1
+    population: dict[str, np.ndarray] | None = None
 
 
 def params_sha256(flat: np.ndarray) -> str:
@@ -133,6 +135,10 @@ def _fill(f: h5py.File, ckpt: Checkpoint) -> None:
         group = members.create_group(f"{index:05d}")
         for name, value in member.params.items():
             group.create_dataset(name, data=np.asarray(value, dtype="<f4"))
+    if ckpt.population is not None:
+        group = f.create_group("population")
+        for name, value in ckpt.population.items():
+            group.create_dataset(name, data=value)
     if ckpt.obs_stat is not None:
         stats = f.create_group("obs_stat")
         stats.create_dataset("count", data=np.float64(ckpt.obs_stat.count))
@@ -210,6 +216,7 @@ def read(path: Path) -> Checkpoint:
                 reached_target=json.loads(f.attrs["reached_target"]),
                 metrics={c: _column(f["metrics"][c]) for c in f["metrics"]},
                 params_sha256=str(f.attrs["params_sha256"]),
+                population={k: np.asarray(v) for k, v in f["population"].items()} if "population" in f else None,
             )
     except CheckpointError:
         raise

@@ -18,6 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from hpcars.population.annealing import AnnealingParams
+from hpcars.population.repulsion import RepulsionParams
+from hpcars.population.swarm import SwarmParams
+from hpcars.population.truncation import CLONE_FROM, TruncationParams
+
 SUPERVISED_TASKS = ("regression", "digits")
 VARIANTS = ("v1", "v2")
 POLICIES = ("linear", "mlp")
@@ -61,6 +66,24 @@ class TrainConfig:
     run_dir: str = _opt("", "output directory (empty = runs/TASK-seedSEED-NNN, the next free NNN)")
     device: str = _opt("auto", "auto (a GPU per node-local rank if any, else CPU), cpu, cuda, or a list cuda:0,cuda:1")
     devices_per_rank: int = _opt(1, "with auto/cuda: how many GPUs each rank drives")
+    population: int = _opt(1, "M, members trained side by side, each with N directions (2N·M branches per "
+                               "iteration); 1 = plain ARS")
+    generation_every: int = _opt(0, "truncation: every this many iterations replace the worst members by clones "
+                                    "(0 = off)")
+    kill_fraction: float = _opt(0.5, "truncation: fraction of the population replaced per generation")
+    clone_from: str = _opt("best", "truncation: a clone copies the best member, or a survivor drawn at random",
+                           CLONE_FROM)
+    pbt_perturb: bool = _opt(False, "truncation: multiply each clone's α and ν by 0.8 or 1.2 (PBT explore)")
+    anneal_t0: float = _opt(0.0, "simulated annealing: initial temperature, in reward standard deviations; a "
+                                 "worsening step of Δ is kept with probability exp(-Δ/T) (0 = off)")
+    anneal_cooling: float = _opt(0.99, "simulated annealing: T = anneal_t0 * anneal_cooling**iteration")
+    swarm: bool = _opt(False, "particle swarm: v = w v + ARS step + c1 r1 (personal best - θ) + c2 r2 (best - θ)")
+    swarm_inertia: float = _opt(0.5, "particle swarm: w")
+    swarm_cognitive: float = _opt(0.1, "particle swarm: c1, pull to the member's personal best")
+    swarm_social: float = _opt(0.1, "particle swarm: c2, pull to the population's best")
+    repulsion: float = _opt(0.0, "tabu-like repulsion: strength in [0, 1] of the push out of the ball around "
+                                 "the best member (0 = off)")
+    repulsion_radius: float = _opt(1.0, "repulsion: radius of that ball, in units of ν·sqrt(parameters)")
     branch_batch: int = _opt(64, "branches per batched call (a short last call is padded): fixed, so results do not depend on the world size")
     eval_every: int = _opt(10, "evaluate the unperturbed model every this many iterations (0 = only at the end)")
     log_every: int = _opt(50, "print progress every this many iterations")
@@ -78,6 +101,22 @@ class TrainConfig:
         return self.top_directions or self.directions
 
     @property
+    def truncation(self) -> TruncationParams:
+        return TruncationParams(self.generation_every, self.kill_fraction, self.clone_from, self.pbt_perturb)
+
+    @property
+    def annealing(self) -> AnnealingParams:
+        return AnnealingParams(self.anneal_t0, self.anneal_cooling)
+
+    @property
+    def swarm_params(self) -> SwarmParams:
+        return SwarmParams(self.swarm, self.swarm_inertia, self.swarm_cognitive, self.swarm_social)
+
+    @property
+    def repulsion_params(self) -> RepulsionParams:
+        return RepulsionParams(self.repulsion, self.repulsion_radius)
+
+    @property
     def variant_name(self) -> str:
         """The paper's name: V1, V1-t, V2 or V2-t."""
         return self.variant.upper() + ("-t" if self.top < self.directions else "")
@@ -86,7 +125,9 @@ class TrainConfig:
 #: Options that determine the parameter trajectory; a resume must not change them.
 RESULT_FIELDS = (
     "task", "seed", "directions", "top_directions", "step_size", "noise_std", "variant", "batch_size",
-    "hidden", "policy", "shift", "branch_batch",
+    "hidden", "policy", "shift", "branch_batch", "population", "generation_every", "kill_fraction", "clone_from",
+    "pbt_perturb", "anneal_t0", "anneal_cooling", "swarm", "swarm_inertia", "swarm_cognitive", "swarm_social",
+    "repulsion", "repulsion_radius",
 )  # fmt: skip
 #: Options that say where and how to (re)start, never inherited from a checkpoint.
 RUN_CONTROL_FIELDS = ("resume", "force_resume", "run_dir")
@@ -109,7 +150,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name in ("iterations", "directions", "branch_batch", "devices_per_rank", "log_every", "eval_episodes",
                  "checkpoint_every", "keep_checkpoints"):
         need(getattr(cfg, name) >= 1, name, "must be an integer >= 1")
-    for name in ("batch_size", "eval_every", "guard_every"):
+    need(cfg.population >= 1, "population", "must be an integer >= 1")
+    for name in ("batch_size", "eval_every", "guard_every", "generation_every"):
         need(getattr(cfg, name) >= 0, name, "must be an integer >= 0")
     need(cfg.hidden >= 1, "hidden", "must be an integer >= 1")
     need(0 <= cfg.seed < 2**63, "seed", "must be an integer in [0, 2**63)")
@@ -118,6 +160,16 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         value = getattr(cfg, name)
         need(math.isfinite(value) and value > 0, name, "must be a finite number > 0")
     need(math.isfinite(cfg.shift) and cfg.shift >= 0, "shift", "must be a finite number >= 0")
+    need(math.isfinite(cfg.kill_fraction) and 0 <= cfg.kill_fraction < 1, "kill_fraction", "must be in [0, 1)")
+    need(math.isfinite(cfg.anneal_t0) and cfg.anneal_t0 >= 0, "anneal_t0", "must be a finite number >= 0")
+    need(math.isfinite(cfg.anneal_cooling) and 0 < cfg.anneal_cooling <= 1, "anneal_cooling", "must be in (0, 1]")
+    for name in ("swarm_inertia", "swarm_cognitive", "swarm_social"):
+        need(math.isfinite(getattr(cfg, name)) and getattr(cfg, name) >= 0, name, "must be a finite number >= 0")
+    need(math.isfinite(cfg.repulsion) and 0 <= cfg.repulsion <= 1, "repulsion", "must be in [0, 1]")
+    need(math.isfinite(cfg.repulsion_radius) and cfg.repulsion_radius > 0, "repulsion_radius",
+         "must be a finite number > 0")
+    for name in ("generation_every", "repulsion"):
+        need(cfg.population >= 2 or not getattr(cfg, name), name, "needs --population >= 2")
     need(not math.isinf(cfg.target), "target", "must be a finite number or nan (none)")
     need(not cfg.stop_at_target or math.isfinite(cfg.target), "stop_at_target", "needs a --target")
     for f in dataclasses.fields(cfg):

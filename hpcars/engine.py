@@ -1,21 +1,30 @@
-"""One ARS learner spread over the ranks of a transport.
+"""ARS learners — one, or a population of M — spread over the ranks of a transport.
 
-Per iteration j every rank:
+Branches are numbered globally: branch g belongs to member g // 2N, and within the
+member branch 2k is θ_m + ν_m δ_k and branch 2k + 1 is θ_m − ν_m δ_k, where δ_k is
+direction k of (iteration, member). With M = 1 this is plain ARS. Per iteration j
+every rank:
 
-1. takes its contiguous share of the 2N branches (branch 2k is θ + νδ_k, branch
-   2k + 1 is θ − νδ_k), regenerates the directions it needs from the common seed,
-   and scores them with the task in batched calls of exactly ``branch_batch``
-   branches (a short last call is padded), so a branch's reward is computed by the
-   same kernels whatever the world size;
+1. takes its contiguous share of the 2N·M branches, regenerates the directions it
+   needs from the common seed, and scores them with the task in batched calls of
+   exactly ``branch_batch`` branches (a short last call is padded; a call may mix
+   members), so a branch's reward is computed by the same kernels whatever the
+   world size;
 2. all-gathers one row per branch (``comm.branch_rows``: reward, samples, and for V2
    the moments of the inputs the branch saw) — the iteration's only message;
-3. computes the same ARS step from the same rewards (``ars.ars_step``), regenerates
-   the kept directions and applies θ += Σ w_k δ_k in float64 in a fixed order, so
-   all ranks hold bitwise identical θ without ever sending it;
+3. computes every member's ARS step from the same rewards (``ars.ars_step``),
+   regenerates the kept directions and forms Σ w_k δ_k in float64 in a fixed order;
+   ``hpcars.population`` applies the steps and its operators (annealing, swarm,
+   repulsion, truncation), so all ranks hold bitwise identical parameters for all
+   members without ever sending them;
 4. (V2) folds every branch's input moments, in branch order, into the running
-   statistics, which become the (frozen) normaliser of the next iteration.
+   statistics (one normaliser shared by the population), which become the
+   (frozen) normaliser of the next iteration.
 
-Every ``guard_every`` iterations the ranks compare SHA-256 checksums of θ and raise
+Supervised members share the iteration's mini-batch (common random numbers make
+their fitness comparable); RL members get their own env seeds (from g).
+
+Every ``guard_every`` iterations the ranks compare SHA-256 checksums of all θ and raise
 ``DivergenceError`` on a mismatch.
 """
 
@@ -36,6 +45,8 @@ from hpcars.comm import Transport, branch_row_width, branch_rows, partition, sha
 from hpcars.config import TrainConfig
 from hpcars.models import Normalized
 from hpcars.noise import NoiseSource
+from hpcars.population.layer import Population, PopulationParams, PopulationRecord, best_member
+from hpcars.population.state import PopulationState
 from hpcars.runningstat import RunningStat
 from hpcars.tasks.base import Task
 
@@ -66,71 +77,104 @@ class IterationRecord:
     update_s: float
     comm_bytes: int
     eval: dict[str, float] = field(default_factory=dict)
+    population: dict[str, float] = field(default_factory=dict)  # population runs only
+
+
+def population_params(cfg: TrainConfig) -> PopulationParams:
+    return PopulationParams(cfg.population, cfg.truncation, cfg.annealing, cfg.swarm_params, cfg.repulsion_params)
 
 
 class ARSTrainer:
-    member = 0  # the population layer gives each member its own noise stream
-
     def __init__(self, cfg: TrainConfig, task: Task, transport: Transport, devices: Sequence[torch.device]):
         self.cfg = cfg
         self.task = task
         self.transport = transport
         self.noise = NoiseSource(cfg.seed)
-        self.hyper = ARSHyper(cfg.step_size, cfg.noise_std, cfg.directions, cfg.top)
         template = task.build_model()
         if cfg.variant == "v2":
             template = Normalized(template, task.input_dim)
         self.models = [BatchedModel(copy.deepcopy(template), d) for d in devices]
         self.spec: ParamSpec = self.models[0].spec
         self.primary = self.models[0].device
-        self.theta = self.spec.flatten(self.models[0].module).to(self.primary, torch.float32).clone()
+        theta0 = self.spec.flatten(self.models[0].module).to(self.primary, torch.float32)
+        self.params = population_params(cfg)
+        state = PopulationState.start(theta0, cfg.population, cfg.step_size, cfg.noise_std,
+                                      self.params.annealing.enabled, self.params.swarm.enabled)  # fmt: skip
+        self.population = Population(self.params, cfg.seed, state)
         self.obs_stat = RunningStat.empty(task.input_dim) if cfg.variant == "v2" else None
         self.iteration = 0
         self.total_samples = 0
         self.total_episodes = 0
         self.row_width = branch_row_width(task.input_dim if self.obs_stat else 0)
         self.skipped_steps = 0
-        self.counts = shares(2 * cfg.directions, transport.size)
-        mine = list(partition(2 * cfg.directions, transport.size, transport.rank))
+        self.per_member = 2 * cfg.directions
+        branches = self.per_member * cfg.population
+        self.counts = shares(branches, transport.size)
+        mine = list(partition(branches, transport.size, transport.rank))
         # a rank's branches are dealt to its devices in contiguous runs
         self.device_branches = [mine[len(mine) * i // len(devices) : len(mine) * (i + 1) // len(devices)]
                                 for i in range(len(devices))]
 
+    @property
+    def state(self) -> PopulationState:
+        return self.population.state
+
+    @property
+    def best(self) -> int:
+        """The member with the highest fitness (member 0 before the first measurement)."""
+        return best_member(self.state.fitness)
+
+    @property
+    def theta(self) -> torch.Tensor:
+        """The best member's parameters [P] (the only member of plain ARS)."""
+        return self.state.theta[self.best]
+
     # -- directions -------------------------------------------------------------------
-    def directions(self, indices: Sequence[int], device: torch.device) -> torch.Tensor:
-        return self.noise.directions(self.iteration, self.member, indices, self.spec.size, device=device)
+    def directions(self, member: int, indices: Sequence[int], device: torch.device) -> torch.Tensor:
+        return self.noise.directions(self.iteration, member, indices, self.spec.size, device=device)
+
+    def _perturbations(self, branches: list[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(member of each branch, its δ [len, P]) for global branch ids."""
+        member = np.array([g // self.per_member for g in branches])
+        direction = np.array([(g % self.per_member) // 2 for g in branches])
+        delta = torch.empty((len(branches), self.spec.size), dtype=torch.float32, device=device)
+        for m in np.unique(member):
+            rows = np.flatnonzero(member == m)
+            unique, inverse = np.unique(direction[rows], return_inverse=True)
+            generated = self.directions(int(m), unique.tolist(), device)
+            delta[torch.as_tensor(rows, device=device)] = generated[torch.as_tensor(inverse, device=device)]
+        return torch.as_tensor(member, device=device), delta
 
     # -- one iteration ----------------------------------------------------------------
     def _score(self, model: BatchedModel, branches: list[int]) -> np.ndarray:
         """Message rows (``comm.branch_row``) for ``branches``, in fixed-size batched calls."""
         if not branches:
             return np.zeros((0, self.row_width))
-        context = self.task.begin_iteration(self.iteration, self.member, model.device)
-        theta = self.theta.to(model.device)
+        context = self.task.begin_iteration(self.iteration, 0, model.device)
+        theta = self.state.theta.to(model.device)
+        noise_std = torch.as_tensor(self.state.noise_std, dtype=torch.float32, device=model.device)
         width = self.cfg.branch_batch
         rows = []
         for start in range(0, len(branches), width):
             chunk = branches[start : start + width]
             padded = chunk + [chunk[-1]] * (width - len(chunk))
-            unique, inverse = np.unique([b // 2 for b in padded], return_inverse=True)
-            delta = self.directions(unique.tolist(), model.device)[torch.as_tensor(inverse, device=model.device)]
+            member, delta = self._perturbations(padded, model.device)
             signs = torch.tensor([1.0 if b % 2 == 0 else -1.0 for b in padded], device=model.device)
-            stack = theta + (self.cfg.noise_std * signs)[:, None] * delta
+            stack = theta[member] + (noise_std[member] * signs)[:, None] * delta
             outcome = self.task.rewards(model, stack, context, chunk)
             rows.append(branch_rows(outcome.rewards, outcome.samples, outcome.obs if self.obs_stat else None))
         return np.concatenate(rows)
 
-    def _apply(self, step: ARSStep) -> float:
-        """θ += Σ w_k δ_k (float64 accumulation, fixed order); returns ‖Δθ‖."""
+    def _step_vector(self, member: int, step: ARSStep) -> torch.Tensor:
+        """Σ w_k δ_k of one member's step (float64, fixed chunk order); zeros for a skipped step."""
         total = torch.zeros(self.spec.size, dtype=torch.float64, device=self.primary)
         width = self.cfg.branch_batch
         for start in range(0, len(step.kept), width):
             kept = step.kept[start : start + width].tolist()
-            delta = self.directions(kept, self.primary).to(torch.float64)
+            delta = self.directions(member, kept, self.primary).to(torch.float64)
             weights = torch.as_tensor(step.weights[start : start + width], device=self.primary)
             total += weights @ delta
-        self.theta = (self.theta.to(torch.float64) + total).to(torch.float32)
-        return float(total.norm())
+        return total
 
     def _merge_observations(self, rows: np.ndarray) -> None:
         """Fold every branch's input moments into the V2 statistics, in branch order."""
@@ -147,6 +191,18 @@ class ARSTrainer:
             model.module.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
             model.module.inv_std.copy_(torch.as_tensor(inv_std, dtype=torch.float32))
 
+    def _ars_steps(self, rewards: np.ndarray) -> list[ARSStep]:
+        """Each member's ARS step from its rewards [M, 2N], with its own α and ν."""
+        cfg, s = self.cfg, self.state
+        steps = []
+        for m, r in enumerate(rewards):
+            hyper = ARSHyper(float(s.step_size[m]), float(s.noise_std[m]), cfg.directions, cfg.top)
+            steps.append(ars_step(r[0::2], r[1::2], hyper))
+            if steps[-1].skipped == SKIP_NONFINITE and cfg.on_nonfinite == "fail":
+                bad = (m * self.per_member + np.flatnonzero(~np.isfinite(r))).tolist()
+                raise NonFiniteRewardError(f"iteration {self.iteration}: non-finite reward in branches {bad}")
+        return steps
+
     def step(self) -> IterationRecord:
         t0 = time.perf_counter()
         local = np.concatenate([self._score(m, b) for m, b in zip(self.models, self.device_branches)])
@@ -157,12 +213,11 @@ class ARSTrainer:
         t2 = time.perf_counter()
 
         rewards, samples = rows[:, 0], rows[:, 1]
-        step = ars_step(rewards[0::2], rewards[1::2], self.hyper)
-        if step.skipped == SKIP_NONFINITE and self.cfg.on_nonfinite == "fail":
-            bad = np.flatnonzero(~np.isfinite(rewards)).tolist()
-            raise NonFiniteRewardError(f"iteration {self.iteration}: non-finite reward in branches {bad}")
-        update_norm = 0.0 if step.skipped else self._apply(step)
-        self.skipped_steps += bool(step.skipped)
+        steps = self._ars_steps(rewards.reshape(self.cfg.population, self.per_member))
+        done: PopulationRecord = self.population.advance(self.iteration, rewards.reshape(self.cfg.population, -1),
+                                                         steps, self._step_vector)  # fmt: skip
+        skipped = [st.skipped for st in steps if st.skipped]
+        self.skipped_steps += len(skipped)
         if self.obs_stat is not None:
             self._merge_observations(rows)
         t3 = time.perf_counter()
@@ -171,13 +226,14 @@ class ARSTrainer:
         self.total_samples += int(samples.sum())
         self.total_episodes += len(rewards) * self.task.episodes_per_branch
         finite = rewards[np.isfinite(rewards)]
+        sigmas = [st.sigma_r for st in steps if np.isfinite(st.sigma_r)]
         return IterationRecord(
             iteration=self.iteration,
             reward_mean=float(finite.mean()) if finite.size else float("nan"),
             reward_max=float(finite.max()) if finite.size else float("nan"),
-            sigma_r=step.sigma_r,
-            skipped=step.skipped,
-            update_norm=update_norm,
+            sigma_r=float(np.mean(sigmas)) if sigmas else float("nan"),
+            skipped=(skipped[0] + (f" ({len(skipped)} members)" if len(skipped) > 1 else "")) if skipped else "",
+            update_norm=done.update_norm,
             samples=int(samples.sum()),
             total_samples=self.total_samples,
             total_episodes=self.total_episodes,
@@ -185,14 +241,16 @@ class ARSTrainer:
             comm_s=t2 - t1,
             update_s=t3 - t2,
             comm_bytes=comm_bytes,
+            population=done.columns() if self.cfg.population > 1 else {},
         )
 
     # -- checks and results -----------------------------------------------------------
     def params_sha256(self) -> str:
-        return params_sha256(self.theta.cpu().numpy())
+        """SHA-256 of all members' parameters (member order); plain ARS: of θ."""
+        return params_sha256(self.state.theta.cpu().numpy())
 
     def guard(self) -> None:
-        """All ranks compare checksums of θ; raise DivergenceError on any mismatch."""
+        """All ranks compare checksums of every member's θ; raise DivergenceError on any mismatch."""
         digests = self.transport.allgather_bytes(bytes.fromhex(self.params_sha256()))
         bad = [r for r, d in enumerate(digests) if d != digests[0]]
         if bad:
@@ -202,7 +260,7 @@ class ARSTrainer:
             )
 
     def evaluate(self) -> dict[str, float]:
-        """The task's evaluation of θ, its units (e.g. episodes) spread over the ranks."""
+        """The task's evaluation of the best member, its units (e.g. episodes) spread over the ranks."""
         units = list(partition(self.task.eval_units, self.transport.size, self.transport.rank))
         local = np.zeros((0, len(self.task.eval_fields)))
         if units:
@@ -211,20 +269,38 @@ class ARSTrainer:
         return self.task.summarize(rows)
 
     def describe(self) -> str:
-        return self.task.describe(self.models[0], self.theta)
+        text = self.task.describe(self.models[0], self.theta)
+        if self.cfg.population > 1:
+            text = f"best member {self.best} of {self.cfg.population}: " + text
+        return text
 
-    def named_params(self) -> dict[str, np.ndarray]:
-        return {n: t.cpu().numpy() for n, t in self.spec.unflatten(self.theta).items()}
+    def named_params(self, member: int) -> dict[str, np.ndarray]:
+        return {n: t.cpu().numpy() for n, t in self.spec.unflatten(self.state.theta[member]).items()}
 
     def restore(self, ckpt: Checkpoint) -> None:
-        """Continue from a checkpoint: θ, counters and V2 statistics, exactly as saved."""
-        params = ckpt.members[self.member].params
-        if list(params) != list(self.spec.names):
-            raise CheckpointError(f"checkpoint parameters {list(params)} do not fit this model {list(self.spec.names)}")
-        flat = np.concatenate([np.asarray(params[n], dtype=np.float32).reshape(-1) for n in self.spec.names])
-        if flat.size != self.spec.size:
-            raise CheckpointError(f"checkpoint has {flat.size} parameters, this model {self.spec.size}")
-        self.theta = torch.from_numpy(flat).to(self.primary)
+        """Continue from a checkpoint: parameters, population state, counters and V2 statistics, exactly as saved."""
+        if len(ckpt.members) != self.cfg.population:
+            raise CheckpointError(f"checkpoint has {len(ckpt.members)} members, --population is {self.cfg.population}")
+        rows = []
+        for member in ckpt.members:
+            if list(member.params) != list(self.spec.names):
+                raise CheckpointError(
+                    f"checkpoint parameters {list(member.params)} do not fit this model {list(self.spec.names)}"
+                )
+            flat = np.concatenate([np.asarray(member.params[n], dtype=np.float32).reshape(-1) for n in self.spec.names])
+            if flat.size != self.spec.size:
+                raise CheckpointError(f"checkpoint has {flat.size} parameters, this model {self.spec.size}")
+            rows.append(flat)
+        theta = torch.from_numpy(np.stack(rows)).to(self.primary)
+        if ckpt.population is None:  # format 1: a single plain-ARS member
+            self.state.theta = theta
+        else:
+            try:
+                self.population.state = PopulationState.from_arrays(
+                    theta, ckpt.population, self.params.annealing.enabled, self.params.swarm.enabled
+                )
+            except KeyError as err:
+                raise CheckpointError(f"checkpoint does not fit these population options: {err}") from None
         self.iteration = ckpt.iteration
         self.total_episodes = ckpt.total_episodes
         self.total_samples = ckpt.total_samples

@@ -62,9 +62,10 @@ def read_run(target: Path) -> dict[str, Any]:
                 "metrics": rows[-1]}  # fmt: skip
     run_dir = path.parent.parent if path.parent.name == checkpoint.DIRECTORY else path.parent
     ckpt = checkpoint.read(path)
-    member0 = ckpt.members[0].params
-    flat = np.concatenate([np.asarray(v, dtype="<f4").reshape(-1) for v in member0.values()])
+    flat = np.stack([np.concatenate([np.asarray(v, dtype="<f4").reshape(-1) for v in m.params.values()])
+                     for m in ckpt.members])  # fmt: skip
     sha = checkpoint.params_sha256(flat)
+    pop = ckpt.population or {}
     rows = live_metrics(run_dir)
     fitness = np.array([m.fitness for m in ckpt.members])
     return {
@@ -78,11 +79,14 @@ def read_run(target: Path) -> dict[str, Any]:
         "world_sizes": ckpt.world_sizes,
         "params_sha256": sha,
         "sha256_ok": sha == ckpt.params_sha256,
-        "parameters": int(flat.size),
+        "parameters": int(flat.shape[1]),
         "population": {
             "members": len(ckpt.members),
             "fitness_max": float(np.nanmax(fitness)) if np.isfinite(fitness).any() else None,
             "fitness_median": float(np.nanmedian(fitness)) if np.isfinite(fitness).any() else None,
+            "clonings": int(len(pop["lineage"])) if "lineage" in pop else 0,
+            "sa_accepted": int(pop["accepted"].sum()) if "accepted" in pop else 0,
+            "sa_rejected": int(pop["rejected"].sum()) if "rejected" in pop else 0,
         },
         "reached_target": ckpt.reached_target,
         "best_reward_mean": _best(rows, "reward_mean"),

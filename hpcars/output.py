@@ -119,6 +119,7 @@ class MetricsLog:
         row: dict[str, Any] = {c: getattr(record, c) for c in METRIC_COLUMNS if hasattr(record, c)}
         row["elapsed_s"] = round(elapsed_s, 4)
         row.update(record.eval)
+        row.update(record.population)
         self.rows.append(row)
         self._csv.writerow(_csv_row(row))
         self._file.flush()
@@ -141,7 +142,8 @@ def _csv_row(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (int(v) if isinstance(v, float) and v.is_integer() and k in _INTEGER_COLUMNS else v) for k, v in row.items()}
 
 
-_INTEGER_COLUMNS = {"iteration", "samples", "total_samples", "total_episodes", "comm_bytes"}
+_INTEGER_COLUMNS = {"iteration", "samples", "total_samples", "total_episodes", "comm_bytes", "best_member", "sa_judged",
+                    "sa_accepted", "clones", "repelled"}
 
 
 def write_json_atomic(path: Path, value: Any) -> None:

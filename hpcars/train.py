@@ -34,6 +34,7 @@ from hpcars.config import ConfigError, TrainConfig, parse_args, to_dict
 from hpcars.devices import choose_devices
 from hpcars.engine import ARSTrainer, DivergenceError, IterationRecord, NonFiniteRewardError
 from hpcars.output import METRICS_FILE, SUMMARY_FILE, MetricsLog, RunDir, resolve_run_dir, write_config, write_json_atomic
+from hpcars.population.layer import COLUMNS as POPULATION_COLUMNS
 from hpcars.signals import EXIT_INTERRUPTED, StopRequest
 from hpcars.tasks import make_task
 
@@ -63,11 +64,33 @@ def _progress(record: IterationRecord, elapsed: float, unit: str) -> str:
     evals = "  ".join(f"{k} {v:.4g}" for k, v in record.eval.items() if k != "score")
     episodes = f"  episodes {record.total_episodes}" if record.total_episodes else ""
     note = f"  [step skipped: {record.skipped}]" if record.skipped else ""
+    pop = record.population
+    if pop:
+        note = (f"  best m{pop['best_member']:.0f} fitness {pop['fitness_best']:.4g} (median {pop['fitness_median']:.4g})"
+                + (f"  SA kept {pop['sa_accepted']:.0f}/{pop['sa_judged']:.0f}" if pop["sa_judged"] else "")
+                + (f"  clones {pop['clones']:.0f}" if pop["clones"] else "") + note)
     return (
         f"iter {record.iteration:5d}  reward {record.reward_mean:11.4f} (max {record.reward_max:11.4f})  {evals}"
         f"{episodes}  {unit} {record.total_samples:.3g}  {record.total_samples / max(elapsed, 1e-9):.3g} {unit}/s"
         f"  comm {record.comm_bytes} B/it{note}"
     )
+
+
+def population_line(cfg: TrainConfig) -> str:
+    """The population options in use, for the first line of output ("" for plain ARS)."""
+    if cfg.population == 1:
+        return ""
+    parts = [f"  population {cfg.population}"]
+    if cfg.generation_every:
+        parts.append(f"truncation every {cfg.generation_every} (kill {cfg.kill_fraction:g}, from {cfg.clone_from}"
+                     + (", PBT" if cfg.pbt_perturb else "") + ")")
+    if cfg.anneal_t0:
+        parts.append(f"annealing T0 {cfg.anneal_t0:g} x{cfg.anneal_cooling:g}/it")
+    if cfg.swarm:
+        parts.append(f"swarm w {cfg.swarm_inertia:g} c1 {cfg.swarm_cognitive:g} c2 {cfg.swarm_social:g}")
+    if cfg.repulsion:
+        parts.append(f"repulsion {cfg.repulsion:g} radius {cfg.repulsion_radius:g}")
+    return ", ".join(parts)
 
 
 def _open_run_dir(cfg: TrainConfig, transport: Transport) -> RunDir:
@@ -111,8 +134,8 @@ class Session:
             previous_metrics = saved.metrics
         if not self.world_sizes or self.world_sizes[-1][1] != transport.size:
             self.world_sizes.append((self.trainer.iteration, transport.size))
-        self.metrics = MetricsLog(self.run_dir / METRICS_FILE, list(self.task.eval_columns), previous_metrics) \
-            if self.lead else None  # fmt: skip
+        columns = list(self.task.eval_columns) + (list(POPULATION_COLUMNS) if cfg.population > 1 else [])
+        self.metrics = MetricsLog(self.run_dir / METRICS_FILE, columns, previous_metrics) if self.lead else None
         if self.lead:
             write_config(self.run_dir, cfg)
         self.start = time.perf_counter()
@@ -126,7 +149,7 @@ class Session:
         if self.lead:
             print(text, file=self.out, flush=True)
 
-    def save(self, last_eval: dict[str, float]) -> None:
+    def save(self) -> None:
         """One checkpoint, written by rank 0 (call after ``trainer.guard()``)."""
         self.last_checkpoint = self.trainer.iteration
         if not self.lead:
@@ -138,7 +161,9 @@ class Session:
             total_samples=self.trainer.total_samples,
             skipped_steps=self.trainer.skipped_steps,
             elapsed_s=self.elapsed(),
-            members=[Member(self.trainer.named_params(), last_eval.get("score", float("nan")))],
+            members=[Member(self.trainer.named_params(m), float(self.trainer.state.fitness[m]))
+                     for m in range(self.cfg.population)],
+            population=self.trainer.state.arrays(),
             obs_stat=self.trainer.obs_stat,
             world_sizes=self.world_sizes,
             reached_target=dataclasses.asdict(self.reached) if self.reached else None,
@@ -157,7 +182,7 @@ def run(cfg: TrainConfig, transport: Transport, out: TextIO = sys.stdout, stop: 
 
     session.say(
         f"hpcars: task {cfg.task}  {cfg.variant_name}  N={cfg.directions} b={cfg.top} α={cfg.step_size} "
-        f"ν={cfg.noise_std}  {trainer.spec.size} parameters  {transport.size} rank(s) on "
+        f"ν={cfg.noise_std}{population_line(cfg)}  {trainer.spec.size} parameters  {transport.size} rank(s) on "
         f"{','.join(map(str, session.devices))}  run dir {session.run_dir}"
     )
     first_eval: dict[str, float] = {}
@@ -195,7 +220,7 @@ def run(cfg: TrainConfig, transport: Transport, out: TextIO = sys.stdout, stop: 
             session.say(f"reached target {cfg.target:g} (score {score:.1f}) at iteration {r.iteration}: "
                         f"{r.episodes} episodes, {r.samples} {task.sample_unit}, {r.wall_s:.1f} s")  # fmt: skip
         if save_now:
-            session.save(last_eval)
+            session.save()
         if stopping:
             interrupted = stopping
             break
@@ -204,7 +229,7 @@ def run(cfg: TrainConfig, transport: Transport, out: TextIO = sys.stdout, stop: 
 
     if session.last_checkpoint != trainer.iteration:
         trainer.guard()
-        session.save(last_eval)
+        session.save()
     if session.lead:
         _finish(session, first_eval, last_eval, interrupted)
     return RunResult(trainer, session.run_dir, interrupted)

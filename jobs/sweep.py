@@ -45,8 +45,8 @@ def run_state(run_dir: Path) -> dict[str, Any]:
         ckpt = checkpoint.read(latest)
     except checkpoint.CheckpointError:
         return {"state": "unreadable checkpoint", "iteration": None, "score": None}
-    fitness = ckpt.members[0].fitness
-    return {"state": "partial", "iteration": ckpt.iteration, "score": None if fitness != fitness else fitness}
+    scores = [float(v) for v in ckpt.metrics.get("score", []) if v == v]  # the last evaluation so far
+    return {"state": "partial", "iteration": ckpt.iteration, "score": scores[-1] if scores else None}
 
 
 def make_executor(kind: str, folder: Path, spec: SweepSpec):

@@ -1,0 +1,173 @@
+"""One population iteration: the operators of this package applied in a fixed order.
+
+``Population.advance`` is called by the trainer with the gathered rewards of all
+members and a function that forms a member's ARS step; it runs the order listed in
+``hpcars.population`` (annealing, ARS step, swarm, repulsion, truncation) and
+returns what happened for the metrics. Every rank calls it with the same inputs and
+so makes the same changes — nothing here communicates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from hpcars.ars import ARSStep
+from hpcars.population import agreed
+from hpcars.population.annealing import AnnealingParams, accept, reward_scale, temperature
+from hpcars.population.repulsion import RepulsionParams, repel
+from hpcars.population.state import PopulationState
+from hpcars.population.swarm import SwarmParams, velocity
+from hpcars.population.truncation import TruncationParams, plan, rank
+
+
+@dataclass(frozen=True)
+class PopulationParams:
+    members: int = 1
+    truncation: TruncationParams = TruncationParams()
+    annealing: AnnealingParams = AnnealingParams()
+    swarm: SwarmParams = SwarmParams()
+    repulsion: RepulsionParams = RepulsionParams()
+
+
+@dataclass(frozen=True)
+class PopulationRecord:
+    """What one iteration did to the population (the population columns of the metrics)."""
+
+    best_member: int
+    fitness_best: float
+    fitness_median: float
+    temperature: float  # NaN without annealing
+    judged: int  # annealing: steps judged this iteration
+    accepted: int  # ... of which kept (improving or accepted worsening)
+    clones: int  # members replaced by truncation this iteration
+    repelled: int  # members pushed out of the ball around the best
+    update_norm: float  # mean ‖Δθ‖ of the ARS steps applied
+
+    def columns(self) -> dict[str, float]:
+        return {
+            "best_member": self.best_member, "fitness_best": self.fitness_best,
+            "fitness_median": self.fitness_median, "temperature": self.temperature, "sa_judged": self.judged,
+            "sa_accepted": self.accepted, "clones": self.clones, "repelled": self.repelled,
+        }  # fmt: skip
+
+
+COLUMNS = ("best_member", "fitness_best", "fitness_median", "temperature", "sa_judged", "sa_accepted", "clones",
+           "repelled")  # fmt: skip
+
+#: (member, its ARS step) -> Δθ as a float64 tensor [P] on the state's device
+StepFn = Callable[[int, ARSStep], torch.Tensor]
+
+
+def best_member(fitness: np.ndarray) -> int:
+    return int(rank(fitness)[0])
+
+
+class Population:
+    def __init__(self, params: PopulationParams, seed: int, state: PopulationState) -> None:
+        self.params = params
+        self.seed = seed
+        self.state = state
+
+    def advance(self, iteration: int, rewards: np.ndarray, steps: Sequence[ARSStep], step_fn: StepFn) -> PopulationRecord:
+        """Iteration ``iteration`` given every member's rewards [M, 2N] and ARS steps."""
+        p, s = self.params, self.state
+        members = s.members
+        measured = np.where(np.isfinite(rewards).all(axis=1), rewards.mean(axis=1), np.nan)
+
+        # 1. annealing: judge last iteration's steps by this iteration's measurements
+        keep = np.ones(members, dtype=bool)
+        temp, judged, kept = float("nan"), 0, 0
+        if p.annealing.enabled:
+            temp = temperature(p.annealing, iteration)
+            scale = np.array([reward_scale(r) for r in rewards])
+            worsening = np.where(np.isfinite(s.anchor_fitness), (s.anchor_fitness - measured) / scale, -np.inf)
+            u = agreed.member_uniforms(self.seed, agreed.ANNEALING, iteration, members, 1)[:, 0]
+            ok = accept(worsening, temp, u)
+            judged, kept = int(s.pending.sum()), int((s.pending & ok).sum())
+            keep = ~s.pending | ok
+            s.accepted += s.pending & ok
+            s.rejected += s.pending & ~ok
+            for m in range(members):
+                if keep[m]:  # the current point becomes the reference for the next step
+                    s.anchor[m] = s.theta[m]
+                    s.anchor_fitness[m] = measured[m]
+                else:  # back to where the member was; its step from there is dropped
+                    s.theta[m] = s.anchor[m]
+                    measured[m] = s.anchor_fitness[m]
+                    if s.velocity is not None:
+                        s.velocity[m] = 0.0
+            s.pending = keep & np.array([not st.skipped for st in steps])
+        s.fitness = measured
+
+        # 2-4. ARS step, swarm velocity, move
+        if p.swarm.enabled:
+            better = np.isfinite(measured) & ~(measured <= s.personal_best_fitness)  # NaN best counts as worse
+            for m in np.flatnonzero(better):
+                s.personal_best[m] = s.theta[m]
+                s.personal_best_fitness[m] = measured[m]
+            global_best = s.personal_best[best_member(s.personal_best_fitness)].to(torch.float64)
+            r = agreed.member_uniforms(self.seed, agreed.SWARM, iteration, members, 2)
+        norms = []
+        for m in np.flatnonzero(keep):
+            step = step_fn(int(m), steps[m])
+            norms.append(float(step.norm()))
+            theta = s.theta[m].to(torch.float64)
+            if p.swarm.enabled:
+                v = velocity(p.swarm, s.velocity[m].to(torch.float64), step, theta,
+                             s.personal_best[m].to(torch.float64), global_best, r[m, 0], r[m, 1])  # fmt: skip
+                s.velocity[m] = v.to(torch.float32)
+                step = v
+            s.theta[m] = (theta + step).to(torch.float32)
+
+        # 5. repulsion from the population best
+        best = best_member(measured)
+        repelled = 0
+        if p.repulsion.enabled:
+            anchor = s.theta[best].to(torch.float64)
+            for m in range(members):
+                if m != best:
+                    moved, pushed = repel(p.repulsion, s.theta[m].to(torch.float64), anchor, float(s.noise_std[m]))
+                    if pushed:
+                        s.theta[m] = moved.to(torch.float32)
+                        repelled += 1
+
+        # 6. truncation at the end of a generation
+        clones = 0
+        if p.truncation.enabled and (iteration + 1) % p.truncation.every == 0:
+            u = agreed.member_uniforms(self.seed, agreed.TRUNCATION, iteration, members, 3)
+            clones = self._clone(plan(s.fitness, p.truncation, u), iteration + 1)
+
+        finite = s.fitness[np.isfinite(s.fitness)]
+        return PopulationRecord(
+            best_member=best_member(s.fitness),
+            fitness_best=float(finite.max()) if finite.size else float("nan"),
+            fitness_median=float(np.median(finite)) if finite.size else float("nan"),
+            temperature=temp, judged=judged, accepted=kept, clones=clones, repelled=repelled,
+            update_norm=float(np.mean(norms)) if norms else 0.0,
+        )  # fmt: skip
+
+    def _clone(self, generation, born: int) -> int:
+        s = self.state
+        for child, parent, fa, fn in zip(generation.children, generation.parents, generation.step_factor,
+                                         generation.noise_factor):  # fmt: skip
+            s.theta[child] = s.theta[parent]
+            s.step_size[child] = s.step_size[parent] * fa
+            s.noise_std[child] = s.noise_std[parent] * fn
+            s.fitness[child] = s.fitness[parent]
+            s.parent[child] = parent
+            s.born[child] = born
+            if s.anchor is not None:  # nothing to judge yet: its next measurement is its reference
+                s.anchor[child] = s.theta[parent]
+                s.anchor_fitness[child] = np.nan
+                s.pending[child] = False
+            if s.velocity is not None:
+                s.velocity[child] = 0.0
+                s.personal_best[child] = s.personal_best[parent]
+                s.personal_best_fitness[child] = s.personal_best_fitness[parent]
+        events = np.stack([np.full(len(generation.children), born), generation.children, generation.parents], axis=1)
+        s.lineage = np.concatenate([s.lineage, events.astype(np.int64)])
+        return len(generation.children)
