@@ -13,10 +13,11 @@ import argparse
 import dataclasses
 import math
 import sys
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
+
+import tomllib
 
 from hpcars.population.annealing import AnnealingParams
 from hpcars.population.repulsion import RepulsionParams

@@ -33,7 +33,15 @@ from hpcars.comm import Transport, make_transport
 from hpcars.config import ConfigError, TrainConfig, parse_args, to_dict
 from hpcars.devices import choose_devices
 from hpcars.engine import ARSTrainer, DivergenceError, IterationRecord, NonFiniteRewardError
-from hpcars.output import METRICS_FILE, SUMMARY_FILE, MetricsLog, RunDir, resolve_run_dir, write_config, write_json_atomic
+from hpcars.output import (
+    METRICS_FILE,
+    SUMMARY_FILE,
+    MetricsLog,
+    RunDir,
+    resolve_run_dir,
+    write_config,
+    write_json_atomic,
+)
 from hpcars.population.layer import COLUMNS as POPULATION_COLUMNS
 from hpcars.signals import EXIT_INTERRUPTED, StopRequest
 from hpcars.tasks import make_task

@@ -26,11 +26,11 @@ from hpcars.population.truncation import TruncationParams, plan, rank
 
 @dataclass(frozen=True)
 class PopulationParams:
-    members: int = 1
-    truncation: TruncationParams = TruncationParams()
-    annealing: AnnealingParams = AnnealingParams()
-    swarm: SwarmParams = SwarmParams()
-    repulsion: RepulsionParams = RepulsionParams()
+    members: int
+    truncation: TruncationParams
+    annealing: AnnealingParams
+    swarm: SwarmParams
+    repulsion: RepulsionParams
 
 
 @dataclass(frozen=True)

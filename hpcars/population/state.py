@@ -37,7 +37,7 @@ class PopulationState:
 
     @classmethod
     def start(cls, theta0: torch.Tensor, members: int, step_size: float, noise_std: float,
-              annealing: bool, swarm: bool) -> "PopulationState":  # fmt: skip
+              annealing: bool, swarm: bool) -> PopulationState:  # fmt: skip
         """M copies of the initial parameters ``theta0`` [P]."""
         theta = theta0.reshape(1, -1).repeat(members, 1)
         nan = np.full(members, np.nan)
@@ -77,7 +77,7 @@ class PopulationState:
 
     @classmethod
     def from_arrays(cls, theta: torch.Tensor, arrays: dict[str, np.ndarray], annealing: bool, swarm: bool
-                    ) -> "PopulationState":  # fmt: skip
+                    ) -> PopulationState:  # fmt: skip
         """Rebuild the state a checkpoint saved (``theta`` [M, P] already on its device)."""
         missing = [k for k in ("anchor", "velocity") if {"anchor": annealing, "velocity": swarm}[k] and k not in arrays]
         if missing:
