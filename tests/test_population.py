@@ -1,0 +1,246 @@
+"""The population layer: operators against their definitions, and the engine with them on."""
+
+from __future__ import annotations
+
+import math
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from hpcars.ars import ARSStep
+from hpcars.comm import SingleProcess
+from hpcars.config import TrainConfig
+from hpcars.engine import ARSTrainer
+from hpcars.population import agreed
+from hpcars.population.annealing import AnnealingParams, acceptance_probability
+from hpcars.population.layer import Population, PopulationParams
+from hpcars.population.repulsion import RepulsionParams, repel
+from hpcars.population.state import PopulationState
+from hpcars.population.swarm import SwarmParams
+from hpcars.population.truncation import TruncationParams, killed, plan, rank
+from tests.conftest import checkpoint_file, inspect_json, run_cli
+from tests.tasks_for_tests import Quadratic
+
+CPU = [torch.device("cpu")]
+
+
+def trainer(**options) -> ARSTrainer:
+    cfg = TrainConfig(device="cpu", **options)
+    return ARSTrainer(cfg, Quadratic(size=6), SingleProcess(), CPU)
+
+
+# -- truncation ------------------------------------------------------------------------------
+@pytest.mark.parametrize("members, fraction", [(10, 0.5), (10, 0.3), (7, 0.5), (64, 0.25), (5, 0.9)])
+@pytest.mark.parametrize("clone_from", ["best", "top"])
+def test_truncation_replaces_exactly_the_worst_fraction(members, fraction, clone_from):
+    rng = np.random.default_rng(members)
+    fitness = rng.normal(size=members)
+    fitness[rng.integers(members)] = np.nan  # a failed member ranks last
+    u = rng.random((members, 3))
+    gen = plan(fitness, TruncationParams(1, fraction, clone_from), u)
+    n_kill = min(math.floor(fraction * members), members - 1)
+    assert len(gen.children) == n_kill == killed(members, fraction)
+    order = sorted(range(members), key=lambda m: (not np.isfinite(fitness[m]), -np.nan_to_num(fitness[m])))
+    assert sorted(gen.children.tolist()) == sorted(order[members - n_kill :])  # exactly the worst
+    best = int(np.nanargmax(fitness))
+    assert best not in gen.children
+    survivors = set(range(members)) - set(gen.children.tolist())
+    assert set(gen.parents.tolist()) <= survivors
+    if clone_from == "best":
+        assert set(gen.parents.tolist()) == {best}
+
+
+def test_rank_breaks_ties_by_index_and_puts_nan_last():
+    assert rank(np.array([1.0, np.nan, 3.0, 3.0, -np.inf])).tolist() == [2, 3, 0, 1, 4]
+
+
+def test_truncation_in_the_engine_copies_parents_and_keeps_the_best():
+    options = dict(population=8, directions=3, kill_fraction=0.5, clone_from="top")
+    t = trainer(generation_every=2, **options)
+    untouched = trainer(**options)  # the same run without truncation: the state just before it
+    for _ in range(2):  # iteration 2 ends a generation
+        t.step()
+        untouched.step()
+    fitness, theta = untouched.state.fitness, untouched.state.theta
+    lineage = t.state.lineage
+    assert lineage.shape == (4, 3) and set(lineage[:, 0]) == {2}
+    children, parents = lineage[:, 1], lineage[:, 2]
+    assert sorted(children.tolist()) == sorted(rank(fitness)[4:].tolist())  # exactly the 4 worst
+    assert int(np.argmax(fitness)) not in children  # the best survives
+    for m in range(8):
+        if m in children:
+            parent = parents[children.tolist().index(m)]
+            assert parent not in children
+            assert torch.equal(t.state.theta[m], theta[parent]) and t.state.parent[m] == parent
+            assert t.state.born[m] == 2
+        else:  # survivors are untouched
+            assert torch.equal(t.state.theta[m], theta[m]) and t.state.parent[m] == -1
+
+
+def test_pbt_perturbation_multiplies_clone_hyperparameters():
+    t = trainer(population=6, directions=2, generation_every=1, pbt_perturb=True, step_size=0.02, noise_std=0.03)
+    t.step()
+    children = t.state.lineage[:, 1]
+    assert len(children) == 3
+    for c in children:
+        assert math.isclose(t.state.step_size[c], 0.016) or math.isclose(t.state.step_size[c], 0.024)
+        assert math.isclose(t.state.noise_std[c], 0.024) or math.isclose(t.state.noise_std[c], 0.036)
+    others = [m for m in range(6) if m not in children]
+    assert np.all(t.state.step_size[others] == 0.02)
+
+
+# -- simulated annealing ---------------------------------------------------------------------------
+def _annealing_population(members: int, t0: float, seed: int = 0) -> Population:
+    params = PopulationParams(members, TruncationParams(), AnnealingParams(t0, 1.0), SwarmParams(), RepulsionParams())
+    state = PopulationState.start(torch.zeros(3), members, 0.1, 0.1, annealing=True, swarm=False)
+    return Population(params, seed, state)
+
+
+def _rewards(mean: float, members: int) -> np.ndarray:
+    """Rewards of 2N = 4 branches with the given mean and standard deviation 1."""
+    return np.tile(mean + np.array([1.0, -1.0, 1.0, -1.0]), (members, 1))
+
+
+@pytest.mark.parametrize("worsening, temp", [(0.5, 1.0), (1.0, 1.0), (2.0, 1.0), (1.0, 0.25), (-1.0, 1.0)])
+def test_annealing_acceptance_rate_matches_metropolis(worsening, temp):
+    """A controlled objective: every member's step worsens its fitness by exactly Δ (in reward std units)."""
+    members = 4000
+    pop = _annealing_population(members, temp, seed=int(1000 * worsening + 10 * temp))
+    step = ARSStep(np.array([0]), np.array([1.0]), 1.0)
+    moved = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    pop.advance(0, _rewards(0.0, members), [step] * members, lambda m, s: moved)
+    assert torch.equal(pop.state.theta, moved.float().expand(members, 3))
+    record = pop.advance(1, _rewards(-worsening, members), [step] * members, lambda m, s: moved)
+    expected = float(acceptance_probability(np.array([worsening]), temp)[0])
+    rate = record.accepted / record.judged
+    assert record.judged == members
+    assert abs(rate - expected) <= 4 * math.sqrt(expected * (1 - expected) / members) + 1e-12, (rate, expected)
+    if worsening > 0:
+        assert math.isclose(expected, math.exp(-worsening / temp))
+    # rejected members went back to where they were before the step (0) and took no new step
+    rejected = pop.state.rejected.astype(bool)
+    assert rejected.sum() == members - record.accepted
+    assert torch.all(pop.state.theta[rejected] == 0)
+    assert torch.all(pop.state.theta[~rejected] == 2 * moved.float())
+
+
+def test_agreed_uniforms_are_uniform_and_reproducible():
+    u = agreed.member_uniforms(7, agreed.ANNEALING, 3, 2000, 2)
+    assert np.array_equal(u, agreed.member_uniforms(7, agreed.ANNEALING, 3, 2000, 2))
+    assert 0 <= u.min() and u.max() < 1
+    counts = np.histogram(u, bins=10, range=(0, 1))[0]
+    assert np.all(np.abs(counts - 400) < 4 * math.sqrt(400))
+
+
+def test_temperature_falls_and_is_logged():
+    t = trainer(population=2, directions=2, anneal_t0=2.0, anneal_cooling=0.5)
+    temps = [t.step().population["temperature"] for _ in range(3)]
+    assert temps == [2.0, 1.0, 0.5]
+
+
+# -- swarm and repulsion ----------------------------------------------------------------------------
+def test_swarm_with_zero_coefficients_is_plain_ars():
+    plain = trainer(population=3, directions=2)
+    swarm = trainer(population=3, directions=2, swarm=True, swarm_inertia=0.0, swarm_cognitive=0.0, swarm_social=0.0)
+    for _ in range(4):
+        plain.step()
+        swarm.step()
+    assert torch.equal(plain.state.theta, swarm.state.theta)
+
+
+def test_swarm_inertia_carries_the_previous_velocity():
+    t = trainer(population=2, directions=2, swarm=True, swarm_inertia=0.5, swarm_cognitive=0.0, swarm_social=0.0)
+    t.step()
+    v1 = t.state.velocity.clone()
+    theta1 = t.state.theta.clone()
+    t.step()
+    # v2 = 0.5 v1 + ARS step 2, and θ moved by v2
+    ars2 = t.state.velocity.double() - 0.5 * v1.double()
+    assert torch.allclose(t.state.theta.double() - theta1.double(), t.state.velocity.double(), atol=1e-6)
+    assert ars2.norm() > 0
+
+
+def test_repulsion_pushes_to_the_radius():
+    params = RepulsionParams(strength=1.0, radius=1.0)
+    best = torch.zeros(4, dtype=torch.float64)
+    radius = 0.1 * math.sqrt(4)  # ν √P
+    inside = torch.tensor([0.05, 0.0, 0.0, 0.0], dtype=torch.float64)
+    moved, pushed = repel(params, inside, best, 0.1)
+    assert pushed and math.isclose(float(moved.norm()), radius) and moved[1:].abs().sum() == 0
+    half, _ = repel(RepulsionParams(0.5, 1.0), inside, best, 0.1)
+    assert math.isclose(float(half.norm()), 0.05 + 0.5 * (radius - 0.05))
+    outside = torch.tensor([0.3, 0.0, 0.0, 0.0], dtype=torch.float64)
+    assert repel(params, outside, best, 0.1) == (outside, False)
+    assert repel(params, best.clone(), best, 0.1)[1] is False  # a clone sitting on the best
+
+
+def test_members_without_operators_are_independent_learners():
+    """Member 0 of a plain population follows exactly the single-learner trajectory."""
+    single = trainer(directions=3)
+    pop = trainer(directions=3, population=5)
+    for _ in range(5):
+        single.step()
+        pop.step()
+    assert torch.equal(single.state.theta[0], pop.state.theta[0])
+    assert len({tuple(row.tolist()) for row in pop.state.theta}) == 5
+
+
+# -- the command line: resume, world sizes, validation ------------------------------------------------
+ALL_ON = ["--population", "6", "--directions", "3", "--branch-batch", "8", "--generation-every", "3",
+          "--pbt-perturb", "true", "--clone-from", "top", "--anneal-t0", "1", "--swarm", "true",
+          "--repulsion", "0.5", "--guard-every", "2"]  # fmt: skip
+
+
+def _population_arrays(run_dir):
+    with h5py.File(checkpoint_file(run_dir)) as f:
+        return {k: np.asarray(v) for k, v in f["population"].items()}
+
+
+def test_population_resume_is_bit_exact_across_world_sizes(tmp_path):
+    straight = run_cli(ALL_ON + ["--iterations", "14", "--run-dir", str(tmp_path / "a")])
+    assert straight.returncode == 0, straight.stderr
+    first = run_cli(ALL_ON + ["--iterations", "8", "--checkpoint-every", "4", "--run-dir", str(tmp_path / "b")])
+    assert first.returncode == 0, first.stderr
+    resumed = run_cli(["--resume", str(tmp_path / "b"), "--iterations", "14"], ranks=2)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = inspect_json(tmp_path / "a"), inspect_json(tmp_path / "b")
+    assert a["params_sha256"] == b["params_sha256"] and b["world_sizes"] == [[0, 1], [8, 2]]
+    arrays_a, arrays_b = _population_arrays(tmp_path / "a"), _population_arrays(tmp_path / "b")
+    assert sorted(arrays_a) == sorted(arrays_b)
+    for name in arrays_a:
+        np.testing.assert_array_equal(arrays_a[name], arrays_b[name], err_msg=name)
+    assert len(arrays_a["lineage"]) == 4 * 3  # 4 generations of 3 clones
+
+
+def test_64_members_on_2_and_8_ranks(tmp_path):
+    """No deadlock with 8 ranks oversubscribed on this machine's cores (a hang fails by
+    timeout), and the same parameters on 2 and 8 ranks."""
+    hashes = {}
+    for ranks in (2, 8):
+        run_dir = tmp_path / f"n{ranks}"
+        args = ["--population", "64", "--directions", "2", "--iterations", "6", "--generation-every", "2",
+                "--anneal-t0", "1", "--swarm", "true", "--repulsion", "1", "--guard-every", "1",
+                "--branch-batch", "16", "--run-dir", str(run_dir)]  # fmt: skip
+        done = run_cli(args, ranks=ranks, timeout=240)
+        assert done.returncode == 0, done.stderr
+        info = inspect_json(run_dir)
+        assert info["population"]["members"] == 64 and info["world_size"] == ranks
+        assert info["population"]["clonings"] == 3 * 32
+        hashes[ranks] = info["params_sha256"]
+    assert hashes[2] == hashes[8]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--population", "0"], "--population: must be an integer >= 1"),
+    (["--generation-every", "5"], "--generation-every: needs --population >= 2"),
+    (["--population", "4", "--kill-fraction", "1"], "--kill-fraction: must be in [0, 1)"),
+    (["--population", "4", "--clone-from", "worst"], "--clone-from: invalid choice"),
+    (["--anneal-cooling", "1.5"], "--anneal-cooling: must be in (0, 1]"),
+])  # fmt: skip
+def test_bad_population_options_exit_2(tmp_path, args, message):
+    done = run_cli(args + ["--run-dir", str(tmp_path / "run")])
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "run").exists()
