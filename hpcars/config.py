@@ -19,10 +19,7 @@ from typing import Any, Sequence
 
 import tomllib
 
-from hpcars.population.annealing import AnnealingParams
-from hpcars.population.repulsion import RepulsionParams
-from hpcars.population.swarm import SwarmParams
-from hpcars.population.truncation import CLONE_FROM, TruncationParams
+from hpcars.population.truncation import CLONE_FROM
 
 SUPERVISED_TASKS = ("regression", "digits")
 VARIANTS = ("v1", "v2")
@@ -100,22 +97,6 @@ class TrainConfig:
     def top(self) -> int:
         """b, with 0 resolved to N."""
         return self.top_directions or self.directions
-
-    @property
-    def truncation(self) -> TruncationParams:
-        return TruncationParams(self.generation_every, self.kill_fraction, self.clone_from, self.pbt_perturb)
-
-    @property
-    def annealing(self) -> AnnealingParams:
-        return AnnealingParams(self.anneal_t0, self.anneal_cooling)
-
-    @property
-    def swarm_params(self) -> SwarmParams:
-        return SwarmParams(self.swarm, self.swarm_inertia, self.swarm_cognitive, self.swarm_social)
-
-    @property
-    def repulsion_params(self) -> RepulsionParams:
-        return RepulsionParams(self.repulsion, self.repulsion_radius)
 
     @property
     def variant_name(self) -> str:

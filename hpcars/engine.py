@@ -45,8 +45,12 @@ from hpcars.comm import Transport, branch_row_width, branch_rows, partition, sha
 from hpcars.config import TrainConfig
 from hpcars.models import Normalized
 from hpcars.noise import NoiseSource
+from hpcars.population.annealing import AnnealingParams
 from hpcars.population.layer import Population, PopulationParams, PopulationRecord, best_member
+from hpcars.population.repulsion import RepulsionParams
 from hpcars.population.state import PopulationState
+from hpcars.population.swarm import SwarmParams
+from hpcars.population.truncation import TruncationParams
 from hpcars.runningstat import RunningStat
 from hpcars.tasks.base import Task
 
@@ -81,7 +85,14 @@ class IterationRecord:
 
 
 def population_params(cfg: TrainConfig) -> PopulationParams:
-    return PopulationParams(cfg.population, cfg.truncation, cfg.annealing, cfg.swarm_params, cfg.repulsion_params)
+    """The population options of ``cfg`` as the operators' typed parameters."""
+    return PopulationParams(
+        members=cfg.population,
+        truncation=TruncationParams(cfg.generation_every, cfg.kill_fraction, cfg.clone_from, cfg.pbt_perturb),
+        annealing=AnnealingParams(cfg.anneal_t0, cfg.anneal_cooling),
+        swarm=SwarmParams(cfg.swarm, cfg.swarm_inertia, cfg.swarm_cognitive, cfg.swarm_social),
+        repulsion=RepulsionParams(cfg.repulsion, cfg.repulsion_radius),
+    )
 
 
 class ARSTrainer:
@@ -213,9 +224,9 @@ class ARSTrainer:
         t2 = time.perf_counter()
 
         rewards, samples = rows[:, 0], rows[:, 1]
-        steps = self._ars_steps(rewards.reshape(self.cfg.population, self.per_member))
-        done: PopulationRecord = self.population.advance(self.iteration, rewards.reshape(self.cfg.population, -1),
-                                                         steps, self._step_vector)  # fmt: skip
+        by_member = rewards.reshape(self.cfg.population, self.per_member)
+        steps = self._ars_steps(by_member)
+        done: PopulationRecord = self.population.advance(self.iteration, by_member, steps, self._step_vector)
         skipped = [st.skipped for st in steps if st.skipped]
         self.skipped_steps += len(skipped)
         if self.obs_stat is not None:

@@ -114,14 +114,14 @@ def test_annealing_acceptance_rate_matches_metropolis(worsening, temp):
     assert torch.equal(pop.state.theta, moved.float().expand(members, 3))
     record = pop.advance(1, _rewards(-worsening, members), [step] * members, lambda m, s: moved)
     expected = float(acceptance_probability(np.array([worsening]), temp)[0])
-    rate = record.accepted / record.judged
-    assert record.judged == members
+    rate = record.sa_accepted / record.sa_judged
+    assert record.sa_judged == members
     assert abs(rate - expected) <= 4 * math.sqrt(expected * (1 - expected) / members) + 1e-12, (rate, expected)
     if worsening > 0:
         assert math.isclose(expected, math.exp(-worsening / temp))
     # rejected members went back to where they were before the step (0) and took no new step
     rejected = pop.state.rejected.astype(bool)
-    assert rejected.sum() == members - record.accepted
+    assert rejected.sum() == members - record.sa_accepted
     assert torch.all(pop.state.theta[rejected] == 0)
     assert torch.all(pop.state.theta[~rejected] == 2 * moved.float())
 

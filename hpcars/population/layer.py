@@ -9,6 +9,7 @@ so makes the same changes — nothing here communicates.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -41,22 +42,17 @@ class PopulationRecord:
     fitness_best: float
     fitness_median: float
     temperature: float  # NaN without annealing
-    judged: int  # annealing: steps judged this iteration
-    accepted: int  # ... of which kept (improving or accepted worsening)
+    sa_judged: int  # annealing: steps judged this iteration
+    sa_accepted: int  # ... of which kept (improving or accepted worsening)
     clones: int  # members replaced by truncation this iteration
     repelled: int  # members pushed out of the ball around the best
-    update_norm: float  # mean ‖Δθ‖ of the ARS steps applied
+    update_norm: float  # mean ‖Δθ‖ of the ARS steps applied (the engine's own column)
 
     def columns(self) -> dict[str, float]:
-        return {
-            "best_member": self.best_member, "fitness_best": self.fitness_best,
-            "fitness_median": self.fitness_median, "temperature": self.temperature, "sa_judged": self.judged,
-            "sa_accepted": self.accepted, "clones": self.clones, "repelled": self.repelled,
-        }  # fmt: skip
+        return {c: getattr(self, c) for c in COLUMNS}
 
 
-COLUMNS = ("best_member", "fitness_best", "fitness_median", "temperature", "sa_judged", "sa_accepted", "clones",
-           "repelled")  # fmt: skip
+COLUMNS = tuple(f.name for f in dataclasses.fields(PopulationRecord) if f.name != "update_norm")
 
 #: (member, its ARS step) -> Δθ as a float64 tensor [P] on the state's device
 StepFn = Callable[[int, ARSStep], torch.Tensor]
@@ -91,24 +87,24 @@ class Population:
             keep = ~s.pending | ok
             s.accepted += s.pending & ok
             s.rejected += s.pending & ~ok
-            for m in range(members):
-                if keep[m]:  # the current point becomes the reference for the next step
-                    s.anchor[m] = s.theta[m]
-                    s.anchor_fitness[m] = measured[m]
-                else:  # back to where the member was; its step from there is dropped
-                    s.theta[m] = s.anchor[m]
-                    measured[m] = s.anchor_fitness[m]
-                    if s.velocity is not None:
-                        s.velocity[m] = 0.0
+            kept_rows, back_rows = (torch.as_tensor(m, device=s.theta.device) for m in (keep, ~keep))
+            # kept: the current point becomes the reference for the next step
+            s.anchor[kept_rows] = s.theta[kept_rows]
+            s.anchor_fitness[keep] = measured[keep]
+            # rejected: back to where the member was; its step from there is dropped
+            s.theta[back_rows] = s.anchor[back_rows]
+            measured[~keep] = s.anchor_fitness[~keep]
+            if s.velocity is not None:
+                s.velocity[back_rows] = 0.0
             s.pending = keep & np.array([not st.skipped for st in steps])
         s.fitness = measured
 
         # 2-4. ARS step, swarm velocity, move
         if p.swarm.enabled:
             better = np.isfinite(measured) & ~(measured <= s.personal_best_fitness)  # NaN best counts as worse
-            for m in np.flatnonzero(better):
-                s.personal_best[m] = s.theta[m]
-                s.personal_best_fitness[m] = measured[m]
+            rows = torch.as_tensor(better, device=s.theta.device)
+            s.personal_best[rows] = s.theta[rows]
+            s.personal_best_fitness[better] = measured[better]
             global_best = s.personal_best[best_member(s.personal_best_fitness)].to(torch.float64)
             r = agreed.member_uniforms(self.seed, agreed.SWARM, iteration, members, 2)
         norms = []
@@ -146,7 +142,7 @@ class Population:
             best_member=best_member(s.fitness),
             fitness_best=float(finite.max()) if finite.size else float("nan"),
             fitness_median=float(np.median(finite)) if finite.size else float("nan"),
-            temperature=temp, judged=judged, accepted=kept, clones=clones, repelled=repelled,
+            temperature=temp, sa_judged=judged, sa_accepted=kept, clones=clones, repelled=repelled,
             update_norm=float(np.mean(norms)) if norms else 0.0,
         )  # fmt: skip
 

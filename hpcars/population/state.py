@@ -79,7 +79,7 @@ class PopulationState:
     def from_arrays(cls, theta: torch.Tensor, arrays: dict[str, np.ndarray], annealing: bool, swarm: bool
                     ) -> PopulationState:  # fmt: skip
         """Rebuild the state a checkpoint saved (``theta`` [M, P] already on its device)."""
-        missing = [k for k in ("anchor", "velocity") if {"anchor": annealing, "velocity": swarm}[k] and k not in arrays]
+        missing = [name for name, needed in (("anchor", annealing), ("velocity", swarm)) if needed and name not in arrays]
         if missing:
             raise KeyError(f"population state lacks {missing}")
 
