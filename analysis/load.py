@@ -24,8 +24,20 @@ import pandas as pd
 
 CHECKPOINT = re.compile(r"ckpt-(\d+)\.h5$")
 #: options that never define a setting (they name where or how a run ran)
-NOT_SETTINGS = {"seed", "run_dir", "resume", "force_resume", "device", "devices_per_rank", "log_every",
-                "guard_every", "checkpoint_every", "keep_checkpoints", "iterations", "stop_at_target"}  # fmt: skip
+NOT_SETTINGS = {
+    "seed",
+    "run_dir",
+    "resume",
+    "force_resume",
+    "device",
+    "devices_per_rank",
+    "log_every",
+    "guard_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "iterations",
+    "stop_at_target",
+}
 
 
 def run_dirs(root: Path) -> list[Path]:
@@ -78,16 +90,15 @@ def load_sweep(root: Path) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame()
     varying = sorted(
-        key for key in set().union(*configs.values())
+        key
+        for key in set().union(*configs.values())
         if key not in NOT_SETTINGS and len({json.dumps(c.get(key)) for c in configs.values()}) > 1
-    )  # fmt: skip
+    )
     table = pd.concat(frames, ignore_index=True)
     for key in ["task", "seed", "target", *varying]:
         table[key] = table["run"].map(lambda run, key=key: configs[run].get(key))
     table["variant"] = table["run"].map(lambda run: variant_name(configs[run]))
-    table["setting"] = table["run"].map(
-        lambda run: ",".join(f"{k}={configs[run].get(k)}" for k in varying) or "all"
-    )
+    table["setting"] = table["run"].map(lambda run: ",".join(f"{k}={configs[run].get(k)}" for k in varying) or "all")
     table.attrs["swept"] = varying
     return table
 

@@ -25,18 +25,18 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from analysis.load import evaluations, load_sweep  # noqa: E402
-from hpcars.paper import paper_episodes, paper_threshold  # noqa: E402
+from analysis.load import evaluations, load_sweep
+from hpcars.paper import paper_episodes, paper_threshold
 
 
 def _x_axes(table: pd.DataFrame) -> list[tuple[str, str]]:
@@ -53,7 +53,7 @@ def curves(table: pd.DataFrame, path: Path) -> Path:
     evals = evaluations(table)
     axes_spec = _x_axes(table)
     fig, axes = plt.subplots(1, len(axes_spec), figsize=(6 * len(axes_spec), 4), squeeze=False)
-    for ax, (column, label) in zip(axes[0], axes_spec):
+    for ax, (column, label) in zip(axes[0], axes_spec, strict=True):
         for setting, group in evals.groupby("setting"):
             by_iteration = group.groupby("iteration")
             x = by_iteration[column].median()
@@ -80,20 +80,29 @@ def threshold_table(table: pd.DataFrame, threshold: float) -> pd.DataFrame:
         per_seed = []
         for _, run in group.groupby("run"):
             hit = run[run["score"] >= threshold].sort_values("iteration").head(1)
-            per_seed.append((float(hit["total_episodes"].iloc[0]), float(hit["total_samples"].iloc[0]))
-                            if len(hit) else (math.inf, math.inf))  # fmt: skip
+            per_seed.append(
+                (float(hit["total_episodes"].iloc[0]), float(hit["total_samples"].iloc[0]))
+                if len(hit)
+                else (math.inf, math.inf)
+            )
         episodes = sorted(e for e, _ in per_seed)
         steps = sorted(s for _, s in per_seed)
         reached = sum(math.isfinite(e) for e in episodes)
         task, variant = group["task"].iloc[0], group["variant"].iloc[0]
         median_episodes = float(np.median(episodes))
-        rows.append({
-            "setting": setting, "task": task, "variant": variant, "threshold": threshold, "seeds": len(per_seed),
-            "reached_fraction": reached / len(per_seed),
-            "median_episodes": median_episodes if math.isfinite(median_episodes) else None,
-            "median_env_steps": float(np.median(steps)) if math.isfinite(np.median(steps)) else None,
-            "paper_episodes": paper_episodes(task, variant) if threshold == paper_threshold(task) else None,
-        })  # fmt: skip
+        rows.append(
+            {
+                "setting": setting,
+                "task": task,
+                "variant": variant,
+                "threshold": threshold,
+                "seeds": len(per_seed),
+                "reached_fraction": reached / len(per_seed),
+                "median_episodes": median_episodes if math.isfinite(median_episodes) else None,
+                "median_env_steps": float(np.median(steps)) if math.isfinite(np.median(steps)) else None,
+                "paper_episodes": paper_episodes(task, variant) if threshold == paper_threshold(task) else None,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -112,16 +121,29 @@ def sensitivity(table: pd.DataFrame, png: Path) -> pd.DataFrame:
     for key in swept:
         for value, group in finals.groupby(key):
             q = group["score"].quantile([0.25, 0.5, 0.75])
-            rows.append({"parameter": key, "value": value, "runs": len(group),
-                         "score_q25": q[0.25], "score_median": q[0.5], "score_q75": q[0.75]})  # fmt: skip
+            rows.append(
+                {
+                    "parameter": key,
+                    "value": value,
+                    "runs": len(group),
+                    "score_q25": q[0.25],
+                    "score_median": q[0.5],
+                    "score_q75": q[0.75],
+                }
+            )
     frame = pd.DataFrame(rows)
     if swept:
         fig, axes = plt.subplots(1, len(swept), figsize=(4.5 * len(swept), 3.6), squeeze=False)
-        for ax, key in zip(axes[0], swept):
+        for ax, key in zip(axes[0], swept, strict=True):
             part = frame[frame["parameter"] == key]
             x = np.arange(len(part))
-            ax.errorbar(x, part["score_median"], yerr=[part["score_median"] - part["score_q25"],
-                        part["score_q75"] - part["score_median"]], fmt="o-", capsize=4)  # fmt: skip
+            ax.errorbar(
+                x,
+                part["score_median"],
+                yerr=[part["score_median"] - part["score_q25"], part["score_q75"] - part["score_median"]],
+                fmt="o-",
+                capsize=4,
+            )
             ax.set_xticks(x, [str(v) for v in part["value"]])
             ax.set_xlabel(key)
             ax.set_ylabel("final score (median, IQR)")
@@ -138,8 +160,12 @@ def _markdown(frame: pd.DataFrame) -> str:
     cols = list(frame.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, row in frame.iterrows():
-        cells = ["" if v is None or (isinstance(v, float) and math.isnan(v)) else
-                 (f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row]  # fmt: skip
+        cells = [
+            ""
+            if v is None or (isinstance(v, float) and math.isnan(v))
+            else (f"{v:.4g}" if isinstance(v, float) else str(v))
+            for v in row
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -161,8 +187,12 @@ def write_report(sweep_dir: Path, out_dir: Path | None = None, threshold: float 
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "runs.csv", index=False)
     curves(table, out / "curves.png")
-    parts = [f"# Report: {sweep_dir}\n", f"{table['run'].nunique()} runs, task {table['task'].iloc[0]}, "
-             f"swept: {', '.join(table.attrs.get('swept', [])) or 'nothing'}\n", "![curves](curves.png)\n"]  # fmt: skip
+    parts = [
+        f"# Report: {sweep_dir}\n",
+        f"{table['run'].nunique()} runs, task {table['task'].iloc[0]}, "
+        f"swept: {', '.join(table.attrs.get('swept', [])) or 'nothing'}\n",
+        "![curves](curves.png)\n",
+    ]
     targets = [float(t) for t in table.get("target", pd.Series(dtype=float)).dropna().unique()]
     chosen = pick_threshold(table, threshold, targets)
     if chosen is not None:
@@ -182,8 +212,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, help="a sweep directory (or any folder of run directories)")
     parser.add_argument("--out", type=Path, default=None, help="report folder (default: SWEEP_DIR/report)")
-    parser.add_argument("--threshold", type=float, default=None,
-                        help="score threshold (default: the runs' --target, else the paper's for the task)")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="score threshold (default: the runs' --target, else the paper's for the task)",
+    )
     args = parser.parse_args(argv)
     try:
         out = write_report(args.sweep_dir, args.out, args.threshold)

@@ -85,8 +85,10 @@ def main() -> None:
         "speedup": round(t_looped / t_batched, 2),
         "torch_threads": torch.get_num_threads(),
     }
-    print(f"batched {result['batched_ms']} ms vs looped {result['looped_ms']} ms per iteration's "
-          f"{len(branches)} branches: {result['speedup']}x")
+    print(
+        f"batched {result['batched_ms']} ms vs looped {result['looped_ms']} ms per iteration's "
+        f"{len(branches)} branches: {result['speedup']}x"
+    )
     print(json.dumps(result))
 
 

@@ -45,14 +45,19 @@ from hpcars.tasks import make_task
 
 def state_of(trainer: ARSTrainer, cfg: TrainConfig, metric_rows: int) -> Checkpoint:
     return Checkpoint(
-        config=to_dict(cfg), iteration=trainer.iteration, total_episodes=trainer.total_episodes,
-        total_samples=trainer.total_samples, skipped_steps=0, elapsed_s=1.0,
+        config=to_dict(cfg),
+        iteration=trainer.iteration,
+        total_episodes=trainer.total_episodes,
+        total_samples=trainer.total_samples,
+        skipped_steps=0,
+        elapsed_s=1.0,
         members=[Member(trainer.named_params(m), 0.0) for m in range(cfg.population)],
         population=trainer.state.arrays(),
-        obs_stat=trainer.obs_stat, world_sizes=[(0, 1)],
+        obs_stat=trainer.obs_stat,
+        world_sizes=[(0, 1)],
         metrics={c: np.arange(metric_rows, dtype=np.float64) for c in ("iteration", "reward_mean", "score")},
         params_sha256=trainer.params_sha256(),
-    )  # fmt: skip
+    )
 
 
 def measure(cfg: TrainConfig, members: int, repeats: int) -> dict:
@@ -74,10 +79,14 @@ def measure(cfg: TrainConfig, members: int, repeats: int) -> dict:
         size = path.stat().st_size
     write_s = statistics.median(writes)
     return {
-        "parameters": trainer.spec.size, "members": members, "file_mb": round(size / 2**20, 1),
-        "iteration_s": round(iteration_s, 3), "write_s": round(write_s, 4), "checkpoint_every": cfg.checkpoint_every,
+        "parameters": trainer.spec.size,
+        "members": members,
+        "file_mb": round(size / 2**20, 1),
+        "iteration_s": round(iteration_s, 3),
+        "write_s": round(write_s, 4),
+        "checkpoint_every": cfg.checkpoint_every,
         "fraction": round(write_s / (cfg.checkpoint_every * iteration_s), 5),
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -86,17 +95,22 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     cases = {
-        "halfcheetah-linear": (TrainConfig(task="HalfCheetah-v5", variant="v2", directions=32, top_directions=4,
-                                           device="cpu"), 1),
+        "halfcheetah-linear": (
+            TrainConfig(task="HalfCheetah-v5", variant="v2", directions=32, top_directions=4, device="cpu"),
+            1,
+        ),
         "mlp-1M-64-members": (TrainConfig(task="digits", hidden=13_334, directions=32, device="cpu"), 64),
-    }  # fmt: skip
+    }
     result: dict = {"bench": "checkpoint", "cases": {}}
     for name, (cfg, members) in cases.items():
         row = measure(cfg, members, args.repeats)
         result["cases"][name] = row
-        print(f"{name:20s} {row['file_mb']:8.1f} MB written in {row['write_s']:.3f} s; "
-              f"{row['checkpoint_every']} iterations take {row['checkpoint_every'] * row['iteration_s']:.1f} s: "
-              f"{100 * row['fraction']:.3f} %", flush=True)  # fmt: skip
+        print(
+            f"{name:20s} {row['file_mb']:8.1f} MB written in {row['write_s']:.3f} s; "
+            f"{row['checkpoint_every']} iterations take {row['checkpoint_every'] * row['iteration_s']:.1f} s: "
+            f"{100 * row['fraction']:.3f} %",
+            flush=True,
+        )
     print(json.dumps(result))
 
 

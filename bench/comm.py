@@ -70,8 +70,10 @@ def main() -> None:
     if transport.rank == 0:
         for label, m in result["models"].items():
             print(f"{label:11s} {m['parameters']:>9,d} params: {m['bytes_per_iteration']} B/iteration")
-        print(f"broadcasting {size:,d} float32 params: {params.nbytes:,d} B per receiver per iteration "
-              f"({result['ratio_broadcast_to_hpcars']}x more)")
+        print(
+            f"broadcasting {size:,d} float32 params: {params.nbytes:,d} B per receiver per iteration "
+            f"({result['ratio_broadcast_to_hpcars']}x more)"
+        )
         print(json.dumps(result))
 
 

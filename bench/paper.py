@@ -36,8 +36,24 @@ CAPS = {"swimmer": 300, "halfcheetah": 300, "hopper": 1000}
 def run_one(task: str, seed: int, ranks: int, root: Path) -> dict:
     mpirun = shutil.which("mpirun", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     run_dir = root / f"{task}-{seed}"
-    cmd = [mpirun, "-n", str(ranks), sys.executable, "-m", "hpcars.train", "--preset", task, "--seed", str(seed),
-           "--iterations", str(CAPS[task]), "--log-every", "1000000", "--run-dir", str(run_dir)]  # fmt: skip
+    cmd = [
+        mpirun,
+        "-n",
+        str(ranks),
+        sys.executable,
+        "-m",
+        "hpcars.train",
+        "--preset",
+        task,
+        "--seed",
+        str(seed),
+        "--iterations",
+        str(CAPS[task]),
+        "--log-every",
+        "1000000",
+        "--run-dir",
+        str(run_dir),
+    ]
     subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     summary = json.loads((run_dir / "summary.json").read_text())
     hit = summary["reached_target"]
@@ -70,19 +86,25 @@ def main() -> None:
             env_id, variant = TASKS[task]
             runs = [run_one(task, seed, args.ranks, Path(tmp)) for seed in args.seeds]
             row = {
-                "env": env_id, "variant": variant, "threshold": paper_threshold(env_id),
-                "paper_episodes": paper_episodes(env_id, variant), "runs": runs,
+                "env": env_id,
+                "variant": variant,
+                "threshold": paper_threshold(env_id),
+                "paper_episodes": paper_episodes(env_id, variant),
+                "runs": runs,
                 "reached": f"{sum(r['reached'] for r in runs)}/{len(runs)}",
                 "median_episodes": median_to_threshold([r["episodes"] for r in runs]),
                 "median_env_steps": median_to_threshold([r["env_steps"] for r in runs]),
                 "median_wall_s": median_to_threshold([r["wall_s"] for r in runs]),
-            }  # fmt: skip
+            }
             med = row["median_episodes"]
             row["at_or_below_paper"] = med is not None and med <= row["paper_episodes"]
             result["tasks"][task] = row
-            print(f"{task:12s} {variant:5s} threshold {row['threshold']}: median {med} episodes "
-                  f"(paper {row['paper_episodes']}), reached {row['reached']}, median {row['median_env_steps']} "
-                  f"env steps, {row['median_wall_s']} s; per seed {[r['episodes'] for r in runs]}", flush=True)
+            print(
+                f"{task:12s} {variant:5s} threshold {row['threshold']}: median {med} episodes "
+                f"(paper {row['paper_episodes']}), reached {row['reached']}, median {row['median_env_steps']} "
+                f"env steps, {row['median_wall_s']} s; per seed {[r['episodes'] for r in runs]}",
+                flush=True,
+            )
     print(json.dumps(result))
 
 

@@ -37,9 +37,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hpcars.comm import make_transport  # noqa: E402
-from hpcars.config import TrainConfig, validate  # noqa: E402
-from hpcars.train import run  # noqa: E402
+from hpcars.comm import make_transport
+from hpcars.config import TrainConfig, validate
+from hpcars.train import run
 
 MEMBERS = 8
 # Per task: the base configuration (plain ARS per member) and the generation length.
@@ -47,9 +47,8 @@ TASKS = {
     "regression": dict(task="regression", directions=8, iterations=300, step_size=0.02, noise_std=0.03),
     "digits": dict(task="digits", directions=8, iterations=150, step_size=0.02, noise_std=0.03, hidden=32),
     # the paper's Swimmer setting (V1, N = b = 1, α = 0.02, ν = 0.01), 8 members
-    "swimmer": dict(task="Swimmer-v5", directions=1, iterations=40, step_size=0.02, noise_std=0.01,
-                    eval_episodes=100),
-}  # fmt: skip
+    "swimmer": dict(task="Swimmer-v5", directions=1, iterations=40, step_size=0.02, noise_std=0.01, eval_episodes=100),
+}
 GENERATIONS = 10  # truncation every iterations / GENERATIONS
 FINAL_TEMPERATURE = 0.05  # annealing cools from T0 = 1 to this at the last iteration
 
@@ -61,9 +60,11 @@ OPERATORS = {
     "repulsion": lambda it: dict(repulsion=0.5, repulsion_radius=1.0),
 }
 COMBINATIONS = (
-    ("truncation", "annealing"), ("truncation", "swarm"), ("truncation", "repulsion"),
+    ("truncation", "annealing"),
+    ("truncation", "swarm"),
+    ("truncation", "repulsion"),
     ("truncation", "annealing", "swarm", "repulsion"),
-)  # fmt: skip
+)
 
 
 def variants(iterations: int) -> dict[str, dict]:
@@ -89,8 +90,19 @@ def config(task: str, variant: str, options: dict, seed: int, run_dir: Path) -> 
         population = 1
     else:
         population = MEMBERS
-    return validate(TrainConfig(**base, **options, population=population, seed=seed, device="cpu",
-                                eval_every=0, log_every=10**9, checkpoint_every=10**9, run_dir=str(run_dir)))  # fmt: skip
+    return validate(
+        TrainConfig(
+            **base,
+            **options,
+            population=population,
+            seed=seed,
+            device="cpu",
+            eval_every=0,
+            log_every=10**9,
+            checkpoint_every=10**9,
+            run_dir=str(run_dir),
+        )
+    )
 
 
 def main() -> None:
@@ -102,8 +114,13 @@ def main() -> None:
     transport = make_transport()
     lead = transport.rank == 0
     root = Path(transport.bcast(tempfile.mkdtemp(prefix="hpcars-bench-") if lead else None))
-    result: dict = {"bench": "population", "ranks": transport.size, "members": MEMBERS, "seeds": args.seeds,
-                    "tasks": {}}  # fmt: skip
+    result: dict = {
+        "bench": "population",
+        "ranks": transport.size,
+        "members": MEMBERS,
+        "seeds": args.seeds,
+        "tasks": {},
+    }
     for task in args.tasks:
         table = variants(TASKS[task]["iterations"])
         names = [v for v in table if args.variants is None or v in args.variants or v == "plain"]
@@ -119,12 +136,21 @@ def main() -> None:
         for name in names:
             values = scores[name]
             q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
-            wins = sum(v > p for v, p in zip(values, scores["plain"]))
-            rows[name] = {"median": statistics.median(values), "q1": q[0], "q3": q[2], "wins_vs_plain": wins,
-                          "scores": values, "options": {k: v for k, v in table[name].items()}}  # fmt: skip
+            wins = sum(v > p for v, p in zip(values, scores["plain"], strict=True))
+            rows[name] = {
+                "median": statistics.median(values),
+                "q1": q[0],
+                "q3": q[2],
+                "wins_vs_plain": wins,
+                "scores": values,
+                "options": {k: v for k, v in table[name].items()},
+            }
             if lead:
-                print(f"{task:10s} {name:42s} median {rows[name]['median']:10.4f}  IQR [{q[0]:.4f}, {q[2]:.4f}]  "
-                      f"beats plain in {wins}/{len(values)} seeds", flush=True)  # fmt: skip
+                print(
+                    f"{task:10s} {name:42s} median {rows[name]['median']:10.4f}  IQR [{q[0]:.4f}, {q[2]:.4f}]  "
+                    f"beats plain in {wins}/{len(values)} seeds",
+                    flush=True,
+                )
         budget = 2 * TASKS[task]["directions"] * MEMBERS * TASKS[task]["iterations"]
         result["tasks"][task] = {"config": TASKS[task], "training_evaluations": budget, "variants": rows}
     if lead:

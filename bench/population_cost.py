@@ -26,20 +26,27 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from hpcars.comm import make_transport  # noqa: E402
-from hpcars.config import TrainConfig  # noqa: E402
-from hpcars.engine import ARSTrainer  # noqa: E402
-from hpcars.population.truncation import killed  # noqa: E402
-from hpcars.tasks import make_task  # noqa: E402
+from hpcars.comm import make_transport
+from hpcars.config import TrainConfig
+from hpcars.engine import ARSTrainer
+from hpcars.population.truncation import killed
+from hpcars.tasks import make_task
 
 ITERATIONS = 6
 
 
 def measure(members: int, hidden: int, transport) -> dict:
-    cfg = TrainConfig(task="digits", hidden=hidden, directions=8, population=members, device="cpu",
-                      generation_every=2 if members > 1 else 0, swarm=members > 1)  # fmt: skip
+    cfg = TrainConfig(
+        task="digits",
+        hidden=hidden,
+        directions=8,
+        population=members,
+        device="cpu",
+        generation_every=2 if members > 1 else 0,
+        swarm=members > 1,
+    )
     trainer = ARSTrainer(cfg, make_task(cfg), transport, [torch.device("cpu")])
     trainer.step()  # warm-up
     records = [trainer.step() for _ in range(ITERATIONS)]
@@ -48,11 +55,15 @@ def measure(members: int, hidden: int, transport) -> dict:
     comm = sorted({r.comm_bytes for r in records})
     clones_per_generation = killed(members, cfg.kill_fraction) if members > 1 else 0
     return {
-        "members": members, "parameters": trainer.spec.size, "rollout_s": rollout, "update_s": update,
-        "update_share": update / (rollout + update), "comm_bytes_per_iteration": comm,
+        "members": members,
+        "parameters": trainer.spec.size,
+        "rollout_s": rollout,
+        "update_s": update,
+        "update_share": update / (rollout + update),
+        "comm_bytes_per_iteration": comm,
         "broadcast_bytes_per_generation_avoided": clones_per_generation * trainer.spec.size * 4,
         "state_bytes_per_rank": trainer.state.theta.numel() * 4 * (4 if members > 1 else 1),
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -60,11 +71,13 @@ def main() -> None:
     rows = [measure(m, h, transport) for h in (32, 512) for m in (1, 8, 64)]
     if transport.rank == 0:
         for r in rows:
-            print(f"P {r['parameters']:7d}  M {r['members']:3d}  scoring {1e3 * r['rollout_s']:8.1f} ms  update "
-                  f"{1e3 * r['update_s']:8.1f} ms  ({100 * r['update_share']:4.1f} % of the iteration)  "
-                  f"comm {r['comm_bytes_per_iteration']} B/it  clone broadcasts avoided "
-                  f"{r['broadcast_bytes_per_generation_avoided']} B/generation  state {r['state_bytes_per_rank']} B/rank",
-                  flush=True)  # fmt: skip
+            print(
+                f"P {r['parameters']:7d}  M {r['members']:3d}  scoring {1e3 * r['rollout_s']:8.1f} ms  update "
+                f"{1e3 * r['update_s']:8.1f} ms  ({100 * r['update_share']:4.1f} % of the iteration)  "
+                f"comm {r['comm_bytes_per_iteration']} B/it  clone broadcasts avoided "
+                f"{r['broadcast_bytes_per_generation_avoided']} B/generation  state {r['state_bytes_per_rank']} B/rank",
+                flush=True,
+            )
         print(json.dumps({"bench": "population_cost", "ranks": transport.size, "rows": rows}))
 
 

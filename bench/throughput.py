@@ -71,8 +71,10 @@ def single_core(env_id: str, episodes: int, repeats: int) -> dict:
     flat = torch.from_numpy(weight.reshape(-1))
     seeds = list(range(episodes))
     rates: dict[str, list[float]] = {"bare": [], "hpcars": []}
-    sides = (("bare", lambda: bare_loop(env_id, weight.astype(np.float64), seeds)),
-             ("hpcars", lambda: hpcars_rollouts(task, model, flat, seeds)))  # fmt: skip
+    sides = (
+        ("bare", lambda: bare_loop(env_id, weight.astype(np.float64), seeds)),
+        ("hpcars", lambda: hpcars_rollouts(task, model, flat, seeds)),
+    )
     for _, fn in sides:
         fn()  # warm-up: hpcars creates its env pool on first use
     for _ in range(repeats):
@@ -105,12 +107,25 @@ def scaling(env_id: str, iterations: int) -> dict:
     mpirun = shutil.which("mpirun", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     rates = {}
     for ranks in (1, 2):
-        cmd = [mpirun, "-n", str(ranks), sys.executable, __file__, "--worker", "--env", env_id,
-               "--iterations", str(iterations)]  # fmt: skip
+        cmd = [
+            mpirun,
+            "-n",
+            str(ranks),
+            sys.executable,
+            __file__,
+            "--worker",
+            "--env",
+            env_id,
+            "--iterations",
+            str(iterations),
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600).stdout
         rates[ranks] = json.loads(out.strip().splitlines()[-1])["steps_per_s"]
-    return {"steps_per_s_1_rank": round(rates[1]), "steps_per_s_2_ranks": round(rates[2]),
-            "speedup_2_vs_1": round(rates[2] / rates[1], 3)}  # fmt: skip
+    return {
+        "steps_per_s_1_rank": round(rates[1]),
+        "steps_per_s_2_ranks": round(rates[2]),
+        "speedup_2_vs_1": round(rates[2] / rates[1], 3),
+    }
 
 
 def main() -> None:
@@ -126,11 +141,15 @@ def main() -> None:
         return
     result = {"bench": "throughput", "env": args.env, "episodes": args.episodes}
     result.update(single_core(args.env, args.episodes, args.repeats))
-    print(f"one core: bare Gymnasium {result['bare_steps_per_s']} steps/s, hpcars rank "
-          f"{result['hpcars_steps_per_s']} steps/s, ratio {result['ratio']}")
+    print(
+        f"one core: bare Gymnasium {result['bare_steps_per_s']} steps/s, hpcars rank "
+        f"{result['hpcars_steps_per_s']} steps/s, ratio {result['ratio']}"
+    )
     result.update(scaling(args.env, args.iterations))
-    print(f"ARS iterations: 1 rank {result['steps_per_s_1_rank']} steps/s, 2 ranks "
-          f"{result['steps_per_s_2_ranks']} steps/s, {result['speedup_2_vs_1']}x")
+    print(
+        f"ARS iterations: 1 rank {result['steps_per_s_1_rank']} steps/s, 2 ranks "
+        f"{result['steps_per_s_2_ranks']} steps/s, {result['speedup_2_vs_1']}x"
+    )
     print(json.dumps(result))
 
 

@@ -21,8 +21,8 @@ The flat order (``ParamSpec.names``) is also the byte order of ``params_sha256``
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -75,7 +75,7 @@ class ParamSpec:
     shapes: tuple[tuple[int, ...], ...]
 
     @classmethod
-    def of(cls, module: nn.Module) -> "ParamSpec":
+    def of(cls, module: nn.Module) -> ParamSpec:
         named = list(module.named_parameters())
         return cls(tuple(n for n, _ in named), tuple(tuple(p.shape) for _, p in named))
 
@@ -95,7 +95,7 @@ class ParamSpec:
         """[..., P] -> {name: [..., *shape]} (views, no copy)."""
         lead = flat.shape[:-1]
         parts = torch.split(flat, self.sizes, dim=-1)
-        return {n: p.reshape(*lead, *s) for n, p, s in zip(self.names, parts, self.shapes)}
+        return {n: p.reshape(*lead, *s) for n, p, s in zip(self.names, parts, self.shapes, strict=True)}
 
     def load(self, module: nn.Module, flat: torch.Tensor) -> None:
         """Copy a flat vector into the module's parameters (the per-branch loop's way)."""
@@ -131,7 +131,9 @@ class BatchedModel:
         with torch.no_grad():
             return self.bind(stack, shared, use_vmap)(x)
 
-    def bind(self, stack: torch.Tensor, shared: bool = False, use_vmap: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+    def bind(
+        self, stack: torch.Tensor, shared: bool = False, use_vmap: bool = False
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
         """The B models of ``stack`` as one function of the input, for repeated calls
         (an RL rollout calls it every step). Call it under ``torch.no_grad()``."""
         params = self.spec.unflatten(stack)

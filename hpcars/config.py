@@ -13,11 +13,11 @@ import argparse
 import dataclasses
 import math
 import sys
+import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
-
-import tomllib
+from typing import Any
 
 from hpcars.population.truncation import CLONE_FROM
 
@@ -43,10 +43,14 @@ def _opt(default: Any, help: str, choices: Sequence[str] | None = None) -> Any:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    preset: str = _opt("", "the ARS paper's settings for a MuJoCo task; the config file and command line override it",
-                       PRESETS)
-    task: str = _opt("regression", "regression, digits, or a Gymnasium id (e.g. HalfCheetah-v5; "
-                                   "mypackage.envs:MyEnv-v0 imports the module that registers it)")
+    preset: str = _opt(
+        "", "the ARS paper's settings for a MuJoCo task; the config file and command line override it", PRESETS
+    )
+    task: str = _opt(
+        "regression",
+        "regression, digits, or a Gymnasium id (e.g. HalfCheetah-v5; "
+        "mypackage.envs:MyEnv-v0 imports the module that registers it)",
+    )
     iterations: int = _opt(1000, "ARS iterations to run")
     seed: int = _opt(0, "run seed: noise, data and initialisation all derive from it")
     directions: int = _opt(32, "N, perturbation directions per iteration (2N branches)")
@@ -56,7 +60,9 @@ class TrainConfig:
     variant: str = _opt("v1", "v2 normalises model inputs by running statistics of those seen in training", VARIANTS)
     batch_size: int = _opt(0, "mini-batch size of supervised tasks (0 = task default: regression 2048, digits 256)")
     hidden: int = _opt(32, "hidden width of the digits MLP and of MLP policies")
-    policy: str = _opt("linear", "RL policy: linear (zero-initialised, no bias, as in the paper) or a tanh MLP", POLICIES)
+    policy: str = _opt(
+        "linear", "RL policy: linear (zero-initialised, no bias, as in the paper) or a tanh MLP", POLICIES
+    )
     shift: float = _opt(0.0, "RL: subtracted from every step's reward in training (survival bonus); not in evaluation")
     eval_episodes: int = _opt(100, "RL: episodes per evaluation, split across ranks")
     target: float = _opt(float("nan"), "announce when the evaluation score reaches this (RL: mean return); nan = none")
@@ -64,33 +70,47 @@ class TrainConfig:
     run_dir: str = _opt("", "output directory (empty = runs/TASK-seedSEED-NNN, the next free NNN)")
     device: str = _opt("auto", "auto (a GPU per node-local rank if any, else CPU), cpu, cuda, or a list cuda:0,cuda:1")
     devices_per_rank: int = _opt(1, "with auto/cuda: how many GPUs each rank drives")
-    population: int = _opt(1, "M, members trained side by side, each with N directions (2N·M branches per "
-                               "iteration); 1 = plain ARS")
-    generation_every: int = _opt(0, "truncation: every this many iterations replace the worst members by clones "
-                                    "(0 = off)")
+    population: int = _opt(
+        1, "M, members trained side by side, each with N directions (2N·M branches per iteration); 1 = plain ARS"
+    )
+    generation_every: int = _opt(
+        0, "truncation: every this many iterations replace the worst members by clones (0 = off)"
+    )
     kill_fraction: float = _opt(0.5, "truncation: fraction of the population replaced per generation")
-    clone_from: str = _opt("best", "truncation: a clone copies the best member, or a survivor drawn at random",
-                           CLONE_FROM)
+    clone_from: str = _opt(
+        "best", "truncation: a clone copies the best member, or a survivor drawn at random", CLONE_FROM
+    )
     pbt_perturb: bool = _opt(False, "truncation: multiply each clone's α and ν by 0.8 or 1.2 (PBT explore)")
-    anneal_t0: float = _opt(0.0, "simulated annealing: initial temperature, in reward standard deviations; a "
-                                 "worsening step of Δ is kept with probability exp(-Δ/T) (0 = off)")
+    anneal_t0: float = _opt(
+        0.0,
+        "simulated annealing: initial temperature, in reward standard deviations; a "
+        "worsening step of Δ is kept with probability exp(-Δ/T) (0 = off)",
+    )
     anneal_cooling: float = _opt(0.99, "simulated annealing: T = anneal_t0 * anneal_cooling**iteration")
     swarm: bool = _opt(False, "particle swarm: v = w v + ARS step + c1 r1 (personal best - θ) + c2 r2 (best - θ)")
     swarm_inertia: float = _opt(0.5, "particle swarm: w")
     swarm_cognitive: float = _opt(0.1, "particle swarm: c1, pull to the member's personal best")
     swarm_social: float = _opt(0.1, "particle swarm: c2, pull to the population's best")
-    repulsion: float = _opt(0.0, "tabu-like repulsion: strength in [0, 1] of the push out of the ball around "
-                                 "the best member (0 = off)")
+    repulsion: float = _opt(
+        0.0, "tabu-like repulsion: strength in [0, 1] of the push out of the ball around the best member (0 = off)"
+    )
     repulsion_radius: float = _opt(1.0, "repulsion: radius of that ball, in units of ν·sqrt(parameters)")
-    branch_batch: int = _opt(64, "branches per batched call (a short last call is padded): fixed, so results do not depend on the world size")
+    branch_batch: int = _opt(
+        64, "branches per batched call (a short last call is padded): fixed, so results do not depend on the world size"
+    )
     eval_every: int = _opt(10, "evaluate the unperturbed model every this many iterations (0 = only at the end)")
     log_every: int = _opt(50, "print progress every this many iterations")
     guard_every: int = _opt(10, "compare a parameter checksum across ranks every this many iterations (0 = never)")
     on_nonfinite: str = _opt("skip", "a NaN/inf reward: skip the step and log it, or fail", NONFINITE_POLICIES)
-    checkpoint_every: int = _opt(10, "write a checkpoint every this many iterations (and at the end, and on a stop signal)")
+    checkpoint_every: int = _opt(
+        10, "write a checkpoint every this many iterations (and at the end, and on a stop signal)"
+    )
     keep_checkpoints: int = _opt(3, "how many of the newest checkpoints to keep")
-    resume: str = _opt("", "continue the run in this directory from its latest checkpoint (options not given "
-                           "are taken from it; --iterations is the total)")
+    resume: str = _opt(
+        "",
+        "continue the run in this directory from its latest checkpoint (options not given "
+        "are taken from it; --iterations is the total)",
+    )
     force_resume: bool = _opt(False, "resume even if result-affecting options differ from the checkpoint's")
 
     @property
@@ -106,11 +126,32 @@ class TrainConfig:
 
 #: Options that determine the parameter trajectory; a resume must not change them.
 RESULT_FIELDS = (
-    "task", "seed", "directions", "top_directions", "step_size", "noise_std", "variant", "batch_size",
-    "hidden", "policy", "shift", "branch_batch", "population", "generation_every", "kill_fraction", "clone_from",
-    "pbt_perturb", "anneal_t0", "anneal_cooling", "swarm", "swarm_inertia", "swarm_cognitive", "swarm_social",
-    "repulsion", "repulsion_radius",
-)  # fmt: skip
+    "task",
+    "seed",
+    "directions",
+    "top_directions",
+    "step_size",
+    "noise_std",
+    "variant",
+    "batch_size",
+    "hidden",
+    "policy",
+    "shift",
+    "branch_batch",
+    "population",
+    "generation_every",
+    "kill_fraction",
+    "clone_from",
+    "pbt_perturb",
+    "anneal_t0",
+    "anneal_cooling",
+    "swarm",
+    "swarm_inertia",
+    "swarm_cognitive",
+    "swarm_social",
+    "repulsion",
+    "repulsion_radius",
+)
 #: Options that say where and how to (re)start, never inherited from a checkpoint.
 RUN_CONTROL_FIELDS = ("resume", "force_resume", "run_dir")
 
@@ -127,10 +168,21 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             value = getattr(cfg, name)
             raise ConfigError(option_name(name), f"{message} (got {value!r})")
 
-    need(cfg.task in SUPERVISED_TASKS or "-v" in cfg.task, "task",
-         "must be regression, digits or a Gymnasium id like HalfCheetah-v5")
-    for name in ("iterations", "directions", "branch_batch", "devices_per_rank", "log_every", "eval_episodes",
-                 "checkpoint_every", "keep_checkpoints"):
+    need(
+        cfg.task in SUPERVISED_TASKS or "-v" in cfg.task,
+        "task",
+        "must be regression, digits or a Gymnasium id like HalfCheetah-v5",
+    )
+    for name in (
+        "iterations",
+        "directions",
+        "branch_batch",
+        "devices_per_rank",
+        "log_every",
+        "eval_episodes",
+        "checkpoint_every",
+        "keep_checkpoints",
+    ):
         need(getattr(cfg, name) >= 1, name, "must be an integer >= 1")
     need(cfg.population >= 1, "population", "must be an integer >= 1")
     for name in ("batch_size", "eval_every", "guard_every", "generation_every"):
@@ -148,8 +200,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name in ("swarm_inertia", "swarm_cognitive", "swarm_social"):
         need(math.isfinite(getattr(cfg, name)) and getattr(cfg, name) >= 0, name, "must be a finite number >= 0")
     need(math.isfinite(cfg.repulsion) and 0 <= cfg.repulsion <= 1, "repulsion", "must be in [0, 1]")
-    need(math.isfinite(cfg.repulsion_radius) and cfg.repulsion_radius > 0, "repulsion_radius",
-         "must be a finite number > 0")
+    need(
+        math.isfinite(cfg.repulsion_radius) and cfg.repulsion_radius > 0,
+        "repulsion_radius",
+        "must be a finite number > 0",
+    )
     for name in ("generation_every", "repulsion"):
         need(cfg.population >= 2 or not getattr(cfg, name), name, "needs --population >= 2")
     need(not math.isinf(cfg.target), "target", "must be a finite number or nan (none)")
@@ -177,7 +232,7 @@ def _converter(kind: type) -> Any:
         try:
             return kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {words[kind]}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {words[kind]}, got {text!r}") from None
 
     convert.__name__ = kind.__name__
     return convert
@@ -219,9 +274,9 @@ def load_file(path: str) -> dict[str, Any]:
     try:
         raw = tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise ConfigError("--config", f"no such file: {path}")
+        raise ConfigError("--config", f"no such file: {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError("--config", f"{path} is not valid TOML: {err}")
+        raise ConfigError("--config", f"{path} is not valid TOML: {err}") from None
     known = {f.name: f for f in dataclasses.fields(TrainConfig)}
     values: dict[str, Any] = {}
     for key, value in raw.items():

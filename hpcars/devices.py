@@ -32,7 +32,9 @@ def choose_devices(spec: str, local_rank: int, per_rank: int) -> list[torch.devi
         try:
             device = torch.device(part.strip())
         except RuntimeError:
-            raise ConfigError("--device", f"must be auto, cpu, cuda or a list like cuda:0,cuda:1 (got {spec!r})")
+            raise ConfigError(
+                "--device", f"must be auto, cpu, cuda or a list like cuda:0,cuda:1 (got {spec!r})"
+            ) from None
         if device.type == "cuda" and (device.index or 0) >= gpus:
             raise ConfigError("--device", f"{part} is not visible here ({gpus} CUDA devices)")
         if device.type not in ("cpu", "cuda"):

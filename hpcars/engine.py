@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -109,8 +109,14 @@ class ARSTrainer:
         self.primary = self.models[0].device
         theta0 = self.spec.flatten(self.models[0].module).to(self.primary, torch.float32)
         self.params = population_params(cfg)
-        state = PopulationState.start(theta0, cfg.population, cfg.step_size, cfg.noise_std,
-                                      self.params.annealing.enabled, self.params.swarm.enabled)  # fmt: skip
+        state = PopulationState.start(
+            theta0,
+            cfg.population,
+            cfg.step_size,
+            cfg.noise_std,
+            self.params.annealing.enabled,
+            self.params.swarm.enabled,
+        )
         self.population = Population(self.params, cfg.seed, state)
         self.obs_stat = RunningStat.empty(task.input_dim) if cfg.variant == "v2" else None
         self.iteration = 0
@@ -123,8 +129,9 @@ class ARSTrainer:
         self.counts = shares(branches, transport.size)
         mine = list(partition(branches, transport.size, transport.rank))
         # a rank's branches are dealt to its devices in contiguous runs
-        self.device_branches = [mine[len(mine) * i // len(devices) : len(mine) * (i + 1) // len(devices)]
-                                for i in range(len(devices))]
+        self.device_branches = [
+            mine[len(mine) * i // len(devices) : len(mine) * (i + 1) // len(devices)] for i in range(len(devices))
+        ]
 
     @property
     def state(self) -> PopulationState:
@@ -216,7 +223,7 @@ class ARSTrainer:
 
     def step(self) -> IterationRecord:
         t0 = time.perf_counter()
-        local = np.concatenate([self._score(m, b) for m, b in zip(self.models, self.device_branches)])
+        local = np.concatenate([self._score(m, b) for m, b in zip(self.models, self.device_branches, strict=True)])
         t1 = time.perf_counter()
         before = self.transport.bytes_moved
         rows = self.transport.allgather_rows(local, self.counts)

@@ -16,8 +16,9 @@ import csv
 import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -57,13 +58,19 @@ def read_run(target: Path) -> dict[str, Any]:
         if not rows:
             raise CheckpointError(f"{target}: no checkpoint and no metrics here (is it a run directory?)")
         # a run still before its first checkpoint: what metrics.csv says so far
-        return {"checkpoint": None, "iteration": rows[-1].get("iteration"), "metrics_rows": len(rows),
-                "best_reward_mean": _best(rows, "reward_mean"), "best_score": _best(rows, "score"),
-                "metrics": rows[-1]}  # fmt: skip
+        return {
+            "checkpoint": None,
+            "iteration": rows[-1].get("iteration"),
+            "metrics_rows": len(rows),
+            "best_reward_mean": _best(rows, "reward_mean"),
+            "best_score": _best(rows, "score"),
+            "metrics": rows[-1],
+        }
     run_dir = path.parent.parent if path.parent.name == checkpoint.DIRECTORY else path.parent
     ckpt = checkpoint.read(path)
-    flat = np.stack([np.concatenate([np.asarray(v, dtype="<f4").reshape(-1) for v in m.params.values()])
-                     for m in ckpt.members])  # fmt: skip
+    flat = np.stack(
+        [np.concatenate([np.asarray(v, dtype="<f4").reshape(-1) for v in m.params.values()]) for m in ckpt.members]
+    )
     sha = checkpoint.params_sha256(flat)
     pop = ckpt.population or {}
     rows = live_metrics(run_dir)
@@ -116,15 +123,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {key:16s} {value}")
         return 0
     cfg = info["config"]
-    print(f"run: task {cfg['task']}  seed {cfg['seed']}  variant {cfg['variant']}  N={cfg['directions']}  "
-          f"b={cfg['top_directions'] or cfg['directions']}  α={cfg['step_size']}  ν={cfg['noise_std']}")  # fmt: skip
+    print(
+        f"run: task {cfg['task']}  seed {cfg['seed']}  variant {cfg['variant']}  N={cfg['directions']}  "
+        f"b={cfg['top_directions'] or cfg['directions']}  α={cfg['step_size']}  ν={cfg['noise_std']}"
+    )
     print(f"checkpoint {info['checkpoint']}")
-    print(f"iteration {info['iteration']}  episodes {info['episodes']}  samples {info['samples']}  "
-          f"{info['elapsed_s']} s  world sizes {info['world_sizes']}")  # fmt: skip
-    print(f"params_sha256 {info['params_sha256']}  ({'matches' if info['sha256_ok'] else 'DOES NOT MATCH'} "
-          f"the record)  {info['parameters']} parameters  {info['population']['members']} member(s)")  # fmt: skip
-    print(f"best score {info['best_score']}  best mean reward {info['best_reward_mean']}  "
-          f"target reached: {info['reached_target']}")  # fmt: skip
+    print(
+        f"iteration {info['iteration']}  episodes {info['episodes']}  samples {info['samples']}  "
+        f"{info['elapsed_s']} s  world sizes {info['world_sizes']}"
+    )
+    print(
+        f"params_sha256 {info['params_sha256']}  ({'matches' if info['sha256_ok'] else 'DOES NOT MATCH'} "
+        f"the record)  {info['parameters']} parameters  {info['population']['members']} member(s)"
+    )
+    print(
+        f"best score {info['best_score']}  best mean reward {info['best_reward_mean']}  "
+        f"target reached: {info['reached_target']}"
+    )
     for key, value in info["metrics"].items():
         print(f"  {key:16s} {value}")
     return 0

@@ -17,7 +17,8 @@ gets the checkpoint too; re-submitting the sweep then resumes the run.
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import submitit
 

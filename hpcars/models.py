@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import itertools
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -29,7 +30,7 @@ class Normalized(nn.Module):
 def mlp(sizes: Sequence[int], *, bias: bool = True) -> nn.Sequential:
     """Linear layers of the given widths with tanh between them (none after the last)."""
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         if i:
             layers.append(nn.Tanh())
         layers.append(nn.Linear(a, b, bias=bias))

@@ -36,9 +36,21 @@ METRICS_FILE = "metrics.csv"
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
 METRIC_COLUMNS = (
-    "iteration", "reward_mean", "reward_max", "sigma_r", "skipped", "update_norm", "samples",
-    "total_samples", "total_episodes", "elapsed_s", "rollout_s", "comm_s", "update_s", "comm_bytes",
-)  # fmt: skip
+    "iteration",
+    "reward_mean",
+    "reward_max",
+    "sigma_r",
+    "skipped",
+    "update_norm",
+    "samples",
+    "total_samples",
+    "total_episodes",
+    "elapsed_s",
+    "rollout_s",
+    "comm_s",
+    "update_s",
+    "comm_bytes",
+)
 
 
 @dataclass(frozen=True)
@@ -69,19 +81,23 @@ def resolve_run_dir(cfg: TrainConfig, root: Path = Path("runs")) -> RunDir:
             if cfg.resume:
                 raise ConfigError("--resume", f"{path} holds no checkpoint to resume from")
             if (path / METRICS_FILE).exists():
-                raise ConfigError("--run-dir", f"{path} holds files of an earlier run but no checkpoint; "
-                                               "choose a new directory")  # fmt: skip
+                raise ConfigError(
+                    "--run-dir", f"{path} holds files of an earlier run but no checkpoint; choose a new directory"
+                )
         else:
             saved = checkpoint.read_config(found)
             differences = config_differences(cfg, saved)
             if differences and not cfg.force_resume:
-                raise ConfigError(option, f"{path} holds a run with a different config ({'; '.join(differences)}); "
-                                          "pass --force-resume to continue it anyway, or choose a new directory")
+                raise ConfigError(
+                    option,
+                    f"{path} holds a run with a different config ({'; '.join(differences)}); "
+                    "pass --force-resume to continue it anyway, or choose a new directory",
+                )
             return RunDir(path, found)
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise ConfigError(option, f"cannot create {path}: {err.strerror}")
+            raise ConfigError(option, f"cannot create {path}: {err.strerror}") from None
         return RunDir(path, None)
     root.mkdir(parents=True, exist_ok=True)
     task = cfg.task.rpartition(":")[2]  # "package.module:Env-v0" -> "Env-v0"
@@ -108,7 +124,7 @@ class MetricsLog:
             for i in range(count):
                 row = {c: previous[c][i] for c in self.columns if c in previous}
                 self.rows.append({c: ("" if isinstance(v, float) and np.isnan(v) else v) for c, v in row.items()})
-        self._file: IO[str] = open(path, "w", newline="")
+        self._file: IO[str] = open(path, "w", newline="")  # noqa: SIM115 - open for the whole run
         self._csv = csv.DictWriter(self._file, fieldnames=self.columns)
         self._csv.writeheader()
         for row in self.rows:
@@ -139,11 +155,23 @@ class MetricsLog:
 
 
 def _csv_row(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (int(v) if isinstance(v, float) and v.is_integer() and k in _INTEGER_COLUMNS else v) for k, v in row.items()}
+    return {
+        k: (int(v) if isinstance(v, float) and v.is_integer() and k in _INTEGER_COLUMNS else v) for k, v in row.items()
+    }
 
 
-_INTEGER_COLUMNS = {"iteration", "samples", "total_samples", "total_episodes", "comm_bytes", "best_member", "sa_judged",
-                    "sa_accepted", "clones", "repelled"}
+_INTEGER_COLUMNS = {
+    "iteration",
+    "samples",
+    "total_samples",
+    "total_episodes",
+    "comm_bytes",
+    "best_member",
+    "sa_judged",
+    "sa_accepted",
+    "clones",
+    "repelled",
+}
 
 
 def write_json_atomic(path: Path, value: Any) -> None:

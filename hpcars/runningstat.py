@@ -30,11 +30,11 @@ class RunningStat:
     m2: np.ndarray
 
     @classmethod
-    def empty(cls, dim: int) -> "RunningStat":
+    def empty(cls, dim: int) -> RunningStat:
         return cls(0.0, np.zeros(dim), np.zeros(dim))
 
     @classmethod
-    def of(cls, samples: np.ndarray) -> "RunningStat":
+    def of(cls, samples: np.ndarray) -> RunningStat:
         """The statistics of a [n, dim] batch."""
         x = np.asarray(samples, dtype=np.float64)
         if x.shape[0] == 0:
@@ -42,7 +42,7 @@ class RunningStat:
         mean = x.mean(axis=0)
         return cls(float(x.shape[0]), mean, ((x - mean) ** 2).sum(axis=0))
 
-    def merge(self, other: "RunningStat") -> "RunningStat":
+    def merge(self, other: RunningStat) -> RunningStat:
         if other.count == 0:
             return self
         if self.count == 0:

@@ -21,9 +21,10 @@ import math
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import TextIO
 
 import torch
 
@@ -74,9 +75,12 @@ def _progress(record: IterationRecord, elapsed: float, unit: str) -> str:
     note = f"  [step skipped: {record.skipped}]" if record.skipped else ""
     pop = record.population
     if pop:
-        note = (f"  best m{pop['best_member']:.0f} fitness {pop['fitness_best']:.4g} (median {pop['fitness_median']:.4g})"
-                + (f"  SA kept {pop['sa_accepted']:.0f}/{pop['sa_judged']:.0f}" if pop["sa_judged"] else "")
-                + (f"  clones {pop['clones']:.0f}" if pop["clones"] else "") + note)
+        note = (
+            f"  best m{pop['best_member']:.0f} fitness {pop['fitness_best']:.4g} (median {pop['fitness_median']:.4g})"
+            + (f"  SA kept {pop['sa_accepted']:.0f}/{pop['sa_judged']:.0f}" if pop["sa_judged"] else "")
+            + (f"  clones {pop['clones']:.0f}" if pop["clones"] else "")
+            + note
+        )
     return (
         f"iter {record.iteration:5d}  reward {record.reward_mean:11.4f} (max {record.reward_max:11.4f})  {evals}"
         f"{episodes}  {unit} {record.total_samples:.3g}  {record.total_samples / max(elapsed, 1e-9):.3g} {unit}/s"
@@ -90,8 +94,11 @@ def population_line(cfg: TrainConfig) -> str:
         return ""
     parts = [f"  population {cfg.population}"]
     if cfg.generation_every:
-        parts.append(f"truncation every {cfg.generation_every} (kill {cfg.kill_fraction:g}, from {cfg.clone_from}"
-                     + (", PBT" if cfg.pbt_perturb else "") + ")")
+        parts.append(
+            f"truncation every {cfg.generation_every} (kill {cfg.kill_fraction:g}, from {cfg.clone_from}"
+            + (", PBT" if cfg.pbt_perturb else "")
+            + ")"
+        )
     if cfg.anneal_t0:
         parts.append(f"annealing T0 {cfg.anneal_t0:g} x{cfg.anneal_cooling:g}/it")
     if cfg.swarm:
@@ -169,8 +176,10 @@ class Session:
             total_samples=self.trainer.total_samples,
             skipped_steps=self.trainer.skipped_steps,
             elapsed_s=self.elapsed(),
-            members=[Member(self.trainer.named_params(m), float(self.trainer.state.fitness[m]))
-                     for m in range(self.cfg.population)],
+            members=[
+                Member(self.trainer.named_params(m), float(self.trainer.state.fitness[m]))
+                for m in range(self.cfg.population)
+            ],
             population=self.trainer.state.arrays(),
             obs_stat=self.trainer.obs_stat,
             world_sizes=self.world_sizes,
@@ -225,8 +234,10 @@ def run(cfg: TrainConfig, transport: Transport, out: TextIO = sys.stdout, stop: 
                 session.say(_progress(record, session.elapsed(), task.sample_unit))
         if newly:
             r = session.reached
-            session.say(f"reached target {cfg.target:g} (score {score:.1f}) at iteration {r.iteration}: "
-                        f"{r.episodes} episodes, {r.samples} {task.sample_unit}, {r.wall_s:.1f} s")  # fmt: skip
+            session.say(
+                f"reached target {cfg.target:g} (score {score:.1f}) at iteration {r.iteration}: "
+                f"{r.episodes} episodes, {r.samples} {task.sample_unit}, {r.wall_s:.1f} s"
+            )
         if save_now:
             session.save()
         if stopping:
@@ -249,29 +260,42 @@ def _finish(session: Session, first_eval: dict, last_eval: dict, interrupted: in
     sha = trainer.params_sha256()
     latest = session.checkpoint_path
     if interrupted:
-        print(f"stopped by {signal.Signals(interrupted).name} at iteration {trainer.iteration}; checkpoint {latest}\n"
-              f"  continue with the same command, or: python -m hpcars.train --resume {session.run_dir}",
-              file=out, flush=True)  # fmt: skip
+        print(
+            f"stopped by {signal.Signals(interrupted).name} at iteration {trainer.iteration}; checkpoint {latest}\n"
+            f"  continue with the same command, or: python -m hpcars.train --resume {session.run_dir}",
+            file=out,
+            flush=True,
+        )
         return
     summary = {
-        "iterations": trainer.iteration, "episodes": trainer.total_episodes,
-        task_unit(session): trainer.total_samples, "wall_s": round(session.elapsed(), 3),
-        "world_sizes": session.world_sizes, "final": last_eval, "initial": first_eval or None,
+        "iterations": trainer.iteration,
+        "episodes": trainer.total_episodes,
+        task_unit(session): trainer.total_samples,
+        "wall_s": round(session.elapsed(), 3),
+        "world_sizes": session.world_sizes,
+        "final": last_eval,
+        "initial": first_eval or None,
         "target": cfg.target if math.isfinite(cfg.target) else None,
         "reached_target": dataclasses.asdict(session.reached) if session.reached else None,
-        "params_sha256": sha, "checkpoint": str(latest),
-    }  # fmt: skip
+        "params_sha256": sha,
+        "checkpoint": str(latest),
+    }
     write_json_atomic(session.run_dir / SUMMARY_FILE, summary)
-    print(f"done: {trainer.iteration} iterations in {session.elapsed():.1f} s on {session.transport.size} rank(s)",
-          file=out)  # fmt: skip
+    print(
+        f"done: {trainer.iteration} iterations in {session.elapsed():.1f} s on {session.transport.size} rank(s)",
+        file=out,
+    )
     if first_eval:
         print(f"  initial: {first_eval}", file=out)
     print(f"  final:   {last_eval}", file=out)
     print("  " + trainer.describe().replace("\n", "\n  "), file=out)
     if math.isfinite(cfg.target):
         r = session.reached
-        print(f"  target {cfg.target:g}: "
-              + (f"reached at iteration {r.iteration}, {r.episodes} episodes" if r else "not reached"), file=out)
+        print(
+            f"  target {cfg.target:g}: "
+            + (f"reached at iteration {r.iteration}, {r.episodes} episodes" if r else "not reached"),
+            file=out,
+        )
     if trainer.skipped_steps:
         print(f"  {trainer.skipped_steps} step(s) skipped (non-finite or constant rewards)", file=out)
     print(f"  params_sha256 {sha}", file=out)

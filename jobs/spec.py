@@ -82,7 +82,7 @@ class SweepSpec:
         keys = sorted(self.grid)
         runs = []
         for values in itertools.product(*(self.grid[k] for k in keys)):
-            point = dict(zip(keys, values))
+            point = dict(zip(keys, values, strict=True))
             label = ",".join(f"{k}={v}" for k, v in point.items())
             for seed in self.seeds:
                 name = _safe(f"{label},seed={seed}" if label else f"seed={seed}")

@@ -21,8 +21,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hpcars import checkpoint
 from hpcars.output import SUMMARY_FILE
@@ -85,8 +86,11 @@ def submit(spec_path: Path, sweep_dir: Path | None, kind: str) -> Path:
         if sweep_dir.exists():
             raise SpecError(f"{sweep_dir} exists; wait a second or pass --sweep-dir")
     record_path = sweep_dir / SWEEP_FILE
-    record: dict[str, Any] = json.loads(record_path.read_text()) if record_path.exists() else {
-        "name": spec.name, "spec": str(spec_path), "runs": [r.name for r in spec.runs()], "submissions": []}  # fmt: skip
+    record: dict[str, Any] = (
+        json.loads(record_path.read_text())
+        if record_path.exists()
+        else {"name": spec.name, "spec": str(spec_path), "runs": [r.name for r in spec.runs()], "submissions": []}
+    )
     todo, skipped = [], []
     for run in spec.runs():
         run_dir = sweep_dir / "runs" / run.name
@@ -138,8 +142,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_submit = sub.add_parser("submit", help="submit a sweep (or re-submit its unfinished runs)")
     p_submit.add_argument("spec", type=Path, help="sweep spec (TOML)")
-    p_submit.add_argument("--sweep-dir", type=Path, default=None,
-                          help="existing sweep directory to re-submit into (default: a fresh sweeps/NAME-TIME)")
+    p_submit.add_argument(
+        "--sweep-dir",
+        type=Path,
+        default=None,
+        help="existing sweep directory to re-submit into (default: a fresh sweeps/NAME-TIME)",
+    )
     p_submit.add_argument("--executor", choices=EXECUTORS, default="slurm", help="where runs execute (default: slurm)")
     p_status = sub.add_parser("status", help="state of every run of a sweep")
     p_status.add_argument("sweep_dir", type=Path)

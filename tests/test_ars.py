@@ -1,4 +1,3 @@
-
 import numpy as np
 import pytest
 import torch
@@ -51,9 +50,7 @@ def test_engine_agrees_with_numpy_reference(n, b):
     theta = np.zeros(7, dtype=np.float32)
     for j in range(6):
         trainer.step()
-        theta = reference.ars_iteration(
-            theta, task.reward_numpy, seed=5, iteration=j, alpha=0.05, nu=0.1, n=n, b=b
-        )
+        theta = reference.ars_iteration(theta, task.reward_numpy, seed=5, iteration=j, alpha=0.05, nu=0.1, n=n, b=b)
         np.testing.assert_allclose(trainer.theta.numpy(), theta, rtol=1e-5, atol=1e-7)
     assert trainer.evaluate()["distance"] < float((task.center**2).sum())
 

@@ -14,8 +14,16 @@ def test_help_lists_every_option_with_its_default():
     for f in dataclasses.fields(TrainConfig):
         assert option_name(f.name) in text
     assert text.count("(default:") >= len(dataclasses.fields(TrainConfig))
-    for name in ("--task", "--iterations", "--seed", "--directions", "--top-directions",
-                 "--step-size", "--noise-std", "--run-dir"):
+    for name in (
+        "--task",
+        "--iterations",
+        "--seed",
+        "--directions",
+        "--top-directions",
+        "--step-size",
+        "--noise-std",
+        "--run-dir",
+    ):
         assert name in text
 
 
@@ -44,6 +52,7 @@ def test_bad_values_are_rejected_in_process(args, option):
     with pytest.raises(ConfigError) as err:
         cfg = parse_args(args)
         from hpcars.devices import choose_devices
+
         choose_devices(cfg.device, 0, 1)
     assert str(err.value).startswith(option)
 

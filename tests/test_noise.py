@@ -16,7 +16,7 @@ def test_words_match_numpy_uint64_reference():
 def test_directions_match_reference_values():
     src = noise.NoiseSource(seed=42)
     got = src.directions(5, 0, [0, 3, 17], 1001).numpy()
-    for row, k in zip(got, [0, 3, 17]):
+    for row, k in zip(got, [0, 3, 17], strict=True):
         np.testing.assert_allclose(row, reference.direction(42, 5, 0, k, 1001), rtol=1e-6, atol=1e-7)
 
 
@@ -37,8 +37,12 @@ def test_standard_normal_and_independent_streams():
     assert float(off_diagonal.abs().max()) < 0.03
     # every coordinate of the key matters
     base = src.directions(0, 0, [0], 64)
-    for other in (src.directions(1, 0, [0], 64), src.directions(0, 1, [0], 64),
-                  src.directions(0, 0, [1], 64), noise.NoiseSource(4).directions(0, 0, [0], 64)):
+    for other in (
+        src.directions(1, 0, [0], 64),
+        src.directions(0, 1, [0], 64),
+        src.directions(0, 0, [1], 64),
+        noise.NoiseSource(4).directions(0, 0, [0], 64),
+    ):
         assert not torch.equal(base, other)
 
 

@@ -129,7 +129,7 @@ def test_annealing_acceptance_rate_matches_metropolis(worsening, temp):
 def test_agreed_uniforms_are_uniform_and_reproducible():
     u = agreed.member_uniforms(7, agreed.ANNEALING, 3, 2000, 2)
     assert np.array_equal(u, agreed.member_uniforms(7, agreed.ANNEALING, 3, 2000, 2))
-    assert 0 <= u.min() and u.max() < 1
+    assert u.min() >= 0 and u.max() < 1
     counts = np.histogram(u, bins=10, range=(0, 1))[0]
     assert np.all(np.abs(counts - 400) < 4 * math.sqrt(400))
 
@@ -188,9 +188,28 @@ def test_members_without_operators_are_independent_learners():
 
 
 # -- the command line: resume, world sizes, validation ------------------------------------------------
-ALL_ON = ["--population", "6", "--directions", "3", "--branch-batch", "8", "--generation-every", "3",
-          "--pbt-perturb", "true", "--clone-from", "top", "--anneal-t0", "1", "--swarm", "true",
-          "--repulsion", "0.5", "--guard-every", "2"]  # fmt: skip
+ALL_ON = [
+    "--population",
+    "6",
+    "--directions",
+    "3",
+    "--branch-batch",
+    "8",
+    "--generation-every",
+    "3",
+    "--pbt-perturb",
+    "true",
+    "--clone-from",
+    "top",
+    "--anneal-t0",
+    "1",
+    "--swarm",
+    "true",
+    "--repulsion",
+    "0.5",
+    "--guard-every",
+    "2",
+]
 
 
 def _population_arrays(run_dir):
@@ -220,9 +239,28 @@ def test_64_members_on_2_and_8_ranks(tmp_path):
     hashes = {}
     for ranks in (2, 8):
         run_dir = tmp_path / f"n{ranks}"
-        args = ["--population", "64", "--directions", "2", "--iterations", "6", "--generation-every", "2",
-                "--anneal-t0", "1", "--swarm", "true", "--repulsion", "1", "--guard-every", "1",
-                "--branch-batch", "16", "--run-dir", str(run_dir)]  # fmt: skip
+        args = [
+            "--population",
+            "64",
+            "--directions",
+            "2",
+            "--iterations",
+            "6",
+            "--generation-every",
+            "2",
+            "--anneal-t0",
+            "1",
+            "--swarm",
+            "true",
+            "--repulsion",
+            "1",
+            "--guard-every",
+            "1",
+            "--branch-batch",
+            "16",
+            "--run-dir",
+            str(run_dir),
+        ]
         done = run_cli(args, ranks=ranks, timeout=240)
         assert done.returncode == 0, done.stderr
         info = inspect_json(run_dir)
@@ -232,13 +270,16 @@ def test_64_members_on_2_and_8_ranks(tmp_path):
     assert hashes[2] == hashes[8]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--population", "0"], "--population: must be an integer >= 1"),
-    (["--generation-every", "5"], "--generation-every: needs --population >= 2"),
-    (["--population", "4", "--kill-fraction", "1"], "--kill-fraction: must be in [0, 1)"),
-    (["--population", "4", "--clone-from", "worst"], "--clone-from: invalid choice"),
-    (["--anneal-cooling", "1.5"], "--anneal-cooling: must be in (0, 1]"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--population", "0"], "--population: must be an integer >= 1"),
+        (["--generation-every", "5"], "--generation-every: needs --population >= 2"),
+        (["--population", "4", "--kill-fraction", "1"], "--kill-fraction: must be in [0, 1)"),
+        (["--population", "4", "--clone-from", "worst"], "--clone-from: invalid choice"),
+        (["--anneal-cooling", "1.5"], "--anneal-cooling: must be in (0, 1]"),
+    ],
+)
 def test_bad_population_options_exit_2(tmp_path, args, message):
     done = run_cli(args + ["--run-dir", str(tmp_path / "run")])
     assert done.returncode == 2

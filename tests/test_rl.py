@@ -16,11 +16,27 @@ from tests.conftest import checkpoint_file, inspect_json, run_cli
 
 
 def test_cartpole_improves_under_two_ranks(tmp_path):
-    args = ["--task", "CartPole-v1", "--iterations", "15", "--directions", "8", "--step-size", "0.05",
-            "--noise-std", "0.1", "--eval-every", "5", "--eval-episodes", "10", "--run-dir", str(tmp_path / "r")]
+    args = [
+        "--task",
+        "CartPole-v1",
+        "--iterations",
+        "15",
+        "--directions",
+        "8",
+        "--step-size",
+        "0.05",
+        "--noise-std",
+        "0.1",
+        "--eval-every",
+        "5",
+        "--eval-episodes",
+        "10",
+        "--run-dir",
+        str(tmp_path / "r"),
+    ]
     done = run_cli(args, ranks=2)
     assert done.returncode == 0, done.stderr
-    rows = list(csv.DictReader(open(tmp_path / "r" / "metrics.csv")))
+    rows = list(csv.DictReader((tmp_path / "r" / "metrics.csv").read_text().splitlines()))
     evals = [float(r["eval_return_mean"]) for r in rows if r["eval_return_mean"]]
     assert len(evals) == 3
     initial = float(done.stdout.split("eval_return_mean ")[1].split()[0])
@@ -69,9 +85,28 @@ def test_shift_comes_off_every_training_step():
 
 def test_v2_world_size_invariance_params_and_statistics(tmp_path):
     """Hopper episodes end at different times: uneven work, same result on 1, 2, 3 ranks."""
-    args = ["--task", "Hopper-v5", "--variant", "v2", "--directions", "5", "--top-directions", "3",
-            "--iterations", "4", "--eval-every", "2", "--eval-episodes", "3", "--shift", "1",
-            "--branch-batch", "4", "--guard-every", "1"]  # fmt: skip
+    args = [
+        "--task",
+        "Hopper-v5",
+        "--variant",
+        "v2",
+        "--directions",
+        "5",
+        "--top-directions",
+        "3",
+        "--iterations",
+        "4",
+        "--eval-every",
+        "2",
+        "--eval-episodes",
+        "3",
+        "--shift",
+        "1",
+        "--branch-batch",
+        "4",
+        "--guard-every",
+        "1",
+    ]
     seen = {}
     for ranks in (1, 2, 3):
         run_dir = tmp_path / f"n{ranks}"
@@ -86,7 +121,13 @@ def test_v2_world_size_invariance_params_and_statistics(tmp_path):
 def test_presets_and_overrides():
     cfg = parse_args(["--preset", "halfcheetah"])
     assert (cfg.task, cfg.variant, cfg.directions, cfg.top, cfg.step_size, cfg.noise_std) == (
-        "HalfCheetah-v5", "v2", 32, 4, 0.02, 0.03)
+        "HalfCheetah-v5",
+        "v2",
+        32,
+        4,
+        0.02,
+        0.03,
+    )
     assert cfg.target == 3430 and cfg.stop_at_target
     cfg = parse_args(["--preset", "hopper", "--directions", "16", "--stop-at-target", "false"])
     assert (cfg.directions, cfg.top, cfg.shift, cfg.stop_at_target) == (16, 4, 1.0, False)

@@ -68,8 +68,9 @@ def slurm_env():
 
 
 def _sweep(args, env, timeout=120):
-    done = subprocess.run([sys.executable, "-m", "jobs.sweep", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "jobs.sweep", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -103,8 +104,9 @@ def test_slurm_sweep_of_two_rank_runs_and_report(slurm_sweep, slurm_env):
     for run_dir in runs:
         info = inspect_json(run_dir)
         assert info["world_sizes"] == [[0, 2]] and info["iteration"] == 60
-    report = subprocess.run([sys.executable, "-m", "analysis.report", str(sweep_dir)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    report = subprocess.run(
+        [sys.executable, "-m", "analysis.report", str(sweep_dir)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert report.returncode == 0, report.stderr
     out = sweep_dir / "report"
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -115,14 +117,16 @@ def test_slurm_sweep_of_two_rank_runs_and_report(slurm_sweep, slurm_env):
     assert runs_table["run"].nunique() == 4 and set(runs_table["seed"]) == {0, 1}
     # re-submitting skips what is done
     assert "submitted 0 run(s) (slurm), 4 already done" in _sweep(
-        ["submit", str(spec), "--sweep-dir", str(sweep_dir)], slurm_env)
+        ["submit", str(spec), "--sweep-dir", str(sweep_dir)], slurm_env
+    )
 
 
 def test_same_sweep_through_local_executor(slurm_sweep, slurm_env, tmp_path):
     spec, slurm_dir = slurm_sweep
     local_dir = tmp_path / "local"
-    assert "submitted 4 run(s) (local)" in _sweep(["submit", str(spec), "--sweep-dir", str(local_dir),
-                                                   "--executor", "local"], slurm_env)  # fmt: skip
+    assert "submitted 4 run(s) (local)" in _sweep(
+        ["submit", str(spec), "--sweep-dir", str(local_dir), "--executor", "local"], slurm_env
+    )
     _wait_done(local_dir, slurm_env, timeout=240)
     for run_dir in sorted((slurm_dir / "runs").iterdir()):
         local, slurm = inspect_json(local_dir / "runs" / run_dir.name), inspect_json(run_dir)
@@ -147,7 +151,23 @@ def test_preempted_task_requeues_and_resumes_bit_exact(slurm_env, tmp_path):
     scontrol = subprocess.run(["scontrol", "show", "job", job_id], env=slurm_env, capture_output=True, text=True)
     assert "Restarts=1" in scontrol.stdout
     reference = tmp_path / "uninterrupted"
-    direct = run_cli(["--task", "digits", "--hidden", "128", "--iterations", "200", "--checkpoint-every", "5",
-                      "--eval-every", "5", "--seed", "0", "--run-dir", str(reference)])  # fmt: skip
+    direct = run_cli(
+        [
+            "--task",
+            "digits",
+            "--hidden",
+            "128",
+            "--iterations",
+            "200",
+            "--checkpoint-every",
+            "5",
+            "--eval-every",
+            "5",
+            "--seed",
+            "0",
+            "--run-dir",
+            str(reference),
+        ]
+    )
     assert direct.returncode == 0, direct.stderr
     assert inspect_json(sweep_dir / "runs" / "seed=0")["params_sha256"] == inspect_json(reference)["params_sha256"]

@@ -16,7 +16,7 @@ def test_regression_loss_falls_by_a_large_factor(tmp_path):
     cfg = TrainConfig(iterations=600, run_dir=str(tmp_path / "r"), device="cpu")
     out = io.StringIO()
     trainer = run(cfg, SingleProcess(), out=out).trainer
-    rows = list(csv.DictReader(open(tmp_path / "r" / "metrics.csv")))
+    rows = list(csv.DictReader((tmp_path / "r" / "metrics.csv").read_text().splitlines()))
     assert len(rows) == 600
     first = float(rows[9]["eval_loss"])
     last = float(rows[-1]["eval_loss"])
@@ -30,15 +30,25 @@ def test_regression_loss_falls_by_a_large_factor(tmp_path):
 
 @pytest.mark.parametrize("variant", ["v1", "v2"])
 def test_digits_learns(tmp_path, variant):
-    cfg = TrainConfig(task="digits", iterations=120, directions=16, eval_every=60,
-                      variant=variant, run_dir=str(tmp_path / variant), device="cpu")
+    cfg = TrainConfig(
+        task="digits",
+        iterations=120,
+        directions=16,
+        eval_every=60,
+        variant=variant,
+        run_dir=str(tmp_path / variant),
+        device="cpu",
+    )
     run(cfg, SingleProcess(), out=io.StringIO())
-    rows = list(csv.DictReader(open(tmp_path / variant / "metrics.csv")))
+    rows = list(csv.DictReader((tmp_path / variant / "metrics.csv").read_text().splitlines()))
     assert float(rows[-1]["eval_accuracy"]) > 0.6  # from ~0.1 at random init
     with h5py.File(checkpoint_file(tmp_path / variant)) as f:
         names = set(f["members/00000"])
-        assert names == ({"0.weight", "0.bias", "2.weight", "2.bias"} if variant == "v1"
-                         else {"inner.0.weight", "inner.0.bias", "inner.2.weight", "inner.2.bias"})
+        assert names == (
+            {"0.weight", "0.bias", "2.weight", "2.bias"}
+            if variant == "v1"
+            else {"inner.0.weight", "inner.0.bias", "inner.2.weight", "inner.2.bias"}
+        )
         assert ("obs_stat" in f) == (variant == "v2")
 
 

@@ -7,8 +7,20 @@ from tests.conftest import inspect_json, run_cli
 CASES = {
     # N = 13: 26 branches, not divisible by 3 or 4 ranks
     "regression-v1": ["--task", "regression", "--directions", "13", "--iterations", "30"],
-    "digits-v2-t": ["--task", "digits", "--variant", "v2", "--directions", "13", "--top-directions", "5",
-                    "--iterations", "12", "--branch-batch", "4"],
+    "digits-v2-t": [
+        "--task",
+        "digits",
+        "--variant",
+        "v2",
+        "--directions",
+        "13",
+        "--top-directions",
+        "5",
+        "--iterations",
+        "12",
+        "--branch-batch",
+        "4",
+    ],
 }
 
 

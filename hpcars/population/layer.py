@@ -10,8 +10,8 @@ so makes the same changes — nothing here communicates.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -68,7 +68,9 @@ class Population:
         self.seed = seed
         self.state = state
 
-    def advance(self, iteration: int, rewards: np.ndarray, steps: Sequence[ARSStep], step_fn: StepFn) -> PopulationRecord:
+    def advance(
+        self, iteration: int, rewards: np.ndarray, steps: Sequence[ARSStep], step_fn: StepFn
+    ) -> PopulationRecord:
         """Iteration ``iteration`` given every member's rewards [M, 2N] and ARS steps."""
         p, s = self.params, self.state
         members = s.members
@@ -113,8 +115,16 @@ class Population:
             norms.append(float(step.norm()))
             theta = s.theta[m].to(torch.float64)
             if p.swarm.enabled:
-                v = velocity(p.swarm, s.velocity[m].to(torch.float64), step, theta,
-                             s.personal_best[m].to(torch.float64), global_best, r[m, 0], r[m, 1])  # fmt: skip
+                v = velocity(
+                    p.swarm,
+                    s.velocity[m].to(torch.float64),
+                    step,
+                    theta,
+                    s.personal_best[m].to(torch.float64),
+                    global_best,
+                    r[m, 0],
+                    r[m, 1],
+                )
                 s.velocity[m] = v.to(torch.float32)
                 step = v
             s.theta[m] = (theta + step).to(torch.float32)
@@ -142,14 +152,19 @@ class Population:
             best_member=best_member(s.fitness),
             fitness_best=float(finite.max()) if finite.size else float("nan"),
             fitness_median=float(np.median(finite)) if finite.size else float("nan"),
-            temperature=temp, sa_judged=judged, sa_accepted=kept, clones=clones, repelled=repelled,
+            temperature=temp,
+            sa_judged=judged,
+            sa_accepted=kept,
+            clones=clones,
+            repelled=repelled,
             update_norm=float(np.mean(norms)) if norms else 0.0,
-        )  # fmt: skip
+        )
 
     def _clone(self, generation, born: int) -> int:
         s = self.state
-        for child, parent, fa, fn in zip(generation.children, generation.parents, generation.step_factor,
-                                         generation.noise_factor):  # fmt: skip
+        for child, parent, fa, fn in zip(
+            generation.children, generation.parents, generation.step_factor, generation.noise_factor, strict=True
+        ):
             s.theta[child] = s.theta[parent]
             s.step_size[child] = s.step_size[parent] * fa
             s.noise_std[child] = s.noise_std[parent] * fn

@@ -37,7 +37,9 @@ class RepulsionParams:
         return self.strength > 0.0
 
 
-def repel(params: RepulsionParams, theta: torch.Tensor, best: torch.Tensor, noise_std: float) -> tuple[torch.Tensor, bool]:
+def repel(
+    params: RepulsionParams, theta: torch.Tensor, best: torch.Tensor, noise_std: float
+) -> tuple[torch.Tensor, bool]:
     """One member's parameters after repulsion from ``best`` (float64); also whether it moved."""
     radius = params.radius * noise_std * math.sqrt(theta.numel())
     away = theta - best

@@ -36,17 +36,23 @@ class PopulationState:
     personal_best_fitness: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @classmethod
-    def start(cls, theta0: torch.Tensor, members: int, step_size: float, noise_std: float,
-              annealing: bool, swarm: bool) -> PopulationState:  # fmt: skip
+    def start(
+        cls, theta0: torch.Tensor, members: int, step_size: float, noise_std: float, annealing: bool, swarm: bool
+    ) -> PopulationState:
         """M copies of the initial parameters ``theta0`` [P]."""
         theta = theta0.reshape(1, -1).repeat(members, 1)
         nan = np.full(members, np.nan)
         state = cls(
-            theta=theta, step_size=np.full(members, float(step_size)), noise_std=np.full(members, float(noise_std)),
-            fitness=nan.copy(), parent=np.full(members, -1, dtype=np.int64), born=np.zeros(members, dtype=np.int64),
-            lineage=np.zeros((0, 3), dtype=np.int64), accepted=np.zeros(members, dtype=np.int64),
+            theta=theta,
+            step_size=np.full(members, float(step_size)),
+            noise_std=np.full(members, float(noise_std)),
+            fitness=nan.copy(),
+            parent=np.full(members, -1, dtype=np.int64),
+            born=np.zeros(members, dtype=np.int64),
+            lineage=np.zeros((0, 3), dtype=np.int64),
+            accepted=np.zeros(members, dtype=np.int64),
             rejected=np.zeros(members, dtype=np.int64),
-        )  # fmt: skip
+        )
         if annealing:
             state.anchor = theta.clone()
             state.anchor_fitness = nan.copy()
@@ -64,22 +70,33 @@ class PopulationState:
     def arrays(self) -> dict[str, np.ndarray]:
         """Everything but ``theta`` (stored per member) as named arrays for the checkpoint."""
         out = {
-            "step_size": self.step_size, "noise_std": self.noise_std, "fitness": self.fitness,
-            "parent": self.parent, "born": self.born, "lineage": self.lineage,
-            "accepted": self.accepted, "rejected": self.rejected,
-        }  # fmt: skip
+            "step_size": self.step_size,
+            "noise_std": self.noise_std,
+            "fitness": self.fitness,
+            "parent": self.parent,
+            "born": self.born,
+            "lineage": self.lineage,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+        }
         if self.anchor is not None:
             out.update(anchor=self.anchor.cpu().numpy(), anchor_fitness=self.anchor_fitness, pending=self.pending)
         if self.velocity is not None:
-            out.update(velocity=self.velocity.cpu().numpy(), personal_best=self.personal_best.cpu().numpy(),
-                       personal_best_fitness=self.personal_best_fitness)  # fmt: skip
+            out.update(
+                velocity=self.velocity.cpu().numpy(),
+                personal_best=self.personal_best.cpu().numpy(),
+                personal_best_fitness=self.personal_best_fitness,
+            )
         return {k: np.array(v) for k, v in out.items()}
 
     @classmethod
-    def from_arrays(cls, theta: torch.Tensor, arrays: dict[str, np.ndarray], annealing: bool, swarm: bool
-                    ) -> PopulationState:  # fmt: skip
+    def from_arrays(
+        cls, theta: torch.Tensor, arrays: dict[str, np.ndarray], annealing: bool, swarm: bool
+    ) -> PopulationState:
         """Rebuild the state a checkpoint saved (``theta`` [M, P] already on its device)."""
-        missing = [name for name, needed in (("anchor", annealing), ("velocity", swarm)) if needed and name not in arrays]
+        missing = [
+            name for name, needed in (("anchor", annealing), ("velocity", swarm)) if needed and name not in arrays
+        ]
         if missing:
             raise KeyError(f"population state lacks {missing}")
 
@@ -87,11 +104,16 @@ class PopulationState:
             return torch.from_numpy(np.array(arrays[name], dtype=np.float32)).to(theta.device)
 
         state = cls(
-            theta=theta, step_size=arrays["step_size"].astype(np.float64), noise_std=arrays["noise_std"].astype(np.float64),
-            fitness=arrays["fitness"].astype(np.float64), parent=arrays["parent"].astype(np.int64),
-            born=arrays["born"].astype(np.int64), lineage=arrays["lineage"].astype(np.int64).reshape(-1, 3),
-            accepted=arrays["accepted"].astype(np.int64), rejected=arrays["rejected"].astype(np.int64),
-        )  # fmt: skip
+            theta=theta,
+            step_size=arrays["step_size"].astype(np.float64),
+            noise_std=arrays["noise_std"].astype(np.float64),
+            fitness=arrays["fitness"].astype(np.float64),
+            parent=arrays["parent"].astype(np.int64),
+            born=arrays["born"].astype(np.int64),
+            lineage=arrays["lineage"].astype(np.int64).reshape(-1, 3),
+            accepted=arrays["accepted"].astype(np.int64),
+            rejected=arrays["rejected"].astype(np.int64),
+        )
         if annealing:
             state.anchor = tensor("anchor")
             state.anchor_fitness = arrays["anchor_fitness"].astype(np.float64)

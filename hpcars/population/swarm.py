@@ -38,9 +38,19 @@ class SwarmParams:
 
 
 def velocity(
-    params: SwarmParams, v: torch.Tensor, step: torch.Tensor, theta: torch.Tensor,
-    personal_best: torch.Tensor, global_best: torch.Tensor, r1: float, r2: float,
-) -> torch.Tensor:  # fmt: skip
+    params: SwarmParams,
+    v: torch.Tensor,
+    step: torch.Tensor,
+    theta: torch.Tensor,
+    personal_best: torch.Tensor,
+    global_best: torch.Tensor,
+    r1: float,
+    r2: float,
+) -> torch.Tensor:
     """The new velocity of one member (float64 in, float64 out)."""
-    return (params.inertia * v + step + (params.cognitive * r1) * (personal_best - theta)
-            + (params.social * r2) * (global_best - theta))  # fmt: skip
+    return (
+        params.inertia * v
+        + step
+        + (params.cognitive * r1) * (personal_best - theta)
+        + (params.social * r2) * (global_best - theta)
+    )

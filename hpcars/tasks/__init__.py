@@ -32,9 +32,15 @@ def make_task(cfg: TrainConfig) -> Task:
         hint = f"; registered versions: {', '.join(close)}" if close else ""
         raise ConfigError("--task", f"{env_id!r} is not a registered Gymnasium id{hint}")
     return GymTask(
-        env_id, cfg.seed, policy=cfg.policy, hidden=cfg.hidden, shift=cfg.shift,
-        eval_episodes=cfg.eval_episodes, branch_batch=cfg.branch_batch, track_obs=track_obs,
-    )  # fmt: skip
+        env_id,
+        cfg.seed,
+        policy=cfg.policy,
+        hidden=cfg.hidden,
+        shift=cfg.shift,
+        eval_episodes=cfg.eval_episodes,
+        branch_batch=cfg.branch_batch,
+        track_obs=track_obs,
+    )
 
 
 __all__ = ["BranchOutcome", "ObsMoments", "Task", "make_task"]

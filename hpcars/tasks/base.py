@@ -13,8 +13,9 @@ accuracy for digits, mean return for RL) that ``--target`` is compared with.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -63,9 +64,7 @@ class Task(Protocol):
         """Per-iteration context shared by all branches (e.g. the mini-batch)."""
         ...
 
-    def rewards(
-        self, model: BatchedModel, stack: torch.Tensor, context: Any, branches: Sequence[int]
-    ) -> BranchOutcome:
+    def rewards(self, model: BatchedModel, stack: torch.Tensor, context: Any, branches: Sequence[int]) -> BranchOutcome:
         """Score the first ``len(branches)`` rows of ``stack`` (rows past that are padding)."""
         ...
 

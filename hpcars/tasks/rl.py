@@ -25,7 +25,7 @@ part of the world-size invariance.
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -88,9 +88,17 @@ class GymTask:
     eval_columns = ("score", "eval_return_mean", "eval_return_std", "eval_return_min", "eval_return_max", "eval_steps")
 
     def __init__(
-        self, env_id: str, seed: int, *, policy: str = "linear", hidden: int = 32,
-        shift: float = 0.0, eval_episodes: int = 100, branch_batch: int = 64, track_obs: bool = True,
-    ) -> None:  # fmt: skip
+        self,
+        env_id: str,
+        seed: int,
+        *,
+        policy: str = "linear",
+        hidden: int = 32,
+        shift: float = 0.0,
+        eval_episodes: int = 100,
+        branch_batch: int = 64,
+        track_obs: bool = True,
+    ) -> None:
         import gymnasium
 
         quiet_known_mujoco_notices()

@@ -15,8 +15,8 @@ communicated and the batch does not depend on the world size.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -57,8 +57,13 @@ class SupervisedTask:
     input_dim = 0
     eval_units = 1  # the held-out set
 
-    def __init__(self, seed: int, batch_size: int, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                 track_obs: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        seed: int,
+        batch_size: int,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        track_obs: bool = True,
+    ):
         self.seed = seed
         self.batch_size = batch_size
         self._loss = loss  # (outputs [B, n, out], targets [n, ...]) -> [B]
@@ -72,20 +77,29 @@ class SupervisedTask:
         stat = RunningStat.of(batch.x.double().numpy()) if self.track_obs else None
         return Batch(batch.x.to(device), batch.y.to(device), stat)
 
-    def rewards(self, model: BatchedModel, stack: torch.Tensor, context: Batch, branches: Sequence[int]) -> BranchOutcome:
+    def rewards(
+        self, model: BatchedModel, stack: torch.Tensor, context: Batch, branches: Sequence[int]
+    ) -> BranchOutcome:
         n = len(branches)
         loss = self._loss(model(stack, context.x), context.y)[:n]
         stat = context.stat
         # every branch saw the same inputs; merging them once per branch gives the same
         # mean and variance as one copy (each iteration's batch keeps an equal weight)
-        obs = None if stat is None else ObsMoments(np.full(n, stat.count), np.tile(stat.mean, (n, 1)),
-                                                   np.tile(stat.m2, (n, 1)))  # fmt: skip
-        return BranchOutcome(rewards=-loss.double().cpu().numpy(), samples=np.full(n, float(context.x.shape[0])), obs=obs)
+        obs = (
+            None
+            if stat is None
+            else ObsMoments(np.full(n, stat.count), np.tile(stat.mean, (n, 1)), np.tile(stat.m2, (n, 1)))
+        )
+        return BranchOutcome(
+            rewards=-loss.double().cpu().numpy(), samples=np.full(n, float(context.x.shape[0])), obs=obs
+        )
 
     def heldout_metrics(self, model: BatchedModel, flat: torch.Tensor) -> list[float]:
         raise NotImplementedError
 
-    def evaluate_units(self, model: BatchedModel, flat: torch.Tensor, units: Sequence[int], iteration: int) -> np.ndarray:
+    def evaluate_units(
+        self, model: BatchedModel, flat: torch.Tensor, units: Sequence[int], iteration: int
+    ) -> np.ndarray:
         return np.array([self.heldout_metrics(model, flat) for _ in units], dtype=np.float64).reshape(len(units), -1)
 
 

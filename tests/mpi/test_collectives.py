@@ -52,8 +52,9 @@ def test_population_sends_only_scalars():
     """With every population operator on, an iteration (a generation's end included)
     moves one row of scalars per branch, whatever the parameter count."""
     transport = make_transport()
-    cfg = TrainConfig(directions=3, device="cpu", population=4, generation_every=2, anneal_t0=1.0, swarm=True,
-                      repulsion=0.5)  # fmt: skip
+    cfg = TrainConfig(
+        directions=3, device="cpu", population=4, generation_every=2, anneal_t0=1.0, swarm=True, repulsion=0.5
+    )
     per_iteration = {}
     for size in (10, 10_000):
         trainer = ARSTrainer(cfg, Quadratic(size=size), transport, [torch.device("cpu")])
