@@ -36,13 +36,12 @@ import torch
 
 from hpcars.branches import BatchedModel
 from hpcars.config import TrainConfig
+from hpcars.envs import make_env
 from hpcars.tasks.rl import GymTask
 
 
 def bare_loop(env_id: str, weight: np.ndarray, seeds: list[int]) -> int:
-    import gymnasium
-
-    env = gymnasium.make(env_id)
+    env = make_env(env_id)
     low, high = env.action_space.low, env.action_space.high
     steps = 0
     for seed in seeds:

@@ -20,13 +20,13 @@ def mpirun() -> str:
     return found
 
 
-def run_cli(args: list[str], ranks: int = 1, timeout: float = 180, module: str = "hpcars.train"):
-    """Run an hpcars command (under mpirun when ranks > 1); a hang fails by timeout."""
+def run_cli(args: list[str], ranks: int = 1, timeout: float = 180, module: str = "hpcars.train", cwd: Path = ROOT):
+    """Run an hpcars command (under mpirun when ranks > 1) in ``cwd``; a hang fails by timeout."""
     cmd = [sys.executable, "-m", module, *args]
     if ranks > 1:
         cmd = [mpirun(), "-n", str(ranks), *cmd]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
 
 
 def inspect_json(run_dir: Path) -> dict:

@@ -2,7 +2,6 @@
 
 import csv
 
-import gymnasium
 import h5py
 import numpy as np
 import pytest
@@ -10,6 +9,7 @@ import torch
 
 from hpcars.branches import BatchedModel
 from hpcars.config import ConfigError, parse_args
+from hpcars.envs import MujocoWarnings, make_env
 from hpcars.runningstat import RunningStat
 from hpcars.tasks.rl import GymTask
 from tests.conftest import checkpoint_file, inspect_json, run_cli
@@ -46,7 +46,7 @@ def test_cartpole_improves_under_two_ranks(tmp_path):
 
 def _replay_states(env_id: str, seeds):
     """The observations a zero linear policy is fed, replayed with plain Gymnasium."""
-    env = gymnasium.make(env_id)
+    env = make_env(env_id)
     states = []
     for seed in seeds:
         obs, _ = env.reset(seed=seed)
@@ -142,3 +142,38 @@ def test_unknown_env_id_is_bad_input(tmp_path):
     assert len(lines) == 1 and "HalfCheetah-v5" in lines[0]
     assert lines[0].startswith("hpcars.train: error: --task: 'HalfCheetah-v9' is not a registered Gymnasium id")
     assert not (tmp_path / "r").exists()  # refused before the run directory was made
+
+
+def test_mujoco_warnings_go_to_stderr_not_to_a_log_in_the_working_directory(tmp_path):
+    """HalfCheetah-v5's XML makes MuJoCo warn at every env creation; left alone, MuJoCo
+    appends that to MUJOCO_LOG.TXT in the working directory."""
+    done = run_cli(
+        [
+            "--task",
+            "HalfCheetah-v5",
+            "--iterations",
+            "1",
+            "--directions",
+            "2",
+            "--eval-episodes",
+            "1",
+            "--run-dir",
+            str(tmp_path / "r"),
+        ],
+        ranks=2,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+    assert "settotalmass" not in done.stderr
+
+
+def test_other_mujoco_warnings_print_once(capsys):
+    handler = MujocoWarnings()
+    for _ in range(3):
+        handler("Nan, Inf or huge value in QACC at DOF 0. The simulation is unstable.")
+    handler("compiler attribute 'settotalmass' is deprecated and will be removed")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "MuJoCo warning: Nan, Inf or huge value in QACC at DOF 0. The simulation is unstable. (repeats are not shown)"
+    ]

@@ -16,7 +16,8 @@ def make_task(cfg: TrainConfig) -> Task:
         return Regression(cfg.seed, cfg.batch_size or 2048, track_obs)
     if cfg.task == "digits":
         return Digits(cfg.seed, cfg.batch_size or 256, cfg.hidden, track_obs)
-    from hpcars.tasks.rl import GymTask, gym_ids
+    from hpcars.envs import gym_ids
+    from hpcars.tasks.rl import GymTask
 
     module, _, env_id = cfg.task.rpartition(":")  # Gymnasium's "module:Env-v0": import, then make
     if module:

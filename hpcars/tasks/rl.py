@@ -24,7 +24,6 @@ part of the world-size invariance.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,6 +31,7 @@ import torch
 from torch import nn
 
 from hpcars.branches import BatchedModel
+from hpcars.envs import make_env
 from hpcars.models import mlp
 from hpcars.noise import stream_key
 from hpcars.tasks.base import BranchOutcome, ObsMoments
@@ -39,33 +39,6 @@ from hpcars.tasks.base import BranchOutcome, ObsMoments
 ENV_STREAM = 0xE4F
 EVAL_STREAM = 0xE7A1
 INIT_STREAM = 0x1A17
-
-
-KNOWN_MUJOCO_NOTICES = ("compiler attribute 'settotalmass' is deprecated",)
-
-
-def quiet_known_mujoco_notices() -> None:
-    """Drop MuJoCo's deprecation notice about Gymnasium v5's own XML (printed once per env
-    created, i.e. hundreds of times per run); every other MuJoCo warning still prints."""
-    try:
-        import mujoco
-    except ImportError:
-        return
-
-    def warn(message: str) -> None:
-        if not message.startswith(KNOWN_MUJOCO_NOTICES):
-            print(f"MuJoCo warning: {message}", file=sys.stderr, flush=True)
-
-    mujoco.set_mju_user_warning(warn)
-
-
-def gym_ids() -> list[str]:
-    """Registered Gymnasium environment ids (empty without gymnasium)."""
-    try:
-        import gymnasium
-    except ImportError:
-        return []
-    return sorted(gymnasium.registry)
 
 
 def _moments(history: np.ndarray, lengths: np.ndarray) -> ObsMoments:
@@ -101,7 +74,6 @@ class GymTask:
     ) -> None:
         import gymnasium
 
-        quiet_known_mujoco_notices()
         self.name = env_id
         self.seed = seed
         self.policy = policy
@@ -110,7 +82,7 @@ class GymTask:
         self.eval_units = eval_episodes
         self.branch_batch = branch_batch
         self.track_obs = track_obs  # V2 only: V1 skips the bookkeeping in the step loop
-        self._make = lambda: gymnasium.make(env_id)
+        self._make = lambda: make_env(env_id)
         probe = self._make()
         space = probe.action_space
         self.discrete = isinstance(space, gymnasium.spaces.Discrete)
