@@ -22,22 +22,11 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from hpcars.config import fields_with_role
+
 CHECKPOINT = re.compile(r"ckpt-(\d+)\.h5$")
-#: options that never define a setting (they name where or how a run ran)
-NOT_SETTINGS = {
-    "seed",
-    "run_dir",
-    "resume",
-    "force_resume",
-    "device",
-    "devices_per_rank",
-    "log_every",
-    "guard_every",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "iterations",
-    "stop_at_target",
-}
+#: options that never define a setting (they name where, how or how long a run ran)
+NOT_SETTINGS = {"seed", *fields_with_role("run")}
 
 
 def run_dirs(root: Path) -> list[Path]:

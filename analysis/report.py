@@ -1,6 +1,6 @@
-"""Turn a sweep directory into a report folder: ``python -m analysis.report SWEEP_DIR``.
+"""Turn a sweep directory into a report folder: ``hpcars-report SWEEP_DIR``.
 
-    python -m analysis.report sweeps/halfcheetah-20261124-101500 [--out REPORT_DIR] [--threshold 3430]
+    hpcars-report sweeps/halfcheetah-20261124-101500 [--out REPORT_DIR] [--threshold 3430]
 
 Writes into ``REPORT_DIR`` (default ``SWEEP_DIR/report``):
 
@@ -35,8 +35,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from analysis.load import evaluations, load_sweep
 from hpcars.paper import paper_episodes, paper_threshold
+from hpcars.paths import PathProblem, writable_directory
+
+from .load import evaluations, load_sweep
+
+
+class ReportError(Exception):
+    """Nothing to report, or nowhere to write it; ``str(err)`` is one line."""
 
 
 def _x_axes(table: pd.DataFrame) -> list[tuple[str, str]]:
@@ -182,9 +188,11 @@ def pick_threshold(table: pd.DataFrame, given: float | None, targets: list[float
 def write_report(sweep_dir: Path, out_dir: Path | None = None, threshold: float | None = None) -> Path:
     table = load_sweep(sweep_dir)
     if table.empty:
-        raise FileNotFoundError(f"{sweep_dir}: no readable runs")
-    out = Path(out_dir or Path(sweep_dir) / "report")
-    out.mkdir(parents=True, exist_ok=True)
+        raise ReportError(f"{sweep_dir}: no readable runs")
+    try:
+        out = writable_directory(Path(out_dir or Path(sweep_dir) / "report"))
+    except PathProblem as err:
+        raise ReportError(f"--out: {err}") from None
     table.to_csv(out / "runs.csv", index=False)
     curves(table, out / "curves.png")
     parts = [
@@ -209,7 +217,7 @@ def write_report(sweep_dir: Path, out_dir: Path | None = None, threshold: float 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="hpcars-report", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, help="a sweep directory (or any folder of run directories)")
     parser.add_argument("--out", type=Path, default=None, help="report folder (default: SWEEP_DIR/report)")
     parser.add_argument(
@@ -221,8 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         out = write_report(args.sweep_dir, args.out, args.threshold)
-    except FileNotFoundError as err:
-        print(f"analysis.report: error: {err}", file=sys.stderr)
+    except ReportError as err:
+        print(f"hpcars-report: error: {err}", file=sys.stderr)
         return 2
     print(f"report in {out}")
     return 0

@@ -36,27 +36,22 @@ import numpy as np
 import torch
 
 from hpcars import checkpoint
-from hpcars.checkpoint import Checkpoint, Member
+from hpcars.checkpoint import Checkpoint
 from hpcars.comm import SingleProcess
 from hpcars.config import TrainConfig, to_dict
 from hpcars.engine import ARSTrainer
+from hpcars.snapshot import snapshot
 from hpcars.tasks import make_task
 
 
 def state_of(trainer: ARSTrainer, cfg: TrainConfig, metric_rows: int) -> Checkpoint:
-    return Checkpoint(
+    """What training writes: the trainer's snapshot plus a run's worth of metrics."""
+    return dataclasses.replace(
+        snapshot(trainer),
         config=to_dict(cfg),
-        iteration=trainer.iteration,
-        total_episodes=trainer.total_episodes,
-        total_samples=trainer.total_samples,
-        skipped_steps=0,
         elapsed_s=1.0,
-        members=[Member(trainer.named_params(m), 0.0) for m in range(cfg.population)],
-        population=trainer.state.arrays(),
-        obs_stat=trainer.obs_stat,
         world_sizes=[(0, 1)],
         metrics={c: np.arange(metric_rows, dtype=np.float64) for c in ("iteration", "reward_mean", "score")},
-        params_sha256=trainer.params_sha256(),
     )
 
 

@@ -1,6 +1,6 @@
 """Env steps per second: an hpcars rank vs a bare Gymnasium loop, and 2 ranks vs 1.
 
-    python bench/throughput.py [--env HalfCheetah-v5] [--episodes 32] [--repeats 3]
+    python bench/throughput.py [--env HalfCheetah-v5] [--episodes 32] [--repeats 5]
 
 Part 1, one process, one core: the same linear policy (fixed random weights), the
 same episode seeds and the same number of steps, run (a) as a bare Gymnasium loop

@@ -1,18 +1,22 @@
 """Transport: the only module that talks MPI.
 
-The algorithm never sees MPI; it asks the transport for a handful of collectives
-whose messages have fixed, documented shapes:
+The algorithm never sees MPI; it asks the transport for a handful of collectives.
+The transport only moves arrays: what their columns mean (the message schemas)
+lives in ``hpcars.messages``.
 
 * ``allgather_rows(local, counts)`` — every rank contributes ``counts[rank]`` rows of
-  float64 (one row per branch it evaluated, columns given by the caller's schema,
-  ``branch_rows``) and receives all rows in global branch order. This is the
-  one collective of an ARS iteration; its size is ``2N × len(fields) × 8`` bytes,
-  independent of the number of model parameters.
+  float64 and receives all rows in global order. Used for the per-branch rewards
+  of every iteration (``messages.branch_schema``: 2N·M rows of a few scalars,
+  independent of the number of model parameters) and for evaluation rows.
 * ``allgather_bytes(blob)`` — a short byte string from every rank (the parameter
   checksum of the divergence guard).
 * ``allmax(value)`` — the largest of one int per rank, on every rank (the
   per-iteration "stop requested?" vote: 0, or the number of the signal received).
 * ``bcast(obj)`` — a small picklable object from rank 0 (start-up decisions only).
+
+Per iteration a run makes two collectives — the rewards gather and the 4-byte stop
+vote — plus an evaluation gather every ``--eval-every`` and a checksum gather every
+``--guard-every`` iterations (and before each checkpoint).
 
 ``SingleProcess`` is the same interface for one process (no mpirun, or mpi4py
 missing). ``bytes_moved`` counts the bytes each rank received from collectives, so
@@ -26,25 +30,6 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
-
-
-def branch_row_width(obs_dim: int) -> int:
-    """Width of a branch row: reward, samples, and with V2 (obs_dim > 0) count, mean[d], m2[d]."""
-    return 2 + (1 + 2 * obs_dim if obs_dim else 0)
-
-
-def branch_rows(rewards: np.ndarray, samples: np.ndarray, obs=None) -> np.ndarray:
-    """The per-branch message of one ARS iteration, float64 [B, branch_row_width].
-
-    Columns: reward, samples (data samples or env steps the branch consumed) and,
-    when ``obs`` (an ``ObsMoments``) is given, the count, mean and M2 of the inputs
-    the branch saw. Its size depends on N and the input width, never on the number
-    of model parameters.
-    """
-    parts = [np.asarray(rewards, np.float64)[:, None], np.asarray(samples, np.float64)[:, None]]
-    if obs is not None:
-        parts += [np.asarray(obs.count, np.float64)[:, None], obs.mean, obs.m2]
-    return np.concatenate(parts, axis=1).astype(np.float64)
 
 
 class Transport(Protocol):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpcars.paths import PathProblem, read_text
 from hpcars.population.truncation import CLONE_FROM
 
 SUPERVISED_TASKS = ("regression", "digits")
@@ -35,83 +36,112 @@ class ConfigError(ValueError):
     def __init__(self, option: str, message: str) -> None:
         super().__init__(f"{option}: {message}")
         self.option = option
+        self.message = message
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # rank 0 decides and broadcasts refusals: the error must survive pickling
+        return (type(self), (self.option, self.message))
 
 
-def _opt(default: Any, help: str, choices: Sequence[str] | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "choices": choices})
+#: What an option is about (``field.metadata["role"]``); derived lists below use it.
+#: result — the parameter trajectory depends on it: a resume must not change it, and
+#:          runs of a sweep that differ in it are different settings;
+#: report — what is measured or announced, not what is trained (evaluation, target);
+#: run    — where, how and how long a run executes (never a setting of a sweep).
+ROLES = ("result", "report", "run")
+
+
+def _opt(role: str, default: Any, help: str, choices: Sequence[str] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices, "role": role})
+
+
+def _result(default: Any, help: str, choices: Sequence[str] | None = None) -> Any:
+    return _opt("result", default, help, choices)
+
+
+def _report(default: Any, help: str, choices: Sequence[str] | None = None) -> Any:
+    return _opt("report", default, help, choices)
+
+
+def _run(default: Any, help: str, choices: Sequence[str] | None = None) -> Any:
+    return _opt("run", default, help, choices)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    preset: str = _opt(
+    preset: str = _report(
         "", "the ARS paper's settings for a MuJoCo task; the config file and command line override it", PRESETS
     )
-    task: str = _opt(
+    task: str = _result(
         "regression",
         "regression, digits, or a Gymnasium id (e.g. HalfCheetah-v5; "
         "mypackage.envs:MyEnv-v0 imports the module that registers it)",
     )
-    iterations: int = _opt(1000, "ARS iterations to run")
-    seed: int = _opt(0, "run seed: noise, data and initialisation all derive from it")
-    directions: int = _opt(32, "N, perturbation directions per iteration (2N branches)")
-    top_directions: int = _opt(0, "b, directions kept for the update (0 = all N: V1/V2; b < N: V1-t/V2-t)")
-    step_size: float = _opt(0.02, "α, the step size")
-    noise_std: float = _opt(0.03, "ν, the standard deviation of the exploration noise")
-    variant: str = _opt("v1", "v2 normalises model inputs by running statistics of those seen in training", VARIANTS)
-    batch_size: int = _opt(0, "mini-batch size of supervised tasks (0 = task default: regression 2048, digits 256)")
-    hidden: int = _opt(32, "hidden width of the digits MLP and of MLP policies")
-    policy: str = _opt(
+    iterations: int = _run(1000, "ARS iterations to run")
+    seed: int = _result(0, "run seed: noise, data and initialisation all derive from it")
+    directions: int = _result(32, "N, perturbation directions per iteration (2N branches)")
+    top_directions: int = _result(0, "b, directions kept for the update (0 = all N: V1/V2; b < N: V1-t/V2-t)")
+    step_size: float = _result(0.02, "α, the step size")
+    noise_std: float = _result(0.03, "ν, the standard deviation of the exploration noise")
+    variant: str = _result("v1", "v2 normalises model inputs by running statistics of those seen in training", VARIANTS)
+    batch_size: int = _result(0, "mini-batch size of supervised tasks (0 = task default: regression 2048, digits 256)")
+    hidden: int = _result(32, "hidden width of the digits MLP and of MLP policies")
+    policy: str = _result(
         "linear", "RL policy: linear (zero-initialised, no bias, as in the paper) or a tanh MLP", POLICIES
     )
-    shift: float = _opt(0.0, "RL: subtracted from every step's reward in training (survival bonus); not in evaluation")
-    eval_episodes: int = _opt(100, "RL: episodes per evaluation, split across ranks")
-    target: float = _opt(float("nan"), "announce when the evaluation score reaches this (RL: mean return); nan = none")
-    stop_at_target: bool = _opt(False, "stop once --target is reached")
-    run_dir: str = _opt("", "output directory (empty = runs/TASK-seedSEED-NNN, the next free NNN)")
-    device: str = _opt("auto", "auto (a GPU per node-local rank if any, else CPU), cpu, cuda, or a list cuda:0,cuda:1")
-    devices_per_rank: int = _opt(1, "with auto/cuda: how many GPUs each rank drives")
-    population: int = _opt(
+    shift: float = _result(
+        0.0, "RL: subtracted from every step's reward in training (survival bonus); not in evaluation"
+    )
+    eval_episodes: int = _report(100, "RL: episodes per evaluation, split across ranks")
+    target: float = _report(
+        float("nan"), "announce when the evaluation score reaches this (RL: mean return); nan = none"
+    )
+    stop_at_target: bool = _run(False, "stop once --target is reached")
+    run_dir: str = _run("", "output directory (empty = runs/TASK-seedSEED-NNN, the next free NNN)")
+    device: str = _run("auto", "auto (a GPU per node-local rank if any, else CPU), cpu, cuda, or a list cuda:0,cuda:1")
+    devices_per_rank: int = _run(1, "with auto/cuda: how many GPUs each rank drives")
+    population: int = _result(
         1, "M, members trained side by side, each with N directions (2N·M branches per iteration); 1 = plain ARS"
     )
-    generation_every: int = _opt(
+    generation_every: int = _result(
         0, "truncation: every this many iterations replace the worst members by clones (0 = off)"
     )
-    kill_fraction: float = _opt(0.5, "truncation: fraction of the population replaced per generation")
-    clone_from: str = _opt(
+    kill_fraction: float = _result(0.5, "truncation: fraction of the population replaced per generation")
+    clone_from: str = _result(
         "best", "truncation: a clone copies the best member, or a survivor drawn at random", CLONE_FROM
     )
-    pbt_perturb: bool = _opt(False, "truncation: multiply each clone's α and ν by 0.8 or 1.2 (PBT explore)")
-    anneal_t0: float = _opt(
+    pbt_perturb: bool = _result(False, "truncation: multiply each clone's α and ν by 0.8 or 1.2 (PBT explore)")
+    anneal_t0: float = _result(
         0.0,
         "simulated annealing: initial temperature, in reward standard deviations; a "
         "worsening step of Δ is kept with probability exp(-Δ/T) (0 = off)",
     )
-    anneal_cooling: float = _opt(0.99, "simulated annealing: T = anneal_t0 * anneal_cooling**iteration")
-    swarm: bool = _opt(False, "particle swarm: v = w v + ARS step + c1 r1 (personal best - θ) + c2 r2 (best - θ)")
-    swarm_inertia: float = _opt(0.5, "particle swarm: w")
-    swarm_cognitive: float = _opt(0.1, "particle swarm: c1, pull to the member's personal best")
-    swarm_social: float = _opt(0.1, "particle swarm: c2, pull to the population's best")
-    repulsion: float = _opt(
+    anneal_cooling: float = _result(0.99, "simulated annealing: T = anneal_t0 * anneal_cooling**iteration")
+    swarm: bool = _result(False, "particle swarm: v = w v + ARS step + c1 r1 (personal best - θ) + c2 r2 (best - θ)")
+    swarm_inertia: float = _result(0.5, "particle swarm: w")
+    swarm_cognitive: float = _result(0.1, "particle swarm: c1, pull to the member's personal best")
+    swarm_social: float = _result(0.1, "particle swarm: c2, pull to the population's best")
+    repulsion: float = _result(
         0.0, "tabu-like repulsion: strength in [0, 1] of the push out of the ball around the best member (0 = off)"
     )
-    repulsion_radius: float = _opt(1.0, "repulsion: radius of that ball, in units of ν·sqrt(parameters)")
-    branch_batch: int = _opt(
+    repulsion_radius: float = _result(1.0, "repulsion: radius of that ball, in units of ν·sqrt(parameters)")
+    branch_batch: int = _result(
         64, "branches per batched call (a short last call is padded): fixed, so results do not depend on the world size"
     )
-    eval_every: int = _opt(10, "evaluate the unperturbed model every this many iterations (0 = only at the end)")
-    log_every: int = _opt(50, "print progress every this many iterations")
-    guard_every: int = _opt(10, "compare a parameter checksum across ranks every this many iterations (0 = never)")
-    on_nonfinite: str = _opt("skip", "a NaN/inf reward: skip the step and log it, or fail", NONFINITE_POLICIES)
-    checkpoint_every: int = _opt(
+    eval_every: int = _report(10, "evaluate the unperturbed model every this many iterations (0 = only at the end)")
+    log_every: int = _run(50, "print progress every this many iterations")
+    guard_every: int = _run(10, "compare a parameter checksum across ranks every this many iterations (0 = never)")
+    on_nonfinite: str = _report("skip", "a NaN/inf reward: skip the step and log it, or fail", NONFINITE_POLICIES)
+    checkpoint_every: int = _run(
         10, "write a checkpoint every this many iterations (and at the end, and on a stop signal)"
     )
-    keep_checkpoints: int = _opt(3, "how many of the newest checkpoints to keep")
-    resume: str = _opt(
+    keep_checkpoints: int = _run(3, "how many of the newest checkpoints to keep")
+    resume: str = _run(
         "",
         "continue the run in this directory from its latest checkpoint (options not given "
         "are taken from it; --iterations is the total)",
     )
-    force_resume: bool = _opt(False, "resume even if result-affecting options differ from the checkpoint's")
+    force_resume: bool = _run(False, "resume even if result-affecting options differ from the checkpoint's")
 
     @property
     def top(self) -> int:
@@ -124,34 +154,13 @@ class TrainConfig:
         return self.variant.upper() + ("-t" if self.top < self.directions else "")
 
 
+def fields_with_role(role: str) -> tuple[str, ...]:
+    """Names of the ``TrainConfig`` fields with this role, in declaration order."""
+    return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["role"] == role)
+
+
 #: Options that determine the parameter trajectory; a resume must not change them.
-RESULT_FIELDS = (
-    "task",
-    "seed",
-    "directions",
-    "top_directions",
-    "step_size",
-    "noise_std",
-    "variant",
-    "batch_size",
-    "hidden",
-    "policy",
-    "shift",
-    "branch_batch",
-    "population",
-    "generation_every",
-    "kill_fraction",
-    "clone_from",
-    "pbt_perturb",
-    "anneal_t0",
-    "anneal_cooling",
-    "swarm",
-    "swarm_inertia",
-    "swarm_cognitive",
-    "swarm_social",
-    "repulsion",
-    "repulsion_radius",
-)
+RESULT_FIELDS = fields_with_role("result")
 #: Options that say where and how to (re)start, never inherited from a checkpoint.
 RUN_CONTROL_FIELDS = ("resume", "force_resume", "run_dir")
 
@@ -272,10 +281,10 @@ def build_parser(prog: str = "python -m hpcars.train") -> argparse.ArgumentParse
 def load_file(path: str) -> dict[str, Any]:
     """Field values from a TOML file, with names checked and types coerced."""
     try:
-        raw = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError("--config", f"no such file: {path}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raw = tomllib.loads(read_text(Path(path)))
+    except PathProblem as err:
+        raise ConfigError("--config", str(err)) from None
+    except tomllib.TOMLDecodeError as err:
         raise ConfigError("--config", f"{path} is not valid TOML: {err}") from None
     known = {f.name: f for f in dataclasses.fields(TrainConfig)}
     values: dict[str, Any] = {}
@@ -316,7 +325,10 @@ def saved_config(run_dir: Path) -> dict[str, Any]:
     """The options recorded in a run directory's latest checkpoint (empty if none)."""
     from hpcars import checkpoint
 
-    found = checkpoint.latest(run_dir)
+    try:
+        found = checkpoint.latest(run_dir)
+    except OSError as err:
+        raise ConfigError("--resume", f"cannot read {run_dir}: {err.strerror}") from None
     if found is None:
         return {}
     known = {f.name for f in dataclasses.fields(TrainConfig)}

@@ -10,8 +10,9 @@ every rank:
    exactly ``branch_batch`` branches (a short last call is padded; a call may mix
    members), so a branch's reward is computed by the same kernels whatever the
    world size;
-2. all-gathers one row per branch (``comm.branch_rows``: reward, samples, and for V2
-   the moments of the inputs the branch saw) — the iteration's only message;
+2. all-gathers one row per branch (``messages.branch_schema``: reward, samples,
+   and for V2 the moments of the inputs the branch saw) — the only message that
+   depends on the iteration's work (the training loop adds a 4-byte stop vote);
 3. computes every member's ARS step from the same rewards (``ars.ars_step``),
    regenerates the kept directions and forms Σ w_k δ_k in float64 in a fixed order;
    ``hpcars.population`` applies the steps and its operators (annealing, swarm,
@@ -40,9 +41,10 @@ import torch
 
 from hpcars.ars import SKIP_NONFINITE, ARSHyper, ARSStep, ars_step
 from hpcars.branches import BatchedModel, ParamSpec
-from hpcars.checkpoint import Checkpoint, CheckpointError, params_sha256
-from hpcars.comm import Transport, branch_row_width, branch_rows, partition, shares
+from hpcars.checkpoint import params_sha256
+from hpcars.comm import Transport, partition, shares
 from hpcars.config import TrainConfig
+from hpcars.messages import branch_schema, decode_branches, encode_branches
 from hpcars.models import Normalized
 from hpcars.noise import NoiseSource
 from hpcars.population.annealing import AnnealingParams
@@ -52,7 +54,7 @@ from hpcars.population.state import PopulationState
 from hpcars.population.swarm import SwarmParams
 from hpcars.population.truncation import TruncationParams
 from hpcars.runningstat import RunningStat
-from hpcars.tasks.base import Task
+from hpcars.tasks.base import ObsMoments, Task
 
 
 class DivergenceError(RuntimeError):
@@ -65,7 +67,14 @@ class NonFiniteRewardError(RuntimeError):
 
 @dataclass(frozen=True)
 class IterationRecord:
-    """What one iteration did; rank 0 writes one metrics row from it."""
+    """What one iteration did; rank 0 writes one metrics row from it.
+
+    The scalar fields are the columns of ``metrics.csv``, in order. The trainer
+    fills all but two, which the training loop completes: ``elapsed_s`` (the run's
+    clock at the end of the iteration) and ``comm_bytes`` (bytes this rank received
+    in all of the iteration's collectives; the trainer's own figure is the rewards
+    gather).
+    """
 
     iteration: int
     reward_mean: float
@@ -76,12 +85,13 @@ class IterationRecord:
     samples: int
     total_samples: int
     total_episodes: int
+    elapsed_s: float
     rollout_s: float
     comm_s: float
     update_s: float
     comm_bytes: int
-    eval: dict[str, float] = field(default_factory=dict)
-    population: dict[str, float] = field(default_factory=dict)  # population runs only
+    eval: dict[str, float] = field(default_factory=dict)  # on evaluation iterations: the task's eval_columns
+    population: PopulationRecord | None = None  # population runs (M > 1) only
 
 
 def population_params(cfg: TrainConfig) -> PopulationParams:
@@ -122,7 +132,7 @@ class ARSTrainer:
         self.iteration = 0
         self.total_samples = 0
         self.total_episodes = 0
-        self.row_width = branch_row_width(task.input_dim if self.obs_stat else 0)
+        self.schema = branch_schema(task.input_dim if self.obs_stat else 0)
         self.skipped_steps = 0
         self.per_member = 2 * cfg.directions
         branches = self.per_member * cfg.population
@@ -165,9 +175,9 @@ class ARSTrainer:
 
     # -- one iteration ----------------------------------------------------------------
     def _score(self, model: BatchedModel, branches: list[int]) -> np.ndarray:
-        """Message rows (``comm.branch_row``) for ``branches``, in fixed-size batched calls."""
+        """Message rows (``self.schema``) for ``branches``, in fixed-size batched calls."""
         if not branches:
-            return np.zeros((0, self.row_width))
+            return np.zeros((0, self.schema.width))
         context = self.task.begin_iteration(self.iteration, 0, model.device)
         theta = self.state.theta.to(model.device)
         noise_std = torch.as_tensor(self.state.noise_std, dtype=torch.float32, device=model.device)
@@ -180,7 +190,7 @@ class ARSTrainer:
             signs = torch.tensor([1.0 if b % 2 == 0 else -1.0 for b in padded], device=model.device)
             stack = theta[member] + (noise_std[member] * signs)[:, None] * delta
             outcome = self.task.rewards(model, stack, context, chunk)
-            rows.append(branch_rows(outcome.rewards, outcome.samples, outcome.obs if self.obs_stat else None))
+            rows.append(encode_branches(self.schema, outcome))
         return np.concatenate(rows)
 
     def _step_vector(self, member: int, step: ARSStep) -> torch.Tensor:
@@ -194,17 +204,18 @@ class ARSTrainer:
             total += weights @ delta
         return total
 
-    def _merge_observations(self, rows: np.ndarray) -> None:
+    def _merge_observations(self, obs: ObsMoments) -> None:
         """Fold every branch's input moments into the V2 statistics, in branch order."""
-        d = self.task.input_dim
-        for row in rows:
-            count, mean, m2 = row[2], row[3 : 3 + d], row[3 + d : 3 + 2 * d]
-            self.obs_stat = self.obs_stat.merge(RunningStat(float(count), mean, m2))
-        self._set_normaliser()
+        stat = self.obs_stat
+        for count, mean, m2 in zip(obs.count, obs.mean, obs.m2, strict=True):
+            stat = stat.merge(RunningStat(float(count), mean, m2))
+        self.set_obs_stat(stat)
 
-    def _set_normaliser(self) -> None:
-        """Load the V2 statistics into every model copy (frozen until the next iteration)."""
-        mean, inv_std = self.obs_stat.normaliser()
+    def set_obs_stat(self, stat: RunningStat) -> None:
+        """Adopt V2 statistics and load their normaliser into every model copy (frozen
+        until the next iteration)."""
+        self.obs_stat = stat
+        mean, inv_std = stat.normaliser()
         for model in self.models:
             model.module.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
             model.module.inv_std.copy_(torch.as_tensor(inv_std, dtype=torch.float32))
@@ -230,14 +241,15 @@ class ARSTrainer:
         comm_bytes = self.transport.bytes_moved - before
         t2 = time.perf_counter()
 
-        rewards, samples = rows[:, 0], rows[:, 1]
+        gathered = decode_branches(self.schema, rows)
+        rewards, samples = gathered.rewards, gathered.samples
         by_member = rewards.reshape(self.cfg.population, self.per_member)
         steps = self._ars_steps(by_member)
         done: PopulationRecord = self.population.advance(self.iteration, by_member, steps, self._step_vector)
         skipped = [st.skipped for st in steps if st.skipped]
         self.skipped_steps += len(skipped)
-        if self.obs_stat is not None:
-            self._merge_observations(rows)
+        if gathered.obs is not None:
+            self._merge_observations(gathered.obs)
         t3 = time.perf_counter()
 
         self.iteration += 1
@@ -255,11 +267,12 @@ class ARSTrainer:
             samples=int(samples.sum()),
             total_samples=self.total_samples,
             total_episodes=self.total_episodes,
+            elapsed_s=0.0,
             rollout_s=t1 - t0,
             comm_s=t2 - t1,
             update_s=t3 - t2,
             comm_bytes=comm_bytes,
-            population=done.columns() if self.cfg.population > 1 else {},
+            population=done if self.cfg.population > 1 else None,
         )
 
     # -- checks and results -----------------------------------------------------------
@@ -294,37 +307,3 @@ class ARSTrainer:
 
     def named_params(self, member: int) -> dict[str, np.ndarray]:
         return {n: t.cpu().numpy() for n, t in self.spec.unflatten(self.state.theta[member]).items()}
-
-    def restore(self, ckpt: Checkpoint) -> None:
-        """Continue from a checkpoint: parameters, population state, counters and V2 statistics, exactly as saved."""
-        if len(ckpt.members) != self.cfg.population:
-            raise CheckpointError(f"checkpoint has {len(ckpt.members)} members, --population is {self.cfg.population}")
-        rows = []
-        for member in ckpt.members:
-            if list(member.params) != list(self.spec.names):
-                raise CheckpointError(
-                    f"checkpoint parameters {list(member.params)} do not fit this model {list(self.spec.names)}"
-                )
-            flat = np.concatenate([np.asarray(member.params[n], dtype=np.float32).reshape(-1) for n in self.spec.names])
-            if flat.size != self.spec.size:
-                raise CheckpointError(f"checkpoint has {flat.size} parameters, this model {self.spec.size}")
-            rows.append(flat)
-        theta = torch.from_numpy(np.stack(rows)).to(self.primary)
-        if ckpt.population is None:  # format 1: a single plain-ARS member
-            self.state.theta = theta
-        else:
-            try:
-                self.population.state = PopulationState.from_arrays(
-                    theta, ckpt.population, self.params.annealing.enabled, self.params.swarm.enabled
-                )
-            except KeyError as err:
-                raise CheckpointError(f"checkpoint does not fit these population options: {err}") from None
-        self.iteration = ckpt.iteration
-        self.total_episodes = ckpt.total_episodes
-        self.total_samples = ckpt.total_samples
-        self.skipped_steps = ckpt.skipped_steps
-        if self.obs_stat is not None:
-            if ckpt.obs_stat is None:
-                raise CheckpointError("checkpoint has no V2 observation statistics")
-            self.obs_stat = ckpt.obs_stat
-            self._set_normaliser()

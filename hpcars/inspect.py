@@ -3,7 +3,8 @@
 Reads the latest checkpoint of a run directory (or the given checkpoint file) and
 the live ``metrics.csv``: config, counters, world-size history, the best and last
 rewards and scores, the population, and ``params_sha256`` (recomputed from the
-stored parameters of member 0 and checked against the recorded value). ``--json``
+stored parameters of every member, in member order, and checked against the
+recorded value). ``--json``
 prints the same as one JSON object for scripts. Works while the job is running.
 A missing, truncated, corrupt, foreign or newer file is a one-line error with exit
 status 2; nothing is modified.

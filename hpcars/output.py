@@ -19,9 +19,12 @@ checkpoint is refused. Nothing already saved is overwritten.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import re
+import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -31,26 +34,33 @@ import numpy as np
 from hpcars import checkpoint
 from hpcars.config import RESULT_FIELDS, ConfigError, TrainConfig, option_name, to_dict
 from hpcars.engine import IterationRecord
+from hpcars.paths import PathProblem, writable_directory
+from hpcars.population.layer import COLUMNS as POPULATION_COLUMNS
+from hpcars.population.layer import PopulationRecord
 
 METRICS_FILE = "metrics.csv"
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
-METRIC_COLUMNS = (
-    "iteration",
-    "reward_mean",
-    "reward_max",
-    "sigma_r",
-    "skipped",
-    "update_norm",
-    "samples",
-    "total_samples",
-    "total_episodes",
-    "elapsed_s",
-    "rollout_s",
-    "comm_s",
-    "update_s",
-    "comm_bytes",
-)
+
+
+def _scalar_fields(record_type: type) -> dict[str, type]:
+    """Field name -> type of a record dataclass's int, float and str fields, in order."""
+    hints = typing.get_type_hints(record_type)
+    return {f.name: hints[f.name] for f in dataclasses.fields(record_type) if hints[f.name] in (int, float, str)}
+
+
+_RECORD_FIELDS = _scalar_fields(IterationRecord)
+_POPULATION_FIELDS = _scalar_fields(PopulationRecord)
+#: The columns every run has, in order: the scalar fields of ``IterationRecord``.
+METRIC_COLUMNS = tuple(_RECORD_FIELDS)
+#: Columns written as integers, and as text; every other column is a float.
+INTEGER_COLUMNS = frozenset(n for f in (_RECORD_FIELDS, _POPULATION_FIELDS) for n, t in f.items() if t is int)
+TEXT_COLUMNS = frozenset(n for n, t in _RECORD_FIELDS.items() if t is str)
+
+
+def metric_columns(eval_columns: Sequence[str], population: bool) -> list[str]:
+    """All columns of a run's table: the record's, the task's evaluation, and the population's."""
+    return [*METRIC_COLUMNS, *eval_columns, *(POPULATION_COLUMNS if population else ())]
 
 
 @dataclass(frozen=True)
@@ -72,11 +82,25 @@ def config_differences(cfg: TrainConfig, saved: dict[str, Any]) -> list[str]:
 
 
 def resolve_run_dir(cfg: TrainConfig, root: Path = Path("runs")) -> RunDir:
-    """Create or reopen the run directory (rank 0 only); ``ConfigError`` if refused."""
+    """Create or reopen the run directory (rank 0 only); ``ConfigError`` if refused.
+
+    Every refusal comes before anything is written, and the directory is checked to
+    be writable, so a bad path costs no work.
+    """
+    option = "--resume" if cfg.resume else "--run-dir"
+    try:
+        return _resolve(cfg, option, root)
+    except PathProblem as err:
+        raise ConfigError(option, str(err)) from None
+
+
+def _resolve(cfg: TrainConfig, option: str, root: Path) -> RunDir:
     if cfg.resume or cfg.run_dir:
-        option = "--resume" if cfg.resume else "--run-dir"
         path = Path(cfg.resume or cfg.run_dir)
-        found = checkpoint.latest(path)
+        try:
+            found = checkpoint.latest(path)
+        except OSError as err:
+            raise PathProblem(f"cannot read {path}: {err.strerror}") from None
         if found is None:
             if cfg.resume:
                 raise ConfigError("--resume", f"{path} holds no checkpoint to resume from")
@@ -93,13 +117,12 @@ def resolve_run_dir(cfg: TrainConfig, root: Path = Path("runs")) -> RunDir:
                     f"{path} holds a run with a different config ({'; '.join(differences)}); "
                     "pass --force-resume to continue it anyway, or choose a new directory",
                 )
-            return RunDir(path, found)
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise ConfigError(option, f"cannot create {path}: {err.strerror}") from None
-        return RunDir(path, None)
-    root.mkdir(parents=True, exist_ok=True)
+            return RunDir(writable_directory(path), found)
+        return RunDir(writable_directory(path), None)
+    try:
+        writable_directory(root)
+    except PathProblem as err:
+        raise PathProblem(f"{err} (the default place for run directories; pass --run-dir)") from None
     task = cfg.task.rpartition(":")[2]  # "package.module:Env-v0" -> "Env-v0"
     pattern = re.compile(rf"{re.escape(task)}-seed{cfg.seed}-(\d+)$")
     taken = [int(m.group(1)) for p in root.iterdir() if (m := pattern.match(p.name))]
@@ -116,8 +139,8 @@ def resolve_run_dir(cfg: TrainConfig, root: Path = Path("runs")) -> RunDir:
 class MetricsLog:
     """The per-iteration table: appended to ``metrics.csv`` live, kept for checkpoints."""
 
-    def __init__(self, path: Path, eval_columns: list[str], previous: dict[str, np.ndarray] | None = None):
-        self.columns = list(METRIC_COLUMNS) + eval_columns
+    def __init__(self, path: Path, columns: list[str], previous: dict[str, np.ndarray] | None = None):
+        self.columns = columns
         self.rows: list[dict[str, Any]] = []
         if previous:  # resuming: the checkpoint's table replaces whatever the CSV had past it
             count = len(next(iter(previous.values())))
@@ -131,11 +154,12 @@ class MetricsLog:
             self._csv.writerow(_csv_row(row))
         self._file.flush()
 
-    def write(self, record: IterationRecord, elapsed_s: float) -> None:
-        row: dict[str, Any] = {c: getattr(record, c) for c in METRIC_COLUMNS if hasattr(record, c)}
-        row["elapsed_s"] = round(elapsed_s, 4)
+    def write(self, record: IterationRecord) -> None:
+        row: dict[str, Any] = {c: getattr(record, c) for c in METRIC_COLUMNS}
+        row["elapsed_s"] = round(record.elapsed_s, 4)
         row.update(record.eval)
-        row.update(record.population)
+        if record.population is not None:
+            row.update(record.population.columns())
         self.rows.append(row)
         self._csv.writerow(_csv_row(row))
         self._file.flush()
@@ -144,7 +168,7 @@ class MetricsLog:
         table = {}
         for c in self.columns:
             values = [r.get(c, "") for r in self.rows]
-            if c == "skipped":
+            if c in TEXT_COLUMNS:
                 table[c] = np.array([str(v) for v in values], dtype=object)
             else:
                 table[c] = np.array([float("nan") if v == "" else float(v) for v in values])
@@ -156,22 +180,8 @@ class MetricsLog:
 
 def _csv_row(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        k: (int(v) if isinstance(v, float) and v.is_integer() and k in _INTEGER_COLUMNS else v) for k, v in row.items()
+        k: (int(v) if isinstance(v, float) and v.is_integer() and k in INTEGER_COLUMNS else v) for k, v in row.items()
     }
-
-
-_INTEGER_COLUMNS = {
-    "iteration",
-    "samples",
-    "total_samples",
-    "total_episodes",
-    "comm_bytes",
-    "best_member",
-    "sa_judged",
-    "sa_accepted",
-    "clones",
-    "repelled",
-}
 
 
 def write_json_atomic(path: Path, value: Any) -> None:

@@ -29,7 +29,7 @@ from typing import TextIO
 import torch
 
 from hpcars import checkpoint
-from hpcars.checkpoint import Checkpoint, CheckpointError, Member
+from hpcars.checkpoint import CheckpointError
 from hpcars.comm import Transport, make_transport
 from hpcars.config import ConfigError, TrainConfig, parse_args, to_dict
 from hpcars.devices import choose_devices
@@ -39,12 +39,13 @@ from hpcars.output import (
     SUMMARY_FILE,
     MetricsLog,
     RunDir,
+    metric_columns,
     resolve_run_dir,
     write_config,
     write_json_atomic,
 )
-from hpcars.population.layer import COLUMNS as POPULATION_COLUMNS
 from hpcars.signals import EXIT_INTERRUPTED, StopRequest
+from hpcars.snapshot import restore, snapshot
 from hpcars.tasks import make_task
 
 EXIT_BAD_INPUT = 2
@@ -69,21 +70,22 @@ class RunResult:
     interrupted_by: int  # the stop signal's number; 0 when the run reached its end
 
 
-def _progress(record: IterationRecord, elapsed: float, unit: str) -> str:
+def _progress(record: IterationRecord, unit: str) -> str:
     evals = "  ".join(f"{k} {v:.4g}" for k, v in record.eval.items() if k != "score")
     episodes = f"  episodes {record.total_episodes}" if record.total_episodes else ""
     note = f"  [step skipped: {record.skipped}]" if record.skipped else ""
     pop = record.population
-    if pop:
+    if pop is not None:
         note = (
-            f"  best m{pop['best_member']:.0f} fitness {pop['fitness_best']:.4g} (median {pop['fitness_median']:.4g})"
-            + (f"  SA kept {pop['sa_accepted']:.0f}/{pop['sa_judged']:.0f}" if pop["sa_judged"] else "")
-            + (f"  clones {pop['clones']:.0f}" if pop["clones"] else "")
+            f"  best m{pop.best_member} fitness {pop.fitness_best:.4g} (median {pop.fitness_median:.4g})"
+            + (f"  SA kept {pop.sa_accepted}/{pop.sa_judged}" if pop.sa_judged else "")
+            + (f"  clones {pop.clones}" if pop.clones else "")
             + note
         )
+    rate = record.total_samples / max(record.elapsed_s, 1e-9)
     return (
         f"iter {record.iteration:5d}  reward {record.reward_mean:11.4f} (max {record.reward_max:11.4f})  {evals}"
-        f"{episodes}  {unit} {record.total_samples:.3g}  {record.total_samples / max(elapsed, 1e-9):.3g} {unit}/s"
+        f"{episodes}  {unit} {record.total_samples:.3g}  {rate:.3g} {unit}/s"
         f"  comm {record.comm_bytes} B/it{note}"
     )
 
@@ -142,14 +144,14 @@ class Session:
         previous_metrics = None
         if run_dir.resume_from is not None:
             saved = checkpoint.read(run_dir.resume_from)
-            self.trainer.restore(saved)
+            restore(self.trainer, saved)
             self.world_sizes = list(saved.world_sizes)
             self.reached = TargetReached(**saved.reached_target) if saved.reached_target else None
             self.elapsed_before = saved.elapsed_s
             previous_metrics = saved.metrics
         if not self.world_sizes or self.world_sizes[-1][1] != transport.size:
             self.world_sizes.append((self.trainer.iteration, transport.size))
-        columns = list(self.task.eval_columns) + (list(POPULATION_COLUMNS) if cfg.population > 1 else [])
+        columns = metric_columns(self.task.eval_columns, population=cfg.population > 1)
         self.metrics = MetricsLog(self.run_dir / METRICS_FILE, columns, previous_metrics) if self.lead else None
         if self.lead:
             write_config(self.run_dir, cfg)
@@ -169,23 +171,13 @@ class Session:
         self.last_checkpoint = self.trainer.iteration
         if not self.lead:
             return
-        state = Checkpoint(
+        state = dataclasses.replace(
+            snapshot(self.trainer),
             config=to_dict(self.cfg),
-            iteration=self.trainer.iteration,
-            total_episodes=self.trainer.total_episodes,
-            total_samples=self.trainer.total_samples,
-            skipped_steps=self.trainer.skipped_steps,
             elapsed_s=self.elapsed(),
-            members=[
-                Member(self.trainer.named_params(m), float(self.trainer.state.fitness[m]))
-                for m in range(self.cfg.population)
-            ],
-            population=self.trainer.state.arrays(),
-            obs_stat=self.trainer.obs_stat,
             world_sizes=self.world_sizes,
             reached_target=dataclasses.asdict(self.reached) if self.reached else None,
             metrics=self.metrics.columns_for_checkpoint(),
-            params_sha256=self.trainer.params_sha256(),
         )
         self.checkpoint_path = checkpoint.write(self.run_dir, state, self.cfg.keep_checkpoints)
 
@@ -212,6 +204,7 @@ def run(cfg: TrainConfig, transport: Transport, out: TextIO = sys.stdout, stop: 
     last_eval = first_eval
     interrupted = 0
     while trainer.iteration < cfg.iterations:
+        received_before = transport.bytes_moved
         record = trainer.step()
         last = trainer.iteration == cfg.iterations
         if (cfg.eval_every and trainer.iteration % cfg.eval_every == 0) or last:
@@ -221,6 +214,9 @@ def run(cfg: TrainConfig, transport: Transport, out: TextIO = sys.stdout, stop: 
         save_now = bool(stopping) or trainer.iteration % cfg.checkpoint_every == 0
         if save_now or (cfg.guard_every and trainer.iteration % cfg.guard_every == 0):
             trainer.guard()  # the ranks agree on θ before anything is written
+        record = dataclasses.replace(
+            record, elapsed_s=session.elapsed(), comm_bytes=transport.bytes_moved - received_before
+        )
         score = record.eval.get("score", float("nan"))
         newly = session.reached is None and score >= cfg.target  # never true for target = nan
         if newly:
@@ -228,10 +224,10 @@ def run(cfg: TrainConfig, transport: Transport, out: TextIO = sys.stdout, stop: 
                 trainer.iteration, trainer.total_episodes, trainer.total_samples, session.elapsed(), score
             )
         if session.lead:
-            session.metrics.write(record, session.elapsed())
+            session.metrics.write(record)
             first_skip = bool(record.skipped) and trainer.skipped_steps == 1  # later ones: in metrics.csv
             if trainer.iteration % cfg.log_every == 0 or last or first_skip or newly:
-                session.say(_progress(record, session.elapsed(), task.sample_unit))
+                session.say(_progress(record, task.sample_unit))
         if newly:
             r = session.reached
             session.say(

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcars.config import ConfigError, parse_args
+from hpcars.paths import PathProblem, read_text
 
 
 class SpecError(ValueError):
@@ -103,10 +104,14 @@ def _safe(text: str) -> str:
 
 
 def load(path: Path) -> SweepSpec:
+    """A spec file, or the name of a packaged example (``jobs/examples/NAME.toml``)."""
+    example = Path(__file__).parent / "examples" / f"{path}.toml"
+    if not Path(path).exists() and example.exists():
+        path = example
     try:
-        raw = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such file") from None
+        raw = tomllib.loads(read_text(Path(path)))
+    except PathProblem as err:
+        raise SpecError(str(err)) from None
     except tomllib.TOMLDecodeError as err:
         raise SpecError(f"{path}: not valid TOML ({err})") from None
     unknown = set(raw) - {"name", "seeds", "base", "grid", "resources"}

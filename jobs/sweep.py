@@ -1,9 +1,9 @@
-"""Launch and follow sweeps: ``python -m jobs.sweep submit|status``.
+"""Launch and follow sweeps: ``hpcars-sweep submit|status``.
 
-    python -m jobs.sweep submit jobs/examples/regression.toml            # a fresh sweep directory
-    python -m jobs.sweep submit SPEC --sweep-dir sweeps/NAME-...         # re-submit: skip done, resume the rest
-    python -m jobs.sweep submit SPEC --executor local                    # no Slurm: local processes
-    python -m jobs.sweep status sweeps/NAME-...
+    hpcars-sweep submit jobs/examples/regression.toml            # a fresh sweep directory
+    hpcars-sweep submit SPEC --sweep-dir sweeps/NAME-...         # re-submit: skip done, resume the rest
+    hpcars-sweep submit SPEC --executor local                    # no Slurm: local processes
+    hpcars-sweep status sweeps/NAME-...
 
 A sweep directory holds ``sweep.json`` (the spec and every submission's job ids),
 ``runs/RUN_NAME/`` (one hpcars run directory per task) and ``submitit/N/`` (a fresh
@@ -26,10 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from hpcars import checkpoint
-from hpcars.output import SUMMARY_FILE
-from jobs.spec import SpecError, SweepSpec, load
+from hpcars.output import SUMMARY_FILE, write_json_atomic
+from hpcars.paths import PathProblem, read_text, writable_directory
+
+from .spec import SpecError, SweepSpec, load
 
 SWEEP_FILE = "sweep.json"
+EXAMPLE_DIR = Path(__file__).parent / "examples"
+EXAMPLES = tuple(sorted(p.stem for p in EXAMPLE_DIR.glob("*.toml")))
 EXECUTORS = ("slurm", "local")
 
 
@@ -85,9 +89,13 @@ def submit(spec_path: Path, sweep_dir: Path | None, kind: str) -> Path:
         sweep_dir = Path("sweeps") / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         if sweep_dir.exists():
             raise SpecError(f"{sweep_dir} exists; wait a second or pass --sweep-dir")
+    try:
+        writable_directory(sweep_dir)  # before anything is submitted
+    except PathProblem as err:
+        raise SpecError(f"--sweep-dir: {err}") from None
     record_path = sweep_dir / SWEEP_FILE
     record: dict[str, Any] = (
-        json.loads(record_path.read_text())
+        read_record(sweep_dir)
         if record_path.exists()
         else {"name": spec.name, "spec": str(spec_path), "runs": [r.name for r in spec.runs()], "submissions": []}
     )
@@ -103,8 +111,7 @@ def submit(spec_path: Path, sweep_dir: Path | None, kind: str) -> Path:
             submitted = [(run.name, executor.submit(TrainJob(run.argv(run_dir)))) for run, run_dir in todo]
         jobs = {name: job.job_id for name, job in submitted}
     record["submissions"].append({"executor": kind, "folder": str(folder), "jobs": jobs, "time": time.time()})
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    record_path.write_text(json.dumps(record, indent=2) + "\n")
+    write_json_atomic(record_path, record)
     print(f"sweep {sweep_dir}: submitted {len(todo)} run(s) ({kind}), {len(skipped)} already done")
     return sweep_dir
 
@@ -124,11 +131,19 @@ def job_states(record: dict[str, Any]) -> dict[str, str]:
     return states
 
 
-def status(sweep_dir: Path) -> list[dict[str, Any]]:
+def read_record(sweep_dir: Path) -> dict[str, Any]:
+    """A sweep directory's ``sweep.json``; ``SpecError`` if it is missing or unreadable."""
     record_path = sweep_dir / SWEEP_FILE
-    if not record_path.exists():
-        raise SpecError(f"{sweep_dir}: not a sweep directory (no {SWEEP_FILE})")
-    record = json.loads(record_path.read_text())
+    try:
+        return json.loads(read_text(record_path))
+    except PathProblem:
+        raise SpecError(f"{sweep_dir}: not a sweep directory (no readable {SWEEP_FILE})") from None
+    except json.JSONDecodeError as err:
+        raise SpecError(f"{record_path}: not valid JSON ({err})") from None
+
+
+def status(sweep_dir: Path) -> list[dict[str, Any]]:
+    record = read_record(sweep_dir)
     scheduler = job_states(record)
     rows = []
     for name in record["runs"]:
@@ -138,10 +153,12 @@ def status(sweep_dir: Path) -> list[dict[str, Any]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.sweep", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="hpcars-sweep", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_submit = sub.add_parser("submit", help="submit a sweep (or re-submit its unfinished runs)")
-    p_submit.add_argument("spec", type=Path, help="sweep spec (TOML)")
+    p_submit.add_argument(
+        "spec", type=Path, help=f"sweep spec: a TOML file, or the name of a packaged example ({', '.join(EXAMPLES)})"
+    )
     p_submit.add_argument(
         "--sweep-dir",
         type=Path,
@@ -159,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         rows = status(args.sweep_dir)
     except SpecError as err:
-        print(f"jobs.sweep: error: {err}", file=sys.stderr)
+        print(f"hpcars-sweep: error: {err}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps({"sweep": str(args.sweep_dir), "runs": rows}))

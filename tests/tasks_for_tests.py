@@ -21,7 +21,8 @@ class Vector(nn.Module):
 
 
 class Quadratic:
-    """reward(θ) = −Σ (θ − c)², computed in float64; optional NaN branch for guards."""
+    """reward(θ) = −Σ (θ − c)², computed in float64; ``nan_branch=g``: global branch g's
+    reward is NaN (every iteration), for the guards."""
 
     name = "quadratic"
     input_dim = 1
@@ -46,8 +47,9 @@ class Quadratic:
         n = len(branches)
         out = model(stack, context).double()[:n]
         rewards = -((out - self.center.to(out.device)) ** 2).sum(dim=1).cpu().numpy()
-        if self.nan_branch is not None:
-            rewards[:] = float("nan")
+        for i, branch in enumerate(branches):
+            if branch == self.nan_branch:
+                rewards[i] = float("nan")
         zeros = np.zeros((n, 1))
         return BranchOutcome(rewards, np.ones(n), ObsMoments(np.ones(n), zeros, zeros))
 

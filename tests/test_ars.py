@@ -56,11 +56,19 @@ def test_engine_agrees_with_numpy_reference(n, b):
 
 
 def test_nonfinite_rewards_skip_or_fail():
-    skipper = _trainer(Quadratic(nan_branch=0), directions=4)
+    skipper = _trainer(Quadratic(nan_branch=5), directions=4)
     record = skipper.step()
     assert record.skipped == SKIP_NONFINITE
     assert torch.equal(skipper.theta, torch.zeros(7))
     assert skipper.skipped_steps == 1
-    failer = _trainer(Quadratic(nan_branch=0), directions=4, on_nonfinite="fail")
-    with pytest.raises(NonFiniteRewardError, match="iteration 0"):
+    failer = _trainer(Quadratic(nan_branch=5), directions=4, on_nonfinite="fail")
+    with pytest.raises(NonFiniteRewardError, match=r"iteration 0: non-finite reward in branches \[5\]$"):
         failer.step()
+
+
+def test_a_nonfinite_branch_skips_only_its_members_step():
+    t = _trainer(Quadratic(nan_branch=8 + 3), directions=4, population=2)  # member 1's fourth branch
+    record = t.step()
+    assert record.skipped == SKIP_NONFINITE and t.skipped_steps == 1
+    assert torch.equal(t.state.theta[1], torch.zeros(7))
+    assert not torch.equal(t.state.theta[0], torch.zeros(7))

@@ -2,6 +2,8 @@
 
 import dataclasses
 import json
+import pickle
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +93,44 @@ def test_existing_run_with_other_config_is_refused_untouched(tmp_path):
     assert ckpt.read_bytes() == before
     config = json.loads((run_dir / "config.json").read_text())
     assert config["iterations"] == 3 and config["directions"] == 32
+
+
+BAD_PATHS = [
+    (["--run-dir", "/proc/hpcars/run"], "--run-dir: cannot create /proc/hpcars/run"),
+    (["--run-dir", "/proc/self"], "--run-dir: cannot write in /proc/self"),
+    (["--run-dir", "/etc/hostname"], "--run-dir: cannot create /etc/hostname: a file of that name exists"),
+    (["--config", "/tmp"], "--config: /tmp is a directory, not a file"),
+    (["--config", "/nonexistent/run.toml"], "--config: no such file: /nonexistent/run.toml"),
+    (["--resume", "/proc/hpcars"], "--resume: /proc/hpcars holds no checkpoint to resume from"),
+]
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+@pytest.mark.parametrize("args, message", BAD_PATHS)
+def test_unusable_paths_exit_2_with_one_line_from_rank_0(args, message, ranks):
+    done = run_cli([*args, "--iterations", "2"], ranks=ranks)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"hpcars.train: error: {message}"), done.stderr
+
+
+def test_config_that_is_not_text(tmp_path):
+    path = tmp_path / "binary.toml"
+    path.write_bytes(bytes(range(128, 256)))
+    done = run_cli(["--config", str(path)])
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"hpcars.train: error: --config: {path} is not UTF-8 text"
+
+
+def test_default_run_dir_in_an_unwritable_working_directory():
+    done = run_cli(["--iterations", "2"], cwd=Path("/proc/self"))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "hpcars.train: error: --run-dir: cannot create runs: No such file or directory "
+        "(the default place for run directories; pass --run-dir)"
+    ]
+
+
+def test_config_error_survives_the_broadcast_from_rank_0():
+    err = pickle.loads(pickle.dumps(ConfigError("--run-dir", "cannot create /x")))
+    assert isinstance(err, ConfigError) and str(err) == "--run-dir: cannot create /x" and err.option == "--run-dir"

@@ -1,7 +1,8 @@
 """Sweeps on a real single-node Slurm (slurm/dev-cluster.sh), the local executor, and the report.
 
-.ci/run brings the cluster up first; elsewhere these tests try to bring it up
-themselves and skip, saying why, when that is impossible (no root, no apt).
+.ci/run brings the cluster up first; elsewhere these tests bring it up themselves
+(and take it down again afterwards), or skip, saying why, when that is impossible
+(no root, no apt).
 """
 
 import json
@@ -56,20 +57,38 @@ def _cluster_env() -> dict[str, str]:
     return env
 
 
+def _cluster_is_up(env: dict[str, str]) -> bool:
+    try:
+        return subprocess.run(["sinfo", "-h"], env=env, capture_output=True).returncode == 0
+    except FileNotFoundError:  # no Slurm installed
+        return False
+
+
 @pytest.fixture(scope="module")
 def slurm_env():
+    """The dev cluster's environment. A cluster found running is left running; one this
+    fixture started is stopped again when the module's tests are done."""
     env = _cluster_env()
-    if subprocess.run(["sinfo", "-h"], env=env, capture_output=True).returncode != 0:
-        up = subprocess.run(["bash", "slurm/dev-cluster.sh", "up"], cwd=ROOT, capture_output=True, text=True)
-        if up.returncode != 0:
-            pytest.skip(f"no Slurm here and slurm/dev-cluster.sh up failed: {up.stderr.strip()[-300:]}")
-        env = _cluster_env()
-    return env
+    if _cluster_is_up(env):
+        yield env
+        return
+    up = subprocess.run(["bash", "slurm/dev-cluster.sh", "up"], cwd=ROOT, capture_output=True, text=True)
+    if up.returncode != 0:
+        pytest.skip(f"no Slurm here and slurm/dev-cluster.sh up failed: {up.stderr.strip()[-300:]}")
+    try:
+        yield _cluster_env()
+    finally:
+        subprocess.run(["bash", "slurm/dev-cluster.sh", "down"], cwd=ROOT, capture_output=True, text=True)
 
 
 def _sweep(args, env, timeout=120):
     done = subprocess.run(
-        [sys.executable, "-m", "jobs.sweep", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "hpcars.jobs.sweep", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -105,7 +124,11 @@ def test_slurm_sweep_of_two_rank_runs_and_report(slurm_sweep, slurm_env):
         info = inspect_json(run_dir)
         assert info["world_sizes"] == [[0, 2]] and info["iteration"] == 60
     report = subprocess.run(
-        [sys.executable, "-m", "analysis.report", str(sweep_dir)], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "hpcars.analysis.report", str(sweep_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert report.returncode == 0, report.stderr
     out = sweep_dir / "report"

@@ -46,7 +46,7 @@ class PopulationRecord:
     sa_accepted: int  # ... of which kept (improving or accepted worsening)
     clones: int  # members replaced by truncation this iteration
     repelled: int  # members pushed out of the ball around the best
-    update_norm: float  # mean ‖Δθ‖ of the ARS steps applied (the engine's own column)
+    update_norm: float  # mean ‖θ_new − θ_old‖ of the moves applied: the ARS step, or with the swarm v
 
     def columns(self) -> dict[str, float]:
         return {c: getattr(self, c) for c in COLUMNS}
@@ -112,7 +112,6 @@ class Population:
         norms = []
         for m in np.flatnonzero(keep):
             step = step_fn(int(m), steps[m])
-            norms.append(float(step.norm()))
             theta = s.theta[m].to(torch.float64)
             if p.swarm.enabled:
                 v = velocity(
@@ -127,6 +126,7 @@ class Population:
                 )
                 s.velocity[m] = v.to(torch.float32)
                 step = v
+            norms.append(float(step.norm()))
             s.theta[m] = (theta + step).to(torch.float32)
 
         # 5. repulsion from the population best

@@ -42,7 +42,6 @@ class TruncationParams:
 class Generation:
     """One truncation: ``children[i]`` becomes a clone of ``parents[i]``."""
 
-    ranking: np.ndarray  # member indices, best first
     children: np.ndarray  # int64, ascending
     parents: np.ndarray  # int64
     step_factor: np.ndarray  # multiplier of each child's α (1 without perturbation)
@@ -74,8 +73,8 @@ def plan(fitness: np.ndarray, params: TruncationParams, u: np.ndarray) -> Genera
         parents = survivors[pick].astype(np.int64)
     ones = np.ones(children.size)
     if not params.perturb:
-        return Generation(ranking, children, parents, ones, ones)
+        return Generation(children, parents, ones, ones)
     low, high = PBT_FACTORS
     step_factor = np.where(u[children, 1] < 0.5, low, high)
     noise_factor = np.where(u[children, 2] < 0.5, low, high)
-    return Generation(ranking, children, parents, step_factor, noise_factor)
+    return Generation(children, parents, step_factor, noise_factor)

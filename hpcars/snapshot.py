@@ -1,0 +1,79 @@
+"""The trainer's state to and from a ``Checkpoint``: one pair, used by training and benches.
+
+``snapshot(trainer)`` captures everything the parameter trajectory depends on —
+every member's parameters, the population's search state, the counters and the
+V2 statistics — as a ``Checkpoint`` whose run-level fields (config, clock,
+world sizes, metrics, target) are left for the caller to fill with
+``dataclasses.replace``. ``restore(trainer, ckpt)`` puts exactly that back, after
+checking that the checkpoint fits the trainer's model and options; a resumed run
+then continues bit for bit (noise, mini-batches and env seeds are functions of the
+iteration counter, so no generator state is needed).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from hpcars.checkpoint import Checkpoint, CheckpointError, Member
+from hpcars.engine import ARSTrainer
+from hpcars.population.state import PopulationState
+
+
+def snapshot(trainer: ARSTrainer) -> Checkpoint:
+    """The trainer's state; run-level fields are defaults for the caller to replace."""
+    state = trainer.state
+    return Checkpoint(
+        config={},
+        iteration=trainer.iteration,
+        total_episodes=trainer.total_episodes,
+        total_samples=trainer.total_samples,
+        skipped_steps=trainer.skipped_steps,
+        elapsed_s=0.0,
+        members=[Member(trainer.named_params(m), float(state.fitness[m])) for m in range(state.members)],
+        population=state.arrays(),
+        obs_stat=trainer.obs_stat,
+        params_sha256=trainer.params_sha256(),
+    )
+
+
+def _flat_members(trainer: ARSTrainer, ckpt: Checkpoint) -> torch.Tensor:
+    """Every member's parameters [M, P] in the trainer's flat order, checked against its model."""
+    spec = trainer.spec
+    rows = []
+    for member in ckpt.members:
+        if list(member.params) != list(spec.names):
+            raise CheckpointError(
+                f"checkpoint parameters {list(member.params)} do not fit this model {list(spec.names)}"
+            )
+        flat = np.concatenate([np.asarray(member.params[n], dtype=np.float32).reshape(-1) for n in spec.names])
+        if flat.size != spec.size:
+            raise CheckpointError(f"checkpoint has {flat.size} parameters, this model {spec.size}")
+        rows.append(flat)
+    return torch.from_numpy(np.stack(rows)).to(trainer.primary)
+
+
+def restore(trainer: ARSTrainer, ckpt: Checkpoint) -> None:
+    """Continue from ``ckpt``: parameters, population state, counters and V2 statistics, exactly as saved."""
+    members = trainer.cfg.population
+    if len(ckpt.members) != members:
+        raise CheckpointError(f"checkpoint has {len(ckpt.members)} members, --population is {members}")
+    theta = _flat_members(trainer, ckpt)
+    population = trainer.population
+    if ckpt.population is None:  # format 1: a single plain-ARS member
+        population.state.theta = theta
+    else:
+        try:
+            population.state = PopulationState.from_arrays(
+                theta, ckpt.population, population.params.annealing.enabled, population.params.swarm.enabled
+            )
+        except KeyError as err:
+            raise CheckpointError(f"checkpoint does not fit these population options: {err}") from None
+    trainer.iteration = ckpt.iteration
+    trainer.total_episodes = ckpt.total_episodes
+    trainer.total_samples = ckpt.total_samples
+    trainer.skipped_steps = ckpt.skipped_steps
+    if trainer.obs_stat is not None:
+        if ckpt.obs_stat is None:
+            raise CheckpointError("checkpoint has no V2 observation statistics")
+        trainer.set_obs_stat(ckpt.obs_stat)
