@@ -30,7 +30,7 @@ import numpy as np
 from hpcars.runningstat import RunningStat
 
 FORMAT = "hpcars-checkpoint"
-FORMAT_VERSION = 2  # 2 added /population; version 1 files are still read
+FORMAT_VERSION = 3  # 2 added /population; 3 added /buffers, /task and init_from; older files are still read
 NOISE_SCHEME = "splitmix64-boxmuller/1"
 DIRECTORY = "checkpoints"
 _NAME = re.compile(r"ckpt-(\d+)\.h5$")
@@ -66,6 +66,12 @@ class Checkpoint:
     params_sha256: str = ""
     #: population search state (``hpcars.population.state``), name -> array; None in format 1
     population: dict[str, np.ndarray] | None = None
+    #: the model's buffers (e.g. BatchNorm statistics), never perturbed; V2's normaliser excluded
+    buffers: dict[str, np.ndarray] = field(default_factory=dict)
+    #: the task's own state (e.g. the priorities of prioritized mini-batches), name -> array
+    task_state: dict[str, np.ndarray] = field(default_factory=dict)
+    #: where θ₀ came from (``--init-from``): path, file_sha256, params_sha256, loaded, kept
+    init_from: dict[str, Any] | None = None
 
 
 def params_sha256(flat: np.ndarray) -> str:
@@ -128,6 +134,7 @@ def _fill(f: h5py.File, ckpt: Checkpoint) -> None:
     f.attrs["params_sha256"] = ckpt.params_sha256
     f.attrs["reached_target"] = json.dumps(ckpt.reached_target)
     f.attrs["param_names"] = json.dumps(list(ckpt.members[0].params))
+    f.attrs["init_from"] = json.dumps(ckpt.init_from)
     f.create_dataset("world_sizes", data=np.array(ckpt.world_sizes, dtype=np.int64).reshape(-1, 2))
     f.create_dataset("fitness", data=np.array([m.fitness for m in ckpt.members], dtype=np.float64))
     members = f.create_group("members")
@@ -139,6 +146,11 @@ def _fill(f: h5py.File, ckpt: Checkpoint) -> None:
         group = f.create_group("population")
         for name, value in ckpt.population.items():
             group.create_dataset(name, data=value)
+    for group_name, arrays in (("buffers", ckpt.buffers), ("task", ckpt.task_state)):
+        if arrays:
+            group = f.create_group(group_name)
+            for name, value in arrays.items():
+                group.create_dataset(name, data=np.asarray(value))
     if ckpt.obs_stat is not None:
         stats = f.create_group("obs_stat")
         stats.create_dataset("count", data=np.float64(ckpt.obs_stat.count))
@@ -151,6 +163,10 @@ def _fill(f: h5py.File, ckpt: Checkpoint) -> None:
             metrics.create_dataset(column, data=values.astype(object), dtype=h5py.string_dtype())
         else:
             metrics.create_dataset(column, data=values.astype(np.float64))
+
+
+def _arrays(f: h5py.File, group: str) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v) for k, v in f[group].items()} if group in f else {}
 
 
 def _column(dataset: h5py.Dataset) -> np.ndarray:
@@ -217,6 +233,9 @@ def read(path: Path) -> Checkpoint:
                 metrics={c: _column(f["metrics"][c]) for c in f["metrics"]},
                 params_sha256=str(f.attrs["params_sha256"]),
                 population={k: np.asarray(v) for k, v in f["population"].items()} if "population" in f else None,
+                buffers=_arrays(f, "buffers"),
+                task_state=_arrays(f, "task"),
+                init_from=json.loads(f.attrs.get("init_from", "null")),
             )
     except CheckpointError:
         raise

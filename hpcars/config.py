@@ -26,6 +26,8 @@ SUPERVISED_TASKS = ("regression", "digits")
 VARIANTS = ("v1", "v2")
 POLICIES = ("linear", "mlp")
 NONFINITE_POLICIES = ("skip", "fail")
+REWARDS = ("loss", "metric")
+BATCH_PRIORITIES = ("uniform", "loss")
 PRESET_DIR = Path(__file__).parent / "presets"
 PRESETS = tuple(sorted(p.stem for p in PRESET_DIR.glob("*.toml")))
 
@@ -74,8 +76,8 @@ class TrainConfig:
     )
     task: str = _result(
         "regression",
-        "regression, digits, or a Gymnasium id (e.g. HalfCheetah-v5; "
-        "mypackage.envs:MyEnv-v0 imports the module that registers it)",
+        "regression, digits, a Gymnasium id (e.g. HalfCheetah-v5; mypackage.envs:MyEnv-v0 imports the module "
+        "that registers it), or your own task as package.module:factory (a SupervisedProblem, an Objective or a Task)",
     )
     iterations: int = _run(1000, "ARS iterations to run")
     seed: int = _result(0, "run seed: noise, data and initialisation all derive from it")
@@ -86,6 +88,26 @@ class TrainConfig:
     variant: str = _result("v1", "v2 normalises model inputs by running statistics of those seen in training", VARIANTS)
     batch_size: int = _result(0, "mini-batch size of supervised tasks (0 = task default: regression 2048, digits 256)")
     hidden: int = _result(32, "hidden width of the digits MLP and of MLP policies")
+    reward: str = _result(
+        "loss", "supervised: the reward is -loss on the mini-batch, or the task's metric (e.g. accuracy)", REWARDS
+    )
+    batch_priority: str = _result(
+        "uniform",
+        "supervised: draw mini-batches uniformly, or by priority |loss|+eps as in prioritized experience replay",
+        BATCH_PRIORITIES,
+    )
+    priority_alpha: float = _result(0.6, "prioritized batches: P(i) ∝ priority^alpha (0 = uniform)")
+    priority_beta: float = _result(0.4, "prioritized batches: importance-sampling exponent at iteration 0, grows to 1")
+    priority_beta_iterations: int = _result(1000, "prioritized batches: iterations over which beta grows to 1")
+    priority_eps: float = _result(1e-6, "prioritized batches: added to |loss| so that every sample stays drawable")
+    init_from: str = _result(
+        "",
+        "start from these weights: a torch state_dict file, an hpcars checkpoint, or an hpcars run directory "
+        "(its best member); names and shapes must fit the task's model",
+    )
+    init_partial: bool = _result(
+        False, "with --init-from: load the entries whose names and shapes fit, keep the task's init for the rest"
+    )
     policy: str = _result(
         "linear", "RL policy: linear (zero-initialised, no bias, as in the paper) or a tanh MLP", POLICIES
     )
@@ -178,9 +200,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             raise ConfigError(option_name(name), f"{message} (got {value!r})")
 
     need(
-        cfg.task in SUPERVISED_TASKS or "-v" in cfg.task,
+        cfg.task in SUPERVISED_TASKS or "-v" in cfg.task or ":" in cfg.task,
         "task",
-        "must be regression, digits or a Gymnasium id like HalfCheetah-v5",
+        "must be regression, digits, a Gymnasium id like HalfCheetah-v5, or package.module:factory",
     )
     for name in (
         "iterations",
@@ -197,6 +219,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name in ("batch_size", "eval_every", "guard_every", "generation_every"):
         need(getattr(cfg, name) >= 0, name, "must be an integer >= 0")
     need(cfg.hidden >= 1, "hidden", "must be an integer >= 1")
+    need(math.isfinite(cfg.priority_alpha) and cfg.priority_alpha >= 0, "priority_alpha", "must be a number >= 0")
+    need(math.isfinite(cfg.priority_beta) and 0 <= cfg.priority_beta <= 1, "priority_beta", "must be in [0, 1]")
+    need(cfg.priority_beta_iterations >= 1, "priority_beta_iterations", "must be an integer >= 1")
+    need(math.isfinite(cfg.priority_eps) and cfg.priority_eps > 0, "priority_eps", "must be a finite number > 0")
+    need(not cfg.init_partial or bool(cfg.init_from), "init_partial", "needs --init-from")
     need(0 <= cfg.seed < 2**63, "seed", "must be an integer in [0, 2**63)")
     need(0 <= cfg.top_directions <= cfg.directions, "top_directions", f"must be in [0, --directions={cfg.directions}]")
     for name in ("step_size", "noise_std"):

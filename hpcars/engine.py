@@ -44,8 +44,8 @@ from hpcars.branches import BatchedModel, ParamSpec
 from hpcars.checkpoint import params_sha256
 from hpcars.comm import Transport, partition, shares
 from hpcars.config import TrainConfig
+from hpcars.initial import InitialWeights, initial_model
 from hpcars.messages import branch_schema, decode_branches, encode_branches
-from hpcars.models import Normalized
 from hpcars.noise import NoiseSource
 from hpcars.population.annealing import AnnealingParams
 from hpcars.population.layer import Population, PopulationParams, PopulationRecord, best_member
@@ -106,14 +106,19 @@ def population_params(cfg: TrainConfig) -> PopulationParams:
 
 
 class ARSTrainer:
-    def __init__(self, cfg: TrainConfig, task: Task, transport: Transport, devices: Sequence[torch.device]):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        task: Task,
+        transport: Transport,
+        devices: Sequence[torch.device],
+        initial: InitialWeights | None = None,
+    ):
         self.cfg = cfg
         self.task = task
         self.transport = transport
         self.noise = NoiseSource(cfg.seed)
-        template = task.build_model()
-        if cfg.variant == "v2":
-            template = Normalized(template, task.input_dim)
+        template, self.init_report = initial_model(task, cfg.variant, initial)
         self.models = [BatchedModel(copy.deepcopy(template), d) for d in devices]
         self.spec: ParamSpec = self.models[0].spec
         self.primary = self.models[0].device
@@ -250,6 +255,9 @@ class ARSTrainer:
         self.skipped_steps += len(skipped)
         if gathered.obs is not None:
             self._merge_observations(gathered.obs)
+        after_step = getattr(self.task, "after_step", None)  # e.g. new batch priorities
+        if after_step is not None:
+            after_step(self.models[0], self.theta, self.iteration)
         t3 = time.perf_counter()
 
         self.iteration += 1

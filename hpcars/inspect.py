@@ -97,6 +97,8 @@ def read_run(target: Path) -> dict[str, Any]:
             "sa_rejected": int(pop["rejected"].sum()) if "rejected" in pop else 0,
         },
         "reached_target": ckpt.reached_target,
+        "init_from": ckpt.init_from,
+        "task_state": sorted(ckpt.task_state),
         "best_reward_mean": _best(rows, "reward_mean"),
         "best_score": _best(rows, "score"),
         "metrics_rows": len(rows),
@@ -141,6 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"best score {info['best_score']}  best mean reward {info['best_reward_mean']}  "
         f"target reached: {info['reached_target']}"
     )
+    if info["init_from"]:
+        init = info["init_from"]
+        print(f"init from {init['path']} (sha256 {init['file_sha256'][:12]}): θ₀ params_sha256 {init['params_sha256']}")
     for key, value in info["metrics"].items():
         print(f"  {key:16s} {value}")
     return 0

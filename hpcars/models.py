@@ -8,6 +8,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+#: the buffers of ``Normalized``: set from the V2 statistics, not part of the model's own state
+NORMALISER_BUFFERS = ("mean", "inv_std")
+
 
 class Normalized(nn.Module):
     """``inner((x − mean) · inv_std)``: ARS V2's state normalisation as a wrapper.

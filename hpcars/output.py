@@ -67,7 +67,7 @@ def metric_columns(eval_columns: Sequence[str], population: bool) -> list[str]:
 class RunDir:
     """Where a run writes, and the checkpoint it continues from (None: a fresh start)."""
 
-    path: Path
+    path: Path | None  # None only in a plan: a fresh run under runs/, named when it is created
     resume_from: Path | None
 
 
@@ -81,48 +81,48 @@ def config_differences(cfg: TrainConfig, saved: dict[str, Any]) -> list[str]:
     ]
 
 
-def resolve_run_dir(cfg: TrainConfig, root: Path = Path("runs")) -> RunDir:
-    """Create or reopen the run directory (rank 0 only); ``ConfigError`` if refused.
+def plan_run_dir(cfg: TrainConfig) -> RunDir:
+    """Decide (rank 0): resume which checkpoint, or start fresh where; ``ConfigError`` if
+    refused. Nothing is created: ``path`` is None for a fresh run under ``runs/``."""
+    option = "--resume" if cfg.resume else "--run-dir"
+    if not (cfg.resume or cfg.run_dir):
+        return RunDir(None, None)
+    path = Path(cfg.resume or cfg.run_dir)
+    try:
+        found = checkpoint.latest(path)
+    except OSError as err:
+        raise ConfigError(option, f"cannot read {path}: {err.strerror}") from None
+    if found is None:
+        if cfg.resume:
+            raise ConfigError("--resume", f"{path} holds no checkpoint to resume from")
+        if (path / METRICS_FILE).exists():
+            raise ConfigError(
+                "--run-dir", f"{path} holds files of an earlier run but no checkpoint; choose a new directory"
+            )
+        return RunDir(path, None)
+    differences = config_differences(cfg, checkpoint.read_config(found))
+    if differences and not cfg.force_resume:
+        raise ConfigError(
+            option,
+            f"{path} holds a run with a different config ({'; '.join(differences)}); "
+            "pass --force-resume to continue it anyway, or choose a new directory",
+        )
+    return RunDir(path, found)
 
-    Every refusal comes before anything is written, and the directory is checked to
-    be writable, so a bad path costs no work.
-    """
+
+def open_run_dir(cfg: TrainConfig, plan: RunDir, root: Path = Path("runs")) -> RunDir:
+    """Create the planned directory (rank 0), checked to be writable; ``ConfigError`` if not.
+    A fresh run without ``--run-dir`` gets ``runs/TASK-seedSEED-NNN``, the next free NNN."""
     option = "--resume" if cfg.resume else "--run-dir"
     try:
-        return _resolve(cfg, option, root)
+        if plan.path is not None:
+            return RunDir(writable_directory(plan.path), plan.resume_from)
+        try:
+            writable_directory(root)
+        except PathProblem as err:
+            raise PathProblem(f"{err} (the default place for run directories; pass --run-dir)") from None
     except PathProblem as err:
         raise ConfigError(option, str(err)) from None
-
-
-def _resolve(cfg: TrainConfig, option: str, root: Path) -> RunDir:
-    if cfg.resume or cfg.run_dir:
-        path = Path(cfg.resume or cfg.run_dir)
-        try:
-            found = checkpoint.latest(path)
-        except OSError as err:
-            raise PathProblem(f"cannot read {path}: {err.strerror}") from None
-        if found is None:
-            if cfg.resume:
-                raise ConfigError("--resume", f"{path} holds no checkpoint to resume from")
-            if (path / METRICS_FILE).exists():
-                raise ConfigError(
-                    "--run-dir", f"{path} holds files of an earlier run but no checkpoint; choose a new directory"
-                )
-        else:
-            saved = checkpoint.read_config(found)
-            differences = config_differences(cfg, saved)
-            if differences and not cfg.force_resume:
-                raise ConfigError(
-                    option,
-                    f"{path} holds a run with a different config ({'; '.join(differences)}); "
-                    "pass --force-resume to continue it anyway, or choose a new directory",
-                )
-            return RunDir(writable_directory(path), found)
-        return RunDir(writable_directory(path), None)
-    try:
-        writable_directory(root)
-    except PathProblem as err:
-        raise PathProblem(f"{err} (the default place for run directories; pass --run-dir)") from None
     task = cfg.task.rpartition(":")[2]  # "package.module:Env-v0" -> "Env-v0"
     pattern = re.compile(rf"{re.escape(task)}-seed{cfg.seed}-(\d+)$")
     taken = [int(m.group(1)) for p in root.iterdir() if (m := pattern.match(p.name))]

@@ -70,8 +70,8 @@ class SupervisedProblem:
 class ObjectiveContext:
     """What an ``Objective`` is told about the call: the iteration and a seed.
 
-    ``seed`` derives from (run seed, iteration, member) and is the same for every
-    branch of a member in that iteration and on every rank, so a stochastic
+    ``seed`` derives from (run seed, iteration) and is the same for every branch
+    (of every population member) in that iteration and on every rank, so a stochastic
     objective that draws its randomness from it compares the branches on common
     random numbers and keeps runs reproducible. Evaluation calls carry
     ``evaluation=True`` and a seed of their own.
@@ -79,7 +79,6 @@ class ObjectiveContext:
 
     iteration: int
     seed: int
-    member: int = 0
     evaluation: bool = False
 
 

@@ -33,6 +33,12 @@ class StopRequest:
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
+    def uninstall(self) -> None:
+        """Put back the handlers that were there before ``install``."""
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()
+
     def chain(self, signum: int) -> None:
         """Hand ``signum`` to the handler that was installed before ours — under submitit,
         its requeue logic — once the checkpoint is safely written."""

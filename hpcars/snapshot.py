@@ -1,8 +1,9 @@
 """The trainer's state to and from a ``Checkpoint``: one pair, used by training and benches.
 
 ``snapshot(trainer)`` captures everything the parameter trajectory depends on —
-every member's parameters, the population's search state, the counters and the
-V2 statistics — as a ``Checkpoint`` whose run-level fields (config, clock,
+every member's parameters, the model's buffers, the population's search state,
+the counters, the V2 statistics and the task's own state (e.g. batch priorities)
+— as a ``Checkpoint`` whose run-level fields (config, clock,
 world sizes, metrics, target) are left for the caller to fill with
 ``dataclasses.replace``. ``restore(trainer, ckpt)`` puts exactly that back, after
 checking that the checkpoint fits the trainer's model and options; a resumed run
@@ -14,9 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
 
 from hpcars.checkpoint import Checkpoint, CheckpointError, Member
 from hpcars.engine import ARSTrainer
+from hpcars.models import NORMALISER_BUFFERS, Normalized
 from hpcars.population.state import PopulationState
 
 
@@ -34,7 +37,15 @@ def snapshot(trainer: ARSTrainer) -> Checkpoint:
         population=state.arrays(),
         obs_stat=trainer.obs_stat,
         params_sha256=trainer.params_sha256(),
+        buffers=_buffers(trainer.models[0].module),
+        task_state=trainer.task.state_arrays() if hasattr(trainer.task, "state_arrays") else {},
     )
+
+
+def _buffers(module: nn.Module) -> dict[str, np.ndarray]:
+    """The model's buffers but V2's normaliser (it derives from the observation statistics)."""
+    derived = set(NORMALISER_BUFFERS) if isinstance(module, Normalized) else set()
+    return {n: b.cpu().numpy() for n, b in module.named_buffers() if n not in derived}
 
 
 def _flat_members(trainer: ARSTrainer, ckpt: Checkpoint) -> torch.Tensor:
@@ -77,3 +88,17 @@ def restore(trainer: ARSTrainer, ckpt: Checkpoint) -> None:
         if ckpt.obs_stat is None:
             raise CheckpointError("checkpoint has no V2 observation statistics")
         trainer.set_obs_stat(ckpt.obs_stat)
+    if ckpt.buffers:
+        unknown = set(ckpt.buffers) - set(_buffers(trainer.models[0].module))
+        if unknown:
+            raise CheckpointError(f"checkpoint buffers {sorted(unknown)} are not in this model")
+        for model in trainer.models:
+            values = {n: torch.from_numpy(np.array(v)) for n, v in ckpt.buffers.items()}
+            model.module.load_state_dict(values, strict=False)
+    if ckpt.task_state:
+        if not hasattr(trainer.task, "load_state_arrays"):
+            raise CheckpointError(f"checkpoint holds task state {sorted(ckpt.task_state)} this task does not keep")
+        try:
+            trainer.task.load_state_arrays(ckpt.task_state)
+        except (KeyError, ValueError) as err:
+            raise CheckpointError(f"checkpoint task state does not fit this task: {err}") from None

@@ -21,10 +21,10 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import torch
 
@@ -34,13 +34,15 @@ from hpcars.comm import Transport, make_transport
 from hpcars.config import ConfigError, TrainConfig, parse_args, to_dict
 from hpcars.devices import choose_devices
 from hpcars.engine import ARSTrainer, DivergenceError, IterationRecord, NonFiniteRewardError
+from hpcars.initial import InitialWeights
 from hpcars.output import (
     METRICS_FILE,
     SUMMARY_FILE,
     MetricsLog,
     RunDir,
     metric_columns,
-    resolve_run_dir,
+    open_run_dir,
+    plan_run_dir,
     write_config,
     write_json_atomic,
 )
@@ -110,12 +112,12 @@ def population_line(cfg: TrainConfig) -> str:
     return ", ".join(parts)
 
 
-def _open_run_dir(cfg: TrainConfig, transport: Transport) -> RunDir:
-    """Rank 0 decides (new, resume or refuse); every rank learns the decision."""
+def _on_rank_0(transport: Transport, decide: Callable[[], RunDir]) -> RunDir:
+    """Rank 0 decides (or refuses); every rank learns the decision, or raises the refusal."""
     decision: RunDir | Exception | None = None
     if transport.rank == 0:
         try:
-            decision = resolve_run_dir(cfg)
+            decision = decide()
         except (ConfigError, CheckpointError) as err:
             decision = err
     decision = transport.bcast(decision)
@@ -135,19 +137,24 @@ class Session:
         # everything that can refuse the input comes before the run directory is touched
         self.devices = choose_devices(cfg.device, transport.local_rank, cfg.devices_per_rank)
         self.task = make_task(cfg)
-        run_dir = _open_run_dir(cfg, transport)
-        self.trainer = ARSTrainer(cfg, self.task, transport, self.devices)
+        plan = _on_rank_0(transport, lambda: plan_run_dir(cfg))
+        fresh = plan.resume_from is None
+        initial = InitialWeights.read(cfg.init_from, cfg.init_partial) if cfg.init_from and fresh else None
+        self.trainer = ARSTrainer(cfg, self.task, transport, self.devices, initial)
+        self.init_from = self._init_record(initial)
+        run_dir = _on_rank_0(transport, lambda: open_run_dir(cfg, plan))
         self.run_dir = run_dir.path
         self.world_sizes: list[tuple[int, int]] = []
         self.reached: TargetReached | None = None
         self.elapsed_before = 0.0
         previous_metrics = None
-        if run_dir.resume_from is not None:
+        if not fresh:
             saved = checkpoint.read(run_dir.resume_from)
             restore(self.trainer, saved)
             self.world_sizes = list(saved.world_sizes)
             self.reached = TargetReached(**saved.reached_target) if saved.reached_target else None
             self.elapsed_before = saved.elapsed_s
+            self.init_from = saved.init_from
             previous_metrics = saved.metrics
         if not self.world_sizes or self.world_sizes[-1][1] != transport.size:
             self.world_sizes.append((self.trainer.iteration, transport.size))
@@ -158,6 +165,22 @@ class Session:
         self.start = time.perf_counter()
         self.last_checkpoint = self.trainer.iteration if run_dir.resume_from else -1
         self.checkpoint_path = run_dir.resume_from  # the latest checkpoint (rank 0 keeps it current)
+
+    def _init_record(self, initial: InitialWeights | None) -> dict[str, Any] | None:
+        """What --init-from loaded (a fresh start only); V2 statistics carried over from a V2 run."""
+        report = self.trainer.init_report
+        if initial is None or report is None:
+            return None
+        if initial.obs_stat is not None and self.trainer.obs_stat is not None:
+            self.trainer.set_obs_stat(initial.obs_stat)
+        return {
+            "path": report.path,
+            "file_sha256": report.file_sha256,
+            "params_sha256": self.trainer.params_sha256(),
+            "loaded": len(report.loaded),
+            "kept": report.kept,
+            "obs_stat": initial.obs_stat is not None and self.trainer.obs_stat is not None,
+        }
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.start
@@ -178,12 +201,17 @@ class Session:
             world_sizes=self.world_sizes,
             reached_target=dataclasses.asdict(self.reached) if self.reached else None,
             metrics=self.metrics.columns_for_checkpoint(),
+            init_from=self.init_from,
         )
         self.checkpoint_path = checkpoint.write(self.run_dir, state, self.cfg.keep_checkpoints)
 
 
-def run(cfg: TrainConfig, transport: Transport, out: TextIO = sys.stdout, stop: StopRequest | None = None) -> RunResult:
-    """Train per ``cfg`` (fresh or resumed); rank 0 writes the run directory."""
+def run(
+    cfg: TrainConfig, transport: Transport, out: TextIO | None = None, stop: StopRequest | None = None
+) -> RunResult:
+    """Train per ``cfg`` (fresh or resumed); rank 0 writes the run directory and prints to
+    ``out`` (default: the current ``sys.stdout``)."""
+    out = out or sys.stdout
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     stop = stop or StopRequest()
     session = Session(cfg, transport, out)
@@ -194,6 +222,8 @@ def run(cfg: TrainConfig, transport: Transport, out: TextIO = sys.stdout, stop: 
         f"ν={cfg.noise_std}{population_line(cfg)}  {trainer.spec.size} parameters  {transport.size} rank(s) on "
         f"{','.join(map(str, session.devices))}  run dir {session.run_dir}"
     )
+    if trainer.init_report is not None:
+        session.say("  " + trainer.init_report.line())
     first_eval: dict[str, float] = {}
     if trainer.iteration == 0:
         first_eval = trainer.evaluate()
@@ -274,6 +304,7 @@ def _finish(session: Session, first_eval: dict, last_eval: dict, interrupted: in
         "target": cfg.target if math.isfinite(cfg.target) else None,
         "reached_target": dataclasses.asdict(session.reached) if session.reached else None,
         "params_sha256": sha,
+        "init_from": session.init_from,
         "checkpoint": str(latest),
     }
     write_json_atomic(session.run_dir / SUMMARY_FILE, summary)
@@ -302,9 +333,11 @@ def task_unit(session: Session) -> str:
     return session.task.sample_unit.replace(" ", "_")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, transport: Transport | None = None) -> int:
+    """The command line; returns the exit status. ``transport`` defaults to MPI (or one
+    process); tests pass ``SingleProcess()`` to run it in process."""
     stop = StopRequest().install()
-    transport = make_transport()
+    transport = transport or make_transport()
     lead = transport.rank == 0
 
     def fail(err: Exception, status: int) -> int:
@@ -329,6 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"hpcars.train: rank {transport.rank}: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
             transport.abort(1)
         raise
+    finally:
+        stop.uninstall()
     return EXIT_INTERRUPTED if result.interrupted_by else 0
 
 

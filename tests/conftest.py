@@ -29,6 +29,16 @@ def run_cli(args: list[str], ranks: int = 1, timeout: float = 180, module: str =
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
 
 
+def train_in_process(args: list[str], capsys) -> tuple[int, list[str]]:
+    """``hpcars.train``'s command line run in this process on one rank: (exit status,
+    stderr lines). Cheaper than a subprocess for tests of input handling."""
+    from hpcars.comm import SingleProcess
+    from hpcars.train import main
+
+    status = main(args, transport=SingleProcess())
+    return status, capsys.readouterr().err.strip().splitlines()
+
+
 def inspect_json(run_dir: Path) -> dict:
     done = run_cli([str(run_dir), "--json"], module="hpcars.inspect")
     assert done.returncode == 0, done.stderr

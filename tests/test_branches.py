@@ -5,7 +5,8 @@ import torch
 from hpcars.branches import BatchedModel, ParamSpec
 from hpcars.models import Normalized, mlp
 from hpcars.noise import NoiseSource
-from hpcars.tasks.supervised import Digits, Regression
+from hpcars.tasks.sampling import PriorityParams
+from hpcars.tasks.supervised import ProblemTask, Regression, digits_problem
 
 
 def _looped(module, spec, stack, x):
@@ -61,7 +62,16 @@ def test_any_module_goes_through_vmap():
     torch.testing.assert_close(model(stack, x), _looped(module, spec, stack, x), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("task", [Regression(0, 256), Digits(0, 64)])
+@pytest.mark.parametrize(
+    "task",
+    [
+        Regression(0, 256),
+        ProblemTask(digits_problem(0), seed=0, batch_size=64),
+        ProblemTask(digits_problem(0), seed=0, batch_size=64, reward="metric"),
+        ProblemTask(digits_problem(0), seed=0, batch_size=64, priority=PriorityParams()),
+    ],
+    ids=["regression", "digits", "digits-metric", "digits-prioritized"],
+)
 def test_task_rewards_batched_equal_looped(task):
     model = task.build_model()
     spec = ParamSpec.of(model)

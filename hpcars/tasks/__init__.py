@@ -1,4 +1,9 @@
-"""Task registry: ``--task NAME`` -> a task object."""
+"""Task registry: ``--task NAME`` -> a task object.
+
+``regression`` and ``digits`` are built in; ``package.module:factory`` is a plug-in
+(``hpcars.tasks.plugin``); anything else is a Gymnasium id (``module:Env-v0``
+imports ``module`` first, so that it can register the env).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,33 @@ import importlib
 
 from hpcars.config import ConfigError, TrainConfig
 from hpcars.tasks.base import BranchOutcome, ObsMoments, Task
-from hpcars.tasks.supervised import Digits, Regression
+
+
+def _supervised_only(cfg: TrainConfig, why: str) -> None:
+    """Refuse the supervised-only options for a task that cannot honour them."""
+    if cfg.reward != "loss":
+        raise ConfigError("--reward", f"metric needs a task with a metric; {cfg.task} has none (use loss)")
+    if cfg.batch_priority != "uniform":
+        raise ConfigError("--batch-priority", f"loss needs a finite training set; {why}")
 
 
 def make_task(cfg: TrainConfig) -> Task:
-    """The task ``cfg.task`` names; an unknown Gymnasium id is a ``ConfigError``."""
-    track_obs = cfg.variant == "v2"
+    """The task ``cfg.task`` names; an unknown one is a ``ConfigError``."""
+    from hpcars.tasks.plugin import is_plugin, make_plugin_task, problem_task
+    from hpcars.tasks.supervised import Regression, digits_problem
+
     if cfg.task == "regression":
-        return Regression(cfg.seed, cfg.batch_size or 2048, track_obs)
+        _supervised_only(cfg, "regression draws fresh samples every iteration")
+        return Regression(cfg.seed, cfg.batch_size or 2048, cfg.variant == "v2")
     if cfg.task == "digits":
-        return Digits(cfg.seed, cfg.batch_size or 256, cfg.hidden, track_obs)
+        return problem_task(digits_problem(cfg.seed, cfg.hidden), cfg)
+    if is_plugin(cfg.task):
+        return make_plugin_task(cfg)
+    _supervised_only(cfg, f"{cfg.task} is a reinforcement-learning task")
+    return _gym_task(cfg)
+
+
+def _gym_task(cfg: TrainConfig) -> Task:
     from hpcars.envs import gym_ids
     from hpcars.tasks.rl import GymTask
 
@@ -40,7 +62,7 @@ def make_task(cfg: TrainConfig) -> Task:
         shift=cfg.shift,
         eval_episodes=cfg.eval_episodes,
         branch_batch=cfg.branch_batch,
-        track_obs=track_obs,
+        track_obs=cfg.variant == "v2",
     )
 
 

@@ -1,0 +1,1 @@
+"""Plug-in task examples: ``--task examples.wine:problem``, ``--task examples.rastrigin:objective``."""
