@@ -72,6 +72,10 @@ class Checkpoint:
     task_state: dict[str, np.ndarray] = field(default_factory=dict)
     #: where θ₀ came from (``--init-from``): path, file_sha256, params_sha256, loaded, kept
     init_from: dict[str, Any] | None = None
+    #: a compressed search space (``hpcars.spaces``): ``z`` [M, d] and the space's structure
+    search_space: dict[str, np.ndarray] = field(default_factory=dict)
+    #: its description (kind, searched dimension, sparsity, bits, compressed bytes)
+    search_space_info: dict[str, Any] | None = None
 
 
 def params_sha256(flat: np.ndarray) -> str:
@@ -135,6 +139,7 @@ def _fill(f: h5py.File, ckpt: Checkpoint) -> None:
     f.attrs["reached_target"] = json.dumps(ckpt.reached_target)
     f.attrs["param_names"] = json.dumps(list(ckpt.members[0].params))
     f.attrs["init_from"] = json.dumps(ckpt.init_from)
+    f.attrs["search_space"] = json.dumps(ckpt.search_space_info)
     f.create_dataset("world_sizes", data=np.array(ckpt.world_sizes, dtype=np.int64).reshape(-1, 2))
     f.create_dataset("fitness", data=np.array([m.fitness for m in ckpt.members], dtype=np.float64))
     members = f.create_group("members")
@@ -146,7 +151,11 @@ def _fill(f: h5py.File, ckpt: Checkpoint) -> None:
         group = f.create_group("population")
         for name, value in ckpt.population.items():
             group.create_dataset(name, data=value)
-    for group_name, arrays in (("buffers", ckpt.buffers), ("task", ckpt.task_state)):
+    for group_name, arrays in (
+        ("buffers", ckpt.buffers),
+        ("task", ckpt.task_state),
+        ("search_space", ckpt.search_space),
+    ):
         if arrays:
             group = f.create_group(group_name)
             for name, value in arrays.items():
@@ -236,6 +245,8 @@ def read(path: Path) -> Checkpoint:
                 buffers=_arrays(f, "buffers"),
                 task_state=_arrays(f, "task"),
                 init_from=json.loads(f.attrs.get("init_from", "null")),
+                search_space=_arrays(f, "search_space"),
+                search_space_info=json.loads(f.attrs.get("search_space", "null")),
             )
     except CheckpointError:
         raise

@@ -27,6 +27,7 @@ VARIANTS = ("v1", "v2")
 POLICIES = ("linear", "mlp")
 NONFINITE_POLICIES = ("skip", "fail")
 REWARDS = ("loss", "metric")
+SEARCH_SPACES = ("full", "pruned", "shared", "subspace")
 BATCH_PRIORITIES = ("uniform", "loss")
 PRESET_DIR = Path(__file__).parent / "presets"
 PRESETS = tuple(sorted(p.stem for p in PRESET_DIR.glob("*.toml")))
@@ -105,6 +106,15 @@ class TrainConfig:
         "start from these weights: a torch state_dict file, an hpcars checkpoint, or an hpcars run directory "
         "(its best member); names and shapes must fit the task's model",
     )
+    search_space: str = _result(
+        "full",
+        "what ARS searches: all parameters, the weights surviving magnitude pruning (--sparsity), per-layer "
+        "k-means codebooks (--bits), or a random subspace through θ0 (--subspace-dim)",
+        SEARCH_SPACES,
+    )
+    sparsity: float = _result(0.0, "pruned/shared: fraction of each weight tensor pruned (smallest |θ0|), in [0, 1)")
+    bits: int = _result(0, "shared: 2^bits centroids per weight tensor, in [1, 16]")
+    subspace_dim: int = _result(0, "subspace: d, the dimension of the random subspace (>= 1)")
     init_partial: bool = _result(
         False, "with --init-from: load the entries whose names and shapes fit, keep the task's init for the rest"
     )
@@ -224,6 +234,13 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.priority_beta_iterations >= 1, "priority_beta_iterations", "must be an integer >= 1")
     need(math.isfinite(cfg.priority_eps) and cfg.priority_eps > 0, "priority_eps", "must be a finite number > 0")
     need(not cfg.init_partial or bool(cfg.init_from), "init_partial", "needs --init-from")
+    space = cfg.search_space
+    need(math.isfinite(cfg.sparsity) and 0 <= cfg.sparsity < 1, "sparsity", "must be in [0, 1)")
+    need(cfg.sparsity == 0 or space in ("pruned", "shared"), "sparsity", "only with --search-space pruned or shared")
+    need(space != "shared" or 1 <= cfg.bits <= 16, "bits", "must be in [1, 16] with --search-space shared")
+    need(cfg.bits == 0 or space == "shared", "bits", "only with --search-space shared")
+    need(space != "subspace" or cfg.subspace_dim >= 1, "subspace_dim", "must be >= 1 with --search-space subspace")
+    need(cfg.subspace_dim == 0 or space == "subspace", "subspace_dim", "only with --search-space subspace")
     need(0 <= cfg.seed < 2**63, "seed", "must be an integer in [0, 2**63)")
     need(0 <= cfg.top_directions <= cfg.directions, "top_directions", f"must be in [0, --directions={cfg.directions}]")
     for name in ("step_size", "noise_std"):

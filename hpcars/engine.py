@@ -22,6 +22,10 @@ every rank:
    statistics (one normaliser shared by the population), which become the
    (frozen) normaliser of the next iteration.
 
+θ_m is the vector ARS searches: with the default ``--search-space full`` the model's
+parameters; otherwise a compressed parameterisation z that ``hpcars.spaces`` maps to
+the model's parameters for scoring (noise, updates and operators all live in z).
+
 Supervised members share the iteration's mini-batch (common random numbers make
 their fitness comparable); RL members get their own env seeds (from g).
 
@@ -54,6 +58,7 @@ from hpcars.population.state import PopulationState
 from hpcars.population.swarm import SwarmParams
 from hpcars.population.truncation import TruncationParams
 from hpcars.runningstat import RunningStat
+from hpcars.spaces import SearchSpace, SpaceOptions, make_space
 from hpcars.tasks.base import ObsMoments, Task
 
 
@@ -94,6 +99,11 @@ class IterationRecord:
     population: PopulationRecord | None = None  # population runs (M > 1) only
 
 
+def space_options(cfg: TrainConfig) -> SpaceOptions:
+    """The search-space options of ``cfg``."""
+    return SpaceOptions(cfg.search_space, cfg.sparsity, cfg.bits, cfg.subspace_dim, cfg.seed)
+
+
 def population_params(cfg: TrainConfig) -> PopulationParams:
     """The population options of ``cfg`` as the operators' typed parameters."""
     return PopulationParams(
@@ -123,9 +133,10 @@ class ARSTrainer:
         self.spec: ParamSpec = self.models[0].spec
         self.primary = self.models[0].device
         theta0 = self.spec.flatten(self.models[0].module).to(self.primary, torch.float32)
+        self.space: SearchSpace = make_space(space_options(cfg), self.spec, theta0)
         self.params = population_params(cfg)
         state = PopulationState.start(
-            theta0,
+            self.space.initial(),
             cfg.population,
             cfg.step_size,
             cfg.noise_std,
@@ -159,18 +170,18 @@ class ARSTrainer:
 
     @property
     def theta(self) -> torch.Tensor:
-        """The best member's parameters [P] (the only member of plain ARS)."""
-        return self.state.theta[self.best]
+        """The best member's model parameters [P] (the only member of plain ARS)."""
+        return self.space.to_params(self.state.theta[self.best])
 
     # -- directions -------------------------------------------------------------------
     def directions(self, member: int, indices: Sequence[int], device: torch.device) -> torch.Tensor:
-        return self.noise.directions(self.iteration, member, indices, self.spec.size, device=device)
+        return self.noise.directions(self.iteration, member, indices, self.space.size, device=device)
 
     def _perturbations(self, branches: list[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """(member of each branch, its δ [len, P]) for global branch ids."""
+        """(member of each branch, its δ [len, d]) for global branch ids."""
         member = np.array([g // self.per_member for g in branches])
         direction = np.array([(g % self.per_member) // 2 for g in branches])
-        delta = torch.empty((len(branches), self.spec.size), dtype=torch.float32, device=device)
+        delta = torch.empty((len(branches), self.space.size), dtype=torch.float32, device=device)
         for m in np.unique(member):
             rows = np.flatnonzero(member == m)
             unique, inverse = np.unique(direction[rows], return_inverse=True)
@@ -194,13 +205,13 @@ class ARSTrainer:
             member, delta = self._perturbations(padded, model.device)
             signs = torch.tensor([1.0 if b % 2 == 0 else -1.0 for b in padded], device=model.device)
             stack = theta[member] + (noise_std[member] * signs)[:, None] * delta
-            outcome = self.task.rewards(model, stack, context, chunk)
+            outcome = self.task.rewards(model, self.space.to_params(stack), context, chunk)
             rows.append(encode_branches(self.schema, outcome))
         return np.concatenate(rows)
 
     def _step_vector(self, member: int, step: ARSStep) -> torch.Tensor:
         """Σ w_k δ_k of one member's step (float64, fixed chunk order); zeros for a skipped step."""
-        total = torch.zeros(self.spec.size, dtype=torch.float64, device=self.primary)
+        total = torch.zeros(self.space.size, dtype=torch.float64, device=self.primary)
         width = self.cfg.branch_batch
         for start in range(0, len(step.kept), width):
             kept = step.kept[start : start + width].tolist()
@@ -286,7 +297,7 @@ class ARSTrainer:
     # -- checks and results -----------------------------------------------------------
     def params_sha256(self) -> str:
         """SHA-256 of all members' parameters (member order); plain ARS: of θ."""
-        return params_sha256(self.state.theta.cpu().numpy())
+        return params_sha256(self.space.to_params(self.state.theta).cpu().numpy())
 
     def guard(self) -> None:
         """All ranks compare checksums of every member's θ; raise DivergenceError on any mismatch."""
@@ -314,4 +325,5 @@ class ARSTrainer:
         return text
 
     def named_params(self, member: int) -> dict[str, np.ndarray]:
-        return {n: t.cpu().numpy() for n, t in self.spec.unflatten(self.state.theta[member]).items()}
+        theta = self.space.to_params(self.state.theta[member])
+        return {n: t.cpu().numpy() for n, t in self.spec.unflatten(theta).items()}

@@ -98,6 +98,7 @@ def read_run(target: Path) -> dict[str, Any]:
         },
         "reached_target": ckpt.reached_target,
         "init_from": ckpt.init_from,
+        "search_space": ckpt.search_space_info,
         "task_state": sorted(ckpt.task_state),
         "best_reward_mean": _best(rows, "reward_mean"),
         "best_score": _best(rows, "score"),
@@ -143,6 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"best score {info['best_score']}  best mean reward {info['best_reward_mean']}  "
         f"target reached: {info['reached_target']}"
     )
+    space = info["search_space"]
+    if space and space["kind"] != "full":
+        details = ", ".join(f"{k} {v}" for k, v in space.items() if k != "kind")
+        print(f"search space {space['kind']}: {details}")
     if info["init_from"]:
         init = info["init_from"]
         print(f"init from {init['path']} (sha256 {init['file_sha256'][:12]}): θ₀ params_sha256 {init['params_sha256']}")

@@ -18,9 +18,10 @@ import torch
 from torch import nn
 
 from hpcars.checkpoint import Checkpoint, CheckpointError, Member
-from hpcars.engine import ARSTrainer
+from hpcars.engine import ARSTrainer, space_options
 from hpcars.models import NORMALISER_BUFFERS, Normalized
 from hpcars.population.state import PopulationState
+from hpcars.spaces import space_from_arrays
 
 
 def snapshot(trainer: ARSTrainer) -> Checkpoint:
@@ -39,7 +40,16 @@ def snapshot(trainer: ARSTrainer) -> Checkpoint:
         params_sha256=trainer.params_sha256(),
         buffers=_buffers(trainer.models[0].module),
         task_state=trainer.task.state_arrays() if hasattr(trainer.task, "state_arrays") else {},
+        search_space=_search_space(trainer),
+        search_space_info=trainer.space.describe(),
     )
+
+
+def _search_space(trainer: ARSTrainer) -> dict[str, np.ndarray]:
+    """The searched vectors z [M, d] and the space's structure; nothing for the full space (z = θ)."""
+    if trainer.space.kind == "full":
+        return {}
+    return {"z": trainer.state.theta.cpu().numpy(), **trainer.space.arrays()}
 
 
 def _buffers(module: nn.Module) -> dict[str, np.ndarray]:
@@ -70,6 +80,16 @@ def restore(trainer: ARSTrainer, ckpt: Checkpoint) -> None:
     if len(ckpt.members) != members:
         raise CheckpointError(f"checkpoint has {len(ckpt.members)} members, --population is {members}")
     theta = _flat_members(trainer, ckpt)
+    if trainer.space.kind != "full":  # the space as it was built (from θ₀), and the searched z
+        if "z" not in ckpt.search_space:
+            raise CheckpointError(f"checkpoint has no search space state for --search-space {trainer.space.kind}")
+        try:
+            trainer.space = space_from_arrays(
+                space_options(trainer.cfg), trainer.spec, ckpt.search_space, trainer.primary
+            )
+        except (KeyError, ValueError) as err:
+            raise CheckpointError(f"checkpoint search space does not fit this model: {err}") from None
+        theta = torch.from_numpy(np.asarray(ckpt.search_space["z"], dtype=np.float32)).to(trainer.primary)
     population = trainer.population
     if ckpt.population is None:  # format 1: a single plain-ARS member
         population.state.theta = theta

@@ -224,6 +224,13 @@ def run(
     )
     if trainer.init_report is not None:
         session.say("  " + trainer.init_report.line())
+    if trainer.space.kind != "full":
+        info = trainer.space.describe()
+        session.say(
+            f"  search space {info['kind']}: {info['searched']} of {info['parameters']} dimensions searched"
+            + "".join(f", {k} {info[k]:.4g}" for k in ("sparsity", "bits") if k in info)
+            + f", compressed {info['compressed_bytes']} bytes (full: {4 * info['parameters']})"
+        )
     first_eval: dict[str, float] = {}
     if trainer.iteration == 0:
         first_eval = trainer.evaluate()

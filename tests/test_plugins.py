@@ -96,6 +96,15 @@ def test_unimportable_plugin_module(tmp_path, capsys):
     )
 
 
+def test_plugin_population_and_resume(tmp_path, capsys):
+    args = ["--task", f"{PLUGINS}:sphere", "--population", "4", "--generation-every", "3", "--directions", "3"]
+    assert train_in_process([*args, "--iterations", "8", "--run-dir", str(tmp_path / "a")], capsys)[0] == 0
+    assert train_in_process([*args, "--iterations", "4", "--run-dir", str(tmp_path / "b")], capsys)[0] == 0
+    assert train_in_process(["--resume", str(tmp_path / "b"), "--iterations", "8"], capsys)[0] == 0
+    a, b = inspect_json(tmp_path / "a"), inspect_json(tmp_path / "b")
+    assert a["params_sha256"] == b["params_sha256"] and a["population"]["clonings"] == 2 * 2
+
+
 @pytest.mark.parametrize("task", ["examples.wine:problem", "examples.rastrigin:objective"])
 def test_shipped_examples_run(tmp_path, task, capsys):
     status, lines = train_in_process(["--task", task, "--iterations", "5", "--run-dir", str(tmp_path / "r")], capsys)
