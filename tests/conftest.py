@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -29,6 +31,20 @@ def run_cli(args: list[str], ranks: int = 1, timeout: float = 180, module: str =
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
 
 
+def run_train(args: list[str], ranks: int = 1, timeout: float = 180) -> subprocess.CompletedProcess:
+    """``hpcars.train ARGS`` on ``ranks`` ranks: in this process for one rank (no interpreter
+    and torch start-up to pay), under mpirun otherwise. Same result object as ``run_cli``."""
+    if ranks > 1:
+        return run_cli(args, ranks=ranks, timeout=timeout)
+    from hpcars.comm import SingleProcess
+    from hpcars.train import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(args, transport=SingleProcess())
+    return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
+
+
 def train_in_process(args: list[str], capsys) -> tuple[int, list[str]]:
     """``hpcars.train``'s command line run in this process on one rank: (exit status,
     stderr lines). Cheaper than a subprocess for tests of input handling."""
@@ -40,9 +56,10 @@ def train_in_process(args: list[str], capsys) -> tuple[int, list[str]]:
 
 
 def inspect_json(run_dir: Path) -> dict:
-    done = run_cli([str(run_dir), "--json"], module="hpcars.inspect")
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    """What ``hpcars-inspect RUN_DIR --json`` prints, computed in this process."""
+    from hpcars.inspect import read_run
+
+    return json.loads(json.dumps(read_run(Path(run_dir))))
 
 
 def checkpoint_file(run_dir: Path) -> Path:

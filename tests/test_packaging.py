@@ -37,6 +37,9 @@ def installed(tmp_path_factory) -> tuple[Path, Path]:
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names} == {"hpcars", wheel.name.rsplit("-", 3)[0] + ".dist-info"}
     assert "hpcars/jobs/examples/regression.toml" in names and "hpcars/presets/halfcheetah.toml" in names
+    packaged = {n.rsplit("/", 1)[0] for n in names if n.endswith("/__init__.py")}
+    in_checkout = {str(p.parent.relative_to(ROOT)) for p in (ROOT / "hpcars").rglob("__init__.py")}
+    assert in_checkout <= packaged, f"subpackages missing from the wheel: {in_checkout - packaged}"
 
     env_dir = root / "venv"
     venv.create(env_dir, with_pip=False)

@@ -19,7 +19,7 @@ from hpcars.initial import InitialWeights
 from hpcars.tasks import make_task
 from hpcars.tasks.sampling import PrioritizedBatches, PriorityParams
 from hpcars.tasks.supervised import digits_problem
-from tests.conftest import checkpoint_file, inspect_json, run_cli, train_in_process
+from tests.conftest import checkpoint_file, inspect_json, run_cli, run_train, train_in_process
 
 PLUGINS = "tests.plugins_for_tests"
 
@@ -41,7 +41,7 @@ def test_plugins_train_and_are_world_size_invariant(tmp_path, factory, extra):
     for ranks in (1, 3):
         run_dir = tmp_path / f"n{ranks}"
         args = ["--task", f"{PLUGINS}:{factory}", "--iterations", "30", "--eval-every", "10", *extra]
-        done = run_cli([*args, "--run-dir", str(run_dir)], ranks=ranks)
+        done = run_train([*args, "--run-dir", str(run_dir)], ranks=ranks)
         assert done.returncode == 0, done.stderr
         hashes[ranks] = inspect_json(run_dir)["params_sha256"]
         summary = json.loads((run_dir / "summary.json").read_text())
@@ -54,7 +54,7 @@ def test_plugins_train_and_are_world_size_invariant(tmp_path, factory, extra):
 def test_plugin_factory_with_config_and_a_callable_loss(tmp_path):
     run_dir = tmp_path / "r"
     args = ["--task", f"{PLUGINS}:regression_with_callable_loss", "--iterations", "40", "--step-size", "0.05"]
-    done = run_cli([*args, "--run-dir", str(run_dir)])
+    done = run_train([*args, "--run-dir", str(run_dir)])
     assert done.returncode == 0, done.stderr
     rows = _rows(run_dir)
     assert float(rows[-1]["eval_loss"]) < 0.5 * float(rows[9]["eval_loss"])
@@ -152,7 +152,7 @@ def test_init_from_wrong_shapes_is_refused_or_partial(tmp_path):
     )
     assert "0.weight has shape (16, 64) in the file, (32, 64) in the model" in lines[0]
     assert not (tmp_path / "a").exists()
-    partial = run_cli([*args, "--init-partial", "true", "--run-dir", str(tmp_path / "b")])
+    partial = run_train([*args, "--init-partial", "true", "--run-dir", str(tmp_path / "b")])
     assert partial.returncode == 0, partial.stderr
     assert "1 parameters loaded, 3 kept from the task" in partial.stdout  # only 2.bias (10,) fits
 
@@ -160,9 +160,9 @@ def test_init_from_wrong_shapes_is_refused_or_partial(tmp_path):
 def test_init_from_a_v2_run_carries_parameters_and_statistics(tmp_path):
     first = tmp_path / "first"
     base = ["--task", "digits", "--variant", "v2", "--directions", "4"]
-    assert run_cli([*base, "--iterations", "5", "--run-dir", str(first)]).returncode == 0
+    assert run_train([*base, "--iterations", "5", "--run-dir", str(first)]).returncode == 0
     second = tmp_path / "second"
-    done = run_cli([*base, "--iterations", "1", "--init-from", str(first), "--run-dir", str(second)])
+    done = run_train([*base, "--iterations", "1", "--init-from", str(first), "--run-dir", str(second)])
     assert done.returncode == 0, done.stderr
     init = json.loads((second / "summary.json").read_text())["init_from"]
     assert init["params_sha256"] == inspect_json(first)["params_sha256"]
@@ -174,13 +174,13 @@ def test_init_from_a_v2_run_carries_parameters_and_statistics(tmp_path):
 def test_reward_metric_optimises_batch_accuracy(tmp_path):
     run_dir = tmp_path / "r"
     args = ["--task", "digits", "--reward", "metric", "--iterations", "40", "--directions", "16", "--eval-every", "20"]
-    done = run_cli([*args, "--run-dir", str(run_dir)])
+    done = run_train([*args, "--run-dir", str(run_dir)])
     assert done.returncode == 0, done.stderr
     rows = _rows(run_dir)
     rewards = [float(r["reward_mean"]) for r in rows]
     assert all(0.0 <= r <= 1.0 for r in rewards)  # batch accuracies, not losses
     assert float(rows[-1]["eval_accuracy"]) > 0.3
-    refused = run_cli(["--reward", "metric", "--run-dir", str(tmp_path / "x")])
+    refused = run_train(["--reward", "metric", "--run-dir", str(tmp_path / "x")])
     assert refused.returncode == 2 and "--reward: metric needs a task with a metric" in refused.stderr
 
 
@@ -207,7 +207,7 @@ def test_undrawn_samples_count_as_the_largest_priority():
 
 
 def test_priority_needs_a_training_set(tmp_path):
-    done = run_cli(["--batch-priority", "loss", "--run-dir", str(tmp_path / "r")])
+    done = run_train(["--batch-priority", "loss", "--run-dir", str(tmp_path / "r")])
     assert done.returncode == 2
     assert "--batch-priority: loss needs a finite training set" in done.stderr
 
@@ -229,7 +229,7 @@ def test_prioritized_resume_is_bit_exact_across_world_sizes(tmp_path):
     ]
     straight = run_cli([*base, "--iterations", "10", "--run-dir", str(tmp_path / "a")], ranks=2)
     assert straight.returncode == 0, straight.stderr
-    assert run_cli([*base, "--iterations", "4", "--run-dir", str(tmp_path / "b")]).returncode == 0
+    assert run_train([*base, "--iterations", "4", "--run-dir", str(tmp_path / "b")]).returncode == 0
     resumed = run_cli(["--resume", str(tmp_path / "b"), "--iterations", "10"], ranks=3)
     assert resumed.returncode == 0, resumed.stderr
     assert inspect_json(tmp_path / "a")["params_sha256"] == inspect_json(tmp_path / "b")["params_sha256"]

@@ -20,7 +20,7 @@ from hpcars.population.repulsion import RepulsionParams, repel
 from hpcars.population.state import PopulationState
 from hpcars.population.swarm import SwarmParams
 from hpcars.population.truncation import TruncationParams, killed, plan, rank
-from tests.conftest import checkpoint_file, inspect_json, run_cli
+from tests.conftest import checkpoint_file, inspect_json, run_cli, run_train
 from tests.tasks_for_tests import Quadratic
 
 CPU = [torch.device("cpu")]
@@ -223,9 +223,9 @@ def _population_arrays(run_dir):
 
 
 def test_population_resume_is_bit_exact_across_world_sizes(tmp_path):
-    straight = run_cli(ALL_ON + ["--iterations", "14", "--run-dir", str(tmp_path / "a")])
+    straight = run_train(ALL_ON + ["--iterations", "14", "--run-dir", str(tmp_path / "a")])
     assert straight.returncode == 0, straight.stderr
-    first = run_cli(ALL_ON + ["--iterations", "8", "--checkpoint-every", "4", "--run-dir", str(tmp_path / "b")])
+    first = run_train(ALL_ON + ["--iterations", "8", "--checkpoint-every", "4", "--run-dir", str(tmp_path / "b")])
     assert first.returncode == 0, first.stderr
     resumed = run_cli(["--resume", str(tmp_path / "b"), "--iterations", "14"], ranks=2)
     assert resumed.returncode == 0, resumed.stderr
@@ -266,7 +266,7 @@ def test_64_members_on_2_and_8_ranks(tmp_path):
             "--run-dir",
             str(run_dir),
         ]
-        done = run_cli(args, ranks=ranks, timeout=240)
+        done = run_train(args, ranks=ranks, timeout=240)
         assert done.returncode == 0, done.stderr
         info = inspect_json(run_dir)
         assert info["population"]["members"] == 64 and info["world_size"] == ranks
@@ -286,7 +286,7 @@ def test_64_members_on_2_and_8_ranks(tmp_path):
     ],
 )
 def test_bad_population_options_exit_2(tmp_path, args, message):
-    done = run_cli(args + ["--run-dir", str(tmp_path / "run")])
+    done = run_train(args + ["--run-dir", str(tmp_path / "run")])
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "run").exists()

@@ -12,7 +12,7 @@ from hpcars.config import ConfigError, parse_args
 from hpcars.envs import MujocoWarnings, make_env
 from hpcars.runningstat import RunningStat
 from hpcars.tasks.rl import GymTask
-from tests.conftest import checkpoint_file, inspect_json, run_cli
+from tests.conftest import checkpoint_file, inspect_json, run_cli, run_train
 
 
 def test_cartpole_improves_under_two_ranks(tmp_path):
@@ -110,7 +110,7 @@ def test_v2_world_size_invariance_params_and_statistics(tmp_path):
     seen = {}
     for ranks in (1, 2, 3):
         run_dir = tmp_path / f"n{ranks}"
-        done = run_cli(args + ["--run-dir", str(run_dir)], ranks=ranks)
+        done = run_train(args + ["--run-dir", str(run_dir)], ranks=ranks)
         assert done.returncode == 0, done.stderr
         with h5py.File(checkpoint_file(run_dir)) as f:
             stats = tuple(np.asarray(f["obs_stat"][k]).tobytes() for k in ("count", "mean", "m2"))
@@ -136,7 +136,7 @@ def test_presets_and_overrides():
 
 
 def test_unknown_env_id_is_bad_input(tmp_path):
-    done = run_cli(["--task", "HalfCheetah-v9", "--run-dir", str(tmp_path / "r")])
+    done = run_train(["--task", "HalfCheetah-v9", "--run-dir", str(tmp_path / "r")])
     assert done.returncode == 2 and "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "HalfCheetah-v5" in lines[0]

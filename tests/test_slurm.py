@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, inspect_json, run_cli
+from tests.conftest import ROOT, inspect_json, run_train
 
 SPEC = """
 name = "ci-sweep"
@@ -174,7 +174,7 @@ def test_preempted_task_requeues_and_resumes_bit_exact(slurm_env, tmp_path):
     scontrol = subprocess.run(["scontrol", "show", "job", job_id], env=slurm_env, capture_output=True, text=True)
     assert "Restarts=1" in scontrol.stdout
     reference = tmp_path / "uninterrupted"
-    direct = run_cli(
+    direct = run_train(
         [
             "--task",
             "digits",

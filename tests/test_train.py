@@ -2,6 +2,7 @@
 
 import csv
 import io
+import json
 
 import h5py
 import pytest
@@ -57,3 +58,6 @@ def test_main_job_defaults_through_cli(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "done: 40 iterations" in done.stdout and "learned: y =" in done.stdout
     assert checkpoint_file(tmp_path / "r").exists()
+    inspected = run_cli([str(tmp_path / "r"), "--json"], module="hpcars.inspect")
+    assert inspected.returncode == 0, inspected.stderr
+    assert json.loads(inspected.stdout) == inspect_json(tmp_path / "r")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import inspect_json, run_cli
+from tests.conftest import inspect_json, run_cli, run_train
 
 CASES = {
     # N = 13: 26 branches, not divisible by 3 or 4 ranks
@@ -29,7 +29,7 @@ def test_params_identical_on_1_2_3_ranks(tmp_path, case):
     hashes = {}
     for ranks in (1, 2, 3):
         run_dir = tmp_path / f"n{ranks}"
-        done = run_cli(CASES[case] + ["--run-dir", str(run_dir), "--guard-every", "3"], ranks=ranks)
+        done = run_train(CASES[case] + ["--run-dir", str(run_dir), "--guard-every", "3"], ranks=ranks)
         assert done.returncode == 0, done.stderr
         info = inspect_json(run_dir)
         assert info["world_size"] == ranks
@@ -40,7 +40,7 @@ def test_params_identical_on_1_2_3_ranks(tmp_path, case):
 def test_four_ranks_more_than_branches_per_rank(tmp_path):
     """4 ranks, 2N = 6 branches: some ranks hold one branch; result unchanged."""
     args = ["--directions", "3", "--iterations", "10"]
-    one = run_cli(args + ["--run-dir", str(tmp_path / "a")])
+    one = run_train(args + ["--run-dir", str(tmp_path / "a")])
     four = run_cli(args + ["--run-dir", str(tmp_path / "b")], ranks=4)
     assert one.returncode == 0 and four.returncode == 0, four.stderr
     assert inspect_json(tmp_path / "a")["params_sha256"] == inspect_json(tmp_path / "b")["params_sha256"]
