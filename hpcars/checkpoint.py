@@ -76,6 +76,8 @@ class Checkpoint:
     search_space: dict[str, np.ndarray] = field(default_factory=dict)
     #: its description (kind, searched dimension, sparsity, bits, compressed bytes)
     search_space_info: dict[str, Any] | None = None
+    #: --schedule async: every update sequenced so far (``hpcars.update_log``), name -> array
+    async_log: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def params_sha256(flat: np.ndarray) -> str:
@@ -155,6 +157,7 @@ def _fill(f: h5py.File, ckpt: Checkpoint) -> None:
         ("buffers", ckpt.buffers),
         ("task", ckpt.task_state),
         ("search_space", ckpt.search_space),
+        ("async_log", ckpt.async_log),
     ):
         if arrays:
             group = f.create_group(group_name)
@@ -247,6 +250,7 @@ def read(path: Path) -> Checkpoint:
                 init_from=json.loads(f.attrs.get("init_from", "null")),
                 search_space=_arrays(f, "search_space"),
                 search_space_info=json.loads(f.attrs.get("search_space", "null")),
+                async_log=_arrays(f, "async_log"),
             )
     except CheckpointError:
         raise

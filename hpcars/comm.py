@@ -13,6 +13,15 @@ lives in ``hpcars.messages``.
 * ``allmax(value)`` — the largest of one int per rank, on every rank (the
   per-iteration "stop requested?" vote: 0, or the number of the signal received).
 * ``bcast(obj)`` — a small picklable object from rank 0 (start-up decisions only).
+* ``allgather_varying(local)`` — like ``allgather_rows`` when no rank knows the
+  others' counts in advance (one extra 8-byte gather of the counts): the dynamic
+  schedule, where ranks claim chunks of branches as they go.
+* ``work_counter()`` — a shared counter that ranks increment without the owner's
+  help (an MPI-3 RMA window on rank 0, ``Fetch_and_op``): ``claim(slot)`` returns the
+  slot's previous value and adds one; rank 0 ``reset(slot)``s a slot between uses.
+* ``send(dest, rows, tag)`` / ``receive(tag)`` — point-to-point float64 rows for the
+  asynchronous mode: sends never block the sender, ``receive`` returns whatever has
+  arrived (possibly nothing) as (source, rows) pairs in arrival order.
 
 Per iteration a run makes two collectives — the rewards gather and the 4-byte stop
 vote — plus an evaluation gather every ``--eval-every`` and a checksum gather every
@@ -25,6 +34,7 @@ the trainer can log communication per iteration.
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -46,9 +56,37 @@ class Transport(Protocol):
 
     def bcast(self, obj: Any) -> Any: ...
 
+    def allgather_varying(self, local: np.ndarray) -> np.ndarray: ...
+
+    def work_counter(self) -> WorkCounter: ...
+
+    def send(self, dest: int, rows: np.ndarray, tag: int) -> None: ...
+
+    def receive(self, tag: int) -> list[tuple[int, np.ndarray]]: ...
+
     def abort(self, code: int) -> None: ...
 
     def close(self) -> None: ...
+
+
+class WorkCounter(Protocol):
+    def claim(self, slot: int) -> int: ...
+
+    def reset(self, slot: int) -> None: ...
+
+
+class LocalCounter:
+    """The work counter of a one-rank world."""
+
+    def __init__(self, slots: int = 2) -> None:
+        self.values = [0] * slots
+
+    def claim(self, slot: int) -> int:
+        self.values[slot] += 1
+        return self.values[slot] - 1
+
+    def reset(self, slot: int) -> None:
+        self.values[slot] = 0
 
 
 class SingleProcess:
@@ -60,6 +98,7 @@ class SingleProcess:
 
     def __init__(self) -> None:
         self.bytes_moved = 0
+        self._inbox: dict[int, list[tuple[int, np.ndarray]]] = {}
 
     def allgather_rows(self, local: np.ndarray, counts: Sequence[int]) -> np.ndarray:
         return np.array(local, dtype=np.float64, copy=True)
@@ -72,6 +111,18 @@ class SingleProcess:
 
     def bcast(self, obj: Any) -> Any:
         return obj
+
+    def allgather_varying(self, local: np.ndarray) -> np.ndarray:
+        return np.array(local, dtype=np.float64, copy=True)
+
+    def work_counter(self) -> WorkCounter:
+        return LocalCounter()
+
+    def send(self, dest: int, rows: np.ndarray, tag: int) -> None:
+        self._inbox.setdefault(tag, []).append((0, np.array(rows, dtype=np.float64, copy=True)))
+
+    def receive(self, tag: int) -> list[tuple[int, np.ndarray]]:
+        return self._inbox.pop(tag, [])
 
     def abort(self, code: int) -> None:
         os._exit(code)
@@ -94,6 +145,7 @@ class MPITransport:
         self.local_rank = node.Get_rank()
         node.Free()
         self.bytes_moved = 0
+        self._pending: list[Any] = []  # requests of sends not yet known to be complete
 
     def allgather_rows(self, local: np.ndarray, counts: Sequence[int]) -> np.ndarray:
         local = np.ascontiguousarray(local, dtype=np.float64)
@@ -121,15 +173,76 @@ class MPITransport:
     def bcast(self, obj: Any) -> Any:
         return self.comm.bcast(obj, root=0)
 
+    def allgather_varying(self, local: np.ndarray) -> np.ndarray:
+        local = np.ascontiguousarray(local, dtype=np.float64)
+        counts = self.comm.allgather(int(local.shape[0]))
+        self.bytes_moved += 8 * len(counts)
+        return self.allgather_rows(local, counts)
+
+    def work_counter(self) -> WorkCounter:
+        counter = RmaCounter(self.comm, self._mpi)
+        # free the window before mpi4py finalizes MPI at exit (atexit runs last-registered first)
+        atexit.register(counter.free)
+        return counter
+
+    def send(self, dest: int, rows: np.ndarray, tag: int) -> None:
+        data = np.ascontiguousarray(rows, dtype=np.float64)
+        self._pending.append((self.comm.Isend(data, dest=dest, tag=tag), data))  # keep data alive until sent
+        self._pending = [(r, d) for r, d in self._pending if not r.Test()]
+
+    def receive(self, tag: int) -> list[tuple[int, np.ndarray]]:
+        arrived = []
+        status = self._mpi.Status()
+        while self.comm.Iprobe(source=self._mpi.ANY_SOURCE, tag=tag, status=status):
+            data = np.empty(status.Get_count(self._mpi.DOUBLE), dtype=np.float64)
+            self.comm.Recv(data, source=status.Get_source(), tag=tag)
+            self.bytes_moved += data.nbytes
+            arrived.append((status.Get_source(), data))
+        return arrived
+
     def abort(self, code: int) -> None:
         self.comm.Abort(code)
 
     def close(self) -> None:
         """Leave MPI cleanly (all ranks): shared-memory segments are released, so a
         requeued job that reuses this job's id cannot meet stale ones."""
+        for request, _ in self._pending:
+            request.Wait()
         self.comm.Barrier()
         if not self._mpi.Is_finalized():
             self._mpi.Finalize()
+
+
+class RmaCounter:
+    """Counters in an MPI-3 RMA window on rank 0: ``claim`` is one passive-target
+    ``Fetch_and_op`` (no help from rank 0's process; atomic), ``reset`` one ``Put``."""
+
+    SLOTS = 2
+
+    def __init__(self, comm: Any, mpi: Any) -> None:
+        self._mpi = mpi
+        self.win = mpi.Win.Allocate(8 * self.SLOTS if comm.Get_rank() == 0 else 0, 8, comm=comm)
+        if comm.Get_rank() == 0:
+            for slot in range(self.SLOTS):
+                self.reset(slot)
+        comm.Barrier()
+        self._one = np.ones(1, dtype=np.int64)
+
+    def claim(self, slot: int) -> int:
+        result = np.zeros(1, dtype=np.int64)
+        self.win.Lock(0, self._mpi.LOCK_SHARED)
+        self.win.Fetch_and_op(self._one, result, 0, slot, self._mpi.SUM)
+        self.win.Unlock(0)
+        return int(result[0])
+
+    def reset(self, slot: int) -> None:
+        self.win.Lock(0, self._mpi.LOCK_EXCLUSIVE)
+        self.win.Put(np.zeros(1, dtype=np.int64), 0, slot)
+        self.win.Unlock(0)
+
+    def free(self) -> None:
+        if self.win != self._mpi.WIN_NULL and not self._mpi.Is_finalized():
+            self.win.Free()
 
 
 def make_transport() -> Transport:

@@ -28,6 +28,7 @@ POLICIES = ("linear", "mlp")
 NONFINITE_POLICIES = ("skip", "fail")
 REWARDS = ("loss", "metric")
 SEARCH_SPACES = ("full", "pruned", "shared", "subspace")
+SCHEDULES = ("static", "dynamic", "async")
 BATCH_PRIORITIES = ("uniform", "loss")
 PRESET_DIR = Path(__file__).parent / "presets"
 PRESETS = tuple(sorted(p.stem for p in PRESET_DIR.glob("*.toml")))
@@ -157,6 +158,16 @@ class TrainConfig:
         0.0, "tabu-like repulsion: strength in [0, 1] of the push out of the ball around the best member (0 = off)"
     )
     repulsion_radius: float = _result(1.0, "repulsion: radius of that ball, in units of ν·sqrt(parameters)")
+    schedule: str = _result(
+        "static",
+        "static: fixed contiguous shares of the branches; dynamic: chunks claimed from a shared counter (fast ranks "
+        "take more; bitwise the same parameters); async: every rank scores and publishes whole updates at its own "
+        "pace, applied in an order rank 0 sets (replayable from the log)",
+        SCHEDULES,
+    )
+    max_staleness: int = _result(
+        -1, "async: drop an update scored more than this many updates before it is applied (-1 = keep all)"
+    )
     branch_batch: int = _result(
         64, "branches per batched call (a short last call is padded): fixed, so results do not depend on the world size"
     )
@@ -172,6 +183,11 @@ class TrainConfig:
         "",
         "continue the run in this directory from its latest checkpoint (options not given "
         "are taken from it; --iterations is the total)",
+    )
+    replay: str = _run(
+        "",
+        "re-apply an asynchronous run's update log (from its latest checkpoint) to θ0 on this world size and "
+        "check that it reproduces the run's parameters; trains nothing",
     )
     force_resume: bool = _run(False, "resume even if result-affecting options differ from the checkpoint's")
 
@@ -194,7 +210,7 @@ def fields_with_role(role: str) -> tuple[str, ...]:
 #: Options that determine the parameter trajectory; a resume must not change them.
 RESULT_FIELDS = fields_with_role("result")
 #: Options that say where and how to (re)start, never inherited from a checkpoint.
-RUN_CONTROL_FIELDS = ("resume", "force_resume", "run_dir")
+RUN_CONTROL_FIELDS = ("resume", "force_resume", "run_dir", "replay")
 
 
 def option_name(name: str) -> str:
@@ -234,6 +250,13 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.priority_beta_iterations >= 1, "priority_beta_iterations", "must be an integer >= 1")
     need(math.isfinite(cfg.priority_eps) and cfg.priority_eps > 0, "priority_eps", "must be a finite number > 0")
     need(not cfg.init_partial or bool(cfg.init_from), "init_partial", "needs --init-from")
+    need(cfg.max_staleness >= -1, "max_staleness", "must be an integer >= -1 (-1: keep every update)")
+    need(
+        cfg.schedule != "async" or cfg.population == 1,
+        "schedule",
+        "async needs --population 1 (the population operators judge every member at the same iteration)",
+    )
+    need(cfg.max_staleness == -1 or cfg.schedule == "async", "max_staleness", "only with --schedule async")
     space = cfg.search_space
     need(math.isfinite(cfg.sparsity) and 0 <= cfg.sparsity < 1, "sparsity", "must be in [0, 1)")
     need(cfg.sparsity == 0 or space in ("pruned", "shared"), "sparsity", "only with --search-space pruned or shared")
@@ -356,23 +379,23 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         raise ConfigError("--preset", f"must be one of {', '.join(PRESETS)} (got {preset!r})")
     if preset:
         parser.set_defaults(**load_file(str(PRESET_DIR / f"{preset}.toml")))
-    resume = args.resume or from_file.get("resume", "")
-    if resume:  # options not given again come from the run being resumed
-        parser.set_defaults(**saved_config(Path(resume)))
+    resume = args.resume or from_file.get("resume", "") or args.replay
+    if resume:  # options not given again come from the run being resumed (or replayed)
+        parser.set_defaults(**saved_config(Path(resume), "--replay" if args.replay else "--resume"))
     parser.set_defaults(**from_file)
     args = parser.parse_args(argv)
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     return validate(TrainConfig(**values))
 
 
-def saved_config(run_dir: Path) -> dict[str, Any]:
+def saved_config(run_dir: Path, option: str = "--resume") -> dict[str, Any]:
     """The options recorded in a run directory's latest checkpoint (empty if none)."""
     from hpcars import checkpoint
 
     try:
         found = checkpoint.latest(run_dir)
     except OSError as err:
-        raise ConfigError("--resume", f"cannot read {run_dir}: {err.strerror}") from None
+        raise ConfigError(option, f"cannot read {run_dir}: {err.strerror}") from None
     if found is None:
         return {}
     known = {f.name for f in dataclasses.fields(TrainConfig)}

@@ -5,11 +5,11 @@ member branch 2k is θ_m + ν_m δ_k and branch 2k + 1 is θ_m − ν_m δ_k, wh
 direction k of (iteration, member). With M = 1 this is plain ARS. Per iteration j
 every rank:
 
-1. takes its contiguous share of the 2N·M branches, regenerates the directions it
-   needs from the common seed, and scores them with the task in batched calls of
-   exactly ``branch_batch`` branches (a short last call is padded; a call may mix
-   members), so a branch's reward is computed by the same kernels whatever the
-   world size;
+1. scores its branches of the 2N·M (``hpcars.schedule``: a fixed contiguous share, or
+   chunks claimed from a shared counter), regenerating the directions it needs from
+   the common seed, in batched calls of exactly ``branch_batch`` branches (a short
+   call is padded; a call may mix members), so a branch's reward is computed by the
+   same kernels whatever the world size or schedule;
 2. all-gathers one row per branch (``messages.branch_schema``: reward, samples,
    and for V2 the moments of the inputs the branch saw) — the only message that
    depends on the iteration's work (the training loop adds a 4-byte stop vote);
@@ -58,8 +58,10 @@ from hpcars.population.state import PopulationState
 from hpcars.population.swarm import SwarmParams
 from hpcars.population.truncation import TruncationParams
 from hpcars.runningstat import RunningStat
+from hpcars.schedule import make_schedule
 from hpcars.spaces import SearchSpace, SpaceOptions, make_space
 from hpcars.tasks.base import ObsMoments, Task
+from hpcars.update_log import AsyncRecord
 
 
 class DivergenceError(RuntimeError):
@@ -97,6 +99,7 @@ class IterationRecord:
     comm_bytes: int
     eval: dict[str, float] = field(default_factory=dict)  # on evaluation iterations: the task's eval_columns
     population: PopulationRecord | None = None  # population runs (M > 1) only
+    asynchronous: AsyncRecord | None = None  # --schedule async only
 
 
 def space_options(cfg: TrainConfig) -> SpaceOptions:
@@ -151,13 +154,11 @@ class ARSTrainer:
         self.schema = branch_schema(task.input_dim if self.obs_stat else 0)
         self.skipped_steps = 0
         self.per_member = 2 * cfg.directions
-        branches = self.per_member * cfg.population
-        self.counts = shares(branches, transport.size)
-        mine = list(partition(branches, transport.size, transport.rank))
-        # a rank's branches are dealt to its devices in contiguous runs
-        self.device_branches = [
-            mine[len(mine) * i // len(devices) : len(mine) * (i + 1) // len(devices)] for i in range(len(devices))
-        ]
+        episodic = task.episodes_per_branch > 0
+        self.schedule = make_schedule(
+            cfg.schedule, transport, self.per_member * cfg.population, len(devices), cfg.branch_batch, episodic,
+            self.schema.width,
+        )  # fmt: skip
 
     @property
     def state(self) -> PopulationState:
@@ -174,10 +175,12 @@ class ARSTrainer:
         return self.space.to_params(self.state.theta[self.best])
 
     # -- directions -------------------------------------------------------------------
-    def directions(self, member: int, indices: Sequence[int], device: torch.device) -> torch.Tensor:
-        return self.noise.directions(self.iteration, member, indices, self.space.size, device=device)
+    def directions(self, iteration: int, member: int, indices: Sequence[int], device: torch.device) -> torch.Tensor:
+        return self.noise.directions(iteration, member, indices, self.space.size, device=device)
 
-    def _perturbations(self, branches: list[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def _perturbations(
+        self, branches: list[int], device: torch.device, iteration: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(member of each branch, its δ [len, d]) for global branch ids."""
         member = np.array([g // self.per_member for g in branches])
         direction = np.array([(g % self.per_member) // 2 for g in branches])
@@ -185,16 +188,17 @@ class ARSTrainer:
         for m in np.unique(member):
             rows = np.flatnonzero(member == m)
             unique, inverse = np.unique(direction[rows], return_inverse=True)
-            generated = self.directions(int(m), unique.tolist(), device)
+            generated = self.directions(iteration, int(m), unique.tolist(), device)
             delta[torch.as_tensor(rows, device=device)] = generated[torch.as_tensor(inverse, device=device)]
         return torch.as_tensor(member, device=device), delta
 
     # -- one iteration ----------------------------------------------------------------
-    def _score(self, model: BatchedModel, branches: list[int]) -> np.ndarray:
-        """Message rows (``self.schema``) for ``branches``, in fixed-size batched calls."""
+    def score_branches(self, model: BatchedModel, branches: list[int], iteration: int) -> np.ndarray:
+        """Message rows (``self.schema``) for ``branches`` of ``iteration`` (the noise and
+        data key) at the current parameters, in fixed-size batched calls."""
         if not branches:
             return np.zeros((0, self.schema.width))
-        context = self.task.begin_iteration(self.iteration, 0, model.device)
+        context = self.task.begin_iteration(iteration, 0, model.device)
         theta = self.state.theta.to(model.device)
         noise_std = torch.as_tensor(self.state.noise_std, dtype=torch.float32, device=model.device)
         width = self.cfg.branch_batch
@@ -202,25 +206,25 @@ class ARSTrainer:
         for start in range(0, len(branches), width):
             chunk = branches[start : start + width]
             padded = chunk + [chunk[-1]] * (width - len(chunk))
-            member, delta = self._perturbations(padded, model.device)
+            member, delta = self._perturbations(padded, model.device, iteration)
             signs = torch.tensor([1.0 if b % 2 == 0 else -1.0 for b in padded], device=model.device)
             stack = theta[member] + (noise_std[member] * signs)[:, None] * delta
             outcome = self.task.rewards(model, self.space.to_params(stack), context, chunk)
             rows.append(encode_branches(self.schema, outcome))
         return np.concatenate(rows)
 
-    def _step_vector(self, member: int, step: ARSStep) -> torch.Tensor:
+    def step_vector(self, member: int, step: ARSStep, iteration: int) -> torch.Tensor:
         """Σ w_k δ_k of one member's step (float64, fixed chunk order); zeros for a skipped step."""
         total = torch.zeros(self.space.size, dtype=torch.float64, device=self.primary)
         width = self.cfg.branch_batch
         for start in range(0, len(step.kept), width):
             kept = step.kept[start : start + width].tolist()
-            delta = self.directions(member, kept, self.primary).to(torch.float64)
+            delta = self.directions(iteration, member, kept, self.primary).to(torch.float64)
             weights = torch.as_tensor(step.weights[start : start + width], device=self.primary)
             total += weights @ delta
         return total
 
-    def _merge_observations(self, obs: ObsMoments) -> None:
+    def merge_observations(self, obs: ObsMoments) -> None:
         """Fold every branch's input moments into the V2 statistics, in branch order."""
         stat = self.obs_stat
         for count, mean, m2 in zip(obs.count, obs.mean, obs.m2, strict=True):
@@ -250,22 +254,24 @@ class ARSTrainer:
 
     def step(self) -> IterationRecord:
         t0 = time.perf_counter()
-        local = np.concatenate([self._score(m, b) for m, b in zip(self.models, self.device_branches, strict=True)])
-        t1 = time.perf_counter()
         before = self.transport.bytes_moved
-        rows = self.transport.allgather_rows(local, self.counts)
+        j = self.iteration
+        rows, comm_s = self.schedule.gather(lambda device, ids: self.score_branches(self.models[device], ids, j), j)
         comm_bytes = self.transport.bytes_moved - before
         t2 = time.perf_counter()
+        t1 = t2 - comm_s
 
         gathered = decode_branches(self.schema, rows)
         rewards, samples = gathered.rewards, gathered.samples
         by_member = rewards.reshape(self.cfg.population, self.per_member)
         steps = self._ars_steps(by_member)
-        done: PopulationRecord = self.population.advance(self.iteration, by_member, steps, self._step_vector)
+        done: PopulationRecord = self.population.advance(
+            j, by_member, steps, lambda member, step: self.step_vector(member, step, j)
+        )
         skipped = [st.skipped for st in steps if st.skipped]
         self.skipped_steps += len(skipped)
         if gathered.obs is not None:
-            self._merge_observations(gathered.obs)
+            self.merge_observations(gathered.obs)
         after_step = getattr(self.task, "after_step", None)  # e.g. new batch priorities
         if after_step is not None:
             after_step(self.models[0], self.theta, self.iteration)

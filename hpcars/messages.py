@@ -46,7 +46,8 @@ class Schema:
         out = np.empty((rows, self.width), dtype=np.float64)
         start = 0
         for name, width in self.blocks:
-            out[:, start : start + width] = np.asarray(columns[name], dtype=np.float64).reshape(rows, width)
+            if width:
+                out[:, start : start + width] = np.asarray(columns[name], dtype=np.float64).reshape(rows, width)
             start += width
         return out
 
@@ -84,3 +85,34 @@ def decode_branches(schema: Schema, rows: np.ndarray) -> BranchOutcome:
     c = schema.decode(rows)
     obs = ObsMoments(c["obs_count"], c["obs_mean"], c["obs_m2"]) if "obs_count" in c else None
     return BranchOutcome(rewards=c["reward"], samples=c["samples"], obs=obs)
+
+
+#: kinds of the asynchronous mode's messages (the ``kind`` block of ``update_schema``)
+UPDATE, STOP_REQUEST, DONE, SEQUENCED, EVAL_MARKER, STOP = range(6)
+
+
+def update_schema(branches: int, obs_dim: int) -> Schema:
+    """The asynchronous mode's message, one row (``hpcars.asynchronous``):
+
+    ======  =========================  ==============================================
+    block   width                      meaning
+    ======  =========================  ==============================================
+    kind    1                          UPDATE, STOP_REQUEST, DONE (rank -> 0);
+                                       SEQUENCED, EVAL_MARKER, STOP (0 -> every rank)
+    seq     1                          the update's place in the order (SEQUENCED);
+                                       the last update's (STOP)
+    source  1                          the rank that scored it
+    version 1                          updates applied to the θ it was scored at; the
+                                       version to evaluate (EVAL_MARKER)
+    key     1                          its noise / data key; the signal (STOP*)
+    reward  2N                         rewards, branch order
+    samples 2N                         samples or env steps per branch
+    obs     2N·(1 + 2d)                V2: each branch's count, mean [d], M2 [d]
+    ======  =========================  ==============================================
+
+    Its size depends on N and d, never on the number of model parameters.
+    """
+    obs = branches * (1 + 2 * obs_dim) if obs_dim else 0
+    blocks = [("kind", 1), ("seq", 1), ("source", 1), ("version", 1), ("key", 1)]
+    blocks += [("reward", branches), ("samples", branches), ("obs", obs)]
+    return Schema(tuple(blocks))

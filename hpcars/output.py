@@ -37,6 +37,7 @@ from hpcars.engine import IterationRecord
 from hpcars.paths import PathProblem, writable_directory
 from hpcars.population.layer import COLUMNS as POPULATION_COLUMNS
 from hpcars.population.layer import PopulationRecord
+from hpcars.update_log import ASYNC_COLUMNS, AsyncRecord
 
 METRICS_FILE = "metrics.csv"
 CONFIG_FILE = "config.json"
@@ -51,16 +52,25 @@ def _scalar_fields(record_type: type) -> dict[str, type]:
 
 _RECORD_FIELDS = _scalar_fields(IterationRecord)
 _POPULATION_FIELDS = _scalar_fields(PopulationRecord)
+_ASYNC_FIELDS = _scalar_fields(AsyncRecord)
 #: The columns every run has, in order: the scalar fields of ``IterationRecord``.
 METRIC_COLUMNS = tuple(_RECORD_FIELDS)
 #: Columns written as integers, and as text; every other column is a float.
-INTEGER_COLUMNS = frozenset(n for f in (_RECORD_FIELDS, _POPULATION_FIELDS) for n, t in f.items() if t is int)
+INTEGER_COLUMNS = frozenset(
+    n for f in (_RECORD_FIELDS, _POPULATION_FIELDS, _ASYNC_FIELDS) for n, t in f.items() if t is int
+)
 TEXT_COLUMNS = frozenset(n for n, t in _RECORD_FIELDS.items() if t is str)
 
 
-def metric_columns(eval_columns: Sequence[str], population: bool) -> list[str]:
-    """All columns of a run's table: the record's, the task's evaluation, and the population's."""
-    return [*METRIC_COLUMNS, *eval_columns, *(POPULATION_COLUMNS if population else ())]
+def metric_columns(eval_columns: Sequence[str], population: bool, asynchronous: bool = False) -> list[str]:
+    """All columns of a run's table: the record's, the task's evaluation, the population's and
+    the asynchronous mode's."""
+    return [
+        *METRIC_COLUMNS,
+        *eval_columns,
+        *(POPULATION_COLUMNS if population else ()),
+        *(ASYNC_COLUMNS if asynchronous else ()),
+    ]
 
 
 @dataclass(frozen=True)
@@ -160,6 +170,8 @@ class MetricsLog:
         row.update(record.eval)
         if record.population is not None:
             row.update(record.population.columns())
+        if record.asynchronous is not None:
+            row.update(record.asynchronous.columns())
         self.rows.append(row)
         self._csv.writerow(_csv_row(row))
         self._file.flush()

@@ -165,8 +165,9 @@ def _rank_pids(marker: str) -> list[int]:
     return sorted(pids)
 
 
-def _start_long_run(run_dir: Path, ranks: int) -> subprocess.Popen:
+def _start_long_run(run_dir: Path, ranks: int, extra: tuple[str, ...] = ()) -> subprocess.Popen:
     args = [
+        *extra,
         "--task",
         "digits",
         "--hidden",

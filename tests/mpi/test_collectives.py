@@ -61,3 +61,42 @@ def test_population_sends_only_scalars():
         per_iteration[size] = [trainer.step().comm_bytes for _ in range(4)]
         assert len(trainer.state.lineage) == 2 * 2  # two generations happened
     assert per_iteration[10] == per_iteration[10_000] == [4 * 2 * 3 * 2 * 8] * 4
+
+
+@pytest.mark.mpi(min_size=2)
+def test_async_update_bytes_do_not_depend_on_parameters():
+    """An asynchronous update, scored on rank 1 and sent to rank 0, costs the same bytes
+    for a 10-parameter and a 10,000-parameter model."""
+    from hpcars.asynchronous import TAG_UP
+    from hpcars.messages import UPDATE, decode_branches, update_schema
+
+    transport = make_transport()
+    received = {}
+    for size in (10, 10_000):
+        trainer = ARSTrainer(
+            TrainConfig(directions=6, device="cpu"), Quadratic(size=size), transport, [torch.device("cpu")]
+        )
+        schema = update_schema(12, 0)
+        if transport.rank == 1:
+            got = decode_branches(trainer.schema, trainer.score_branches(trainer.models[0], list(range(12)), 0))
+            row = schema.encode(
+                1,
+                kind=[UPDATE],
+                seq=[-1],
+                source=[1],
+                version=[0],
+                key=[0],
+                reward=got.rewards,
+                samples=got.samples,
+                obs=np.zeros((1, 0)),
+            )
+            transport.send(0, row, TAG_UP)
+        transport.allmax(0)  # the message is on its way
+        if transport.rank == 0:
+            before = transport.bytes_moved
+            while not (arrived := transport.receive(TAG_UP)):
+                pass
+            received[size] = transport.bytes_moved - before
+            assert len(arrived) == 1 and arrived[0][1].size == schema.width
+    if transport.rank == 0:
+        assert received[10] == received[10_000] == 8 * update_schema(12, 0).width

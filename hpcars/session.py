@@ -1,0 +1,282 @@
+"""One process's view of a training run: the trainer, and on rank 0 the files and lines it writes.
+
+``Session`` opens the run (refusing bad input before the run directory is touched),
+restores a checkpoint when resuming, records each iteration (metrics row, progress
+line, the first time ``--target`` is reached), writes checkpoints and, at the end,
+``summary.json``. The loops that drive it live in ``hpcars.train`` (synchronous) and
+``hpcars.asynchronous``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from hpcars import checkpoint
+from hpcars.checkpoint import CheckpointError
+from hpcars.comm import Transport
+from hpcars.config import ConfigError, TrainConfig, to_dict
+from hpcars.devices import choose_devices
+from hpcars.engine import ARSTrainer, IterationRecord
+from hpcars.initial import InitialWeights
+from hpcars.output import (
+    METRICS_FILE,
+    SUMMARY_FILE,
+    MetricsLog,
+    RunDir,
+    metric_columns,
+    open_run_dir,
+    plan_run_dir,
+    write_config,
+    write_json_atomic,
+)
+from hpcars.snapshot import restore, snapshot
+from hpcars.tasks import make_task
+from hpcars.update_log import LogEntry, log_arrays, log_entries
+
+
+@dataclass(frozen=True)
+class TargetReached:
+    """When the evaluation score first reached ``--target`` (the paper's Table 1 measure)."""
+
+    iteration: int
+    episodes: int
+    samples: int
+    wall_s: float
+    score: float
+
+
+def progress_line(record: IterationRecord, unit: str) -> str:
+    evals = "  ".join(f"{k} {v:.4g}" for k, v in record.eval.items() if k != "score")
+    episodes = f"  episodes {record.total_episodes}" if record.total_episodes else ""
+    note = f"  [step skipped: {record.skipped}]" if record.skipped else ""
+    pop = record.population
+    if pop is not None:
+        note = (
+            f"  best m{pop.best_member} fitness {pop.fitness_best:.4g} (median {pop.fitness_median:.4g})"
+            + (f"  SA kept {pop.sa_accepted}/{pop.sa_judged}" if pop.sa_judged else "")
+            + (f"  clones {pop.clones}" if pop.clones else "")
+            + note
+        )
+    if record.asynchronous is not None:
+        a = record.asynchronous
+        note = f"  from rank {a.source}, staleness {a.staleness}" + ("  DROPPED" if a.dropped else "") + note
+    if record.asynchronous is not None and record.asynchronous.source < 0:  # an asynchronous evaluation row
+        return f"eval {record.iteration:5d}  {evals}{episodes}  {unit} {record.total_samples:.3g}  (θ of that update)"
+    rate = record.total_samples / max(record.elapsed_s, 1e-9)
+    return (
+        f"iter {record.iteration:5d}  reward {record.reward_mean:11.4f} (max {record.reward_max:11.4f})  {evals}"
+        f"{episodes}  {unit} {record.total_samples:.3g}  {rate:.3g} {unit}/s"
+        f"  comm {record.comm_bytes} B/it{note}"
+    )
+
+
+def population_line(cfg: TrainConfig) -> str:
+    """The population options in use, for the first line of output ("" for plain ARS)."""
+    if cfg.population == 1:
+        return ""
+    parts = [f"  population {cfg.population}"]
+    if cfg.generation_every:
+        parts.append(
+            f"truncation every {cfg.generation_every} (kill {cfg.kill_fraction:g}, from {cfg.clone_from}"
+            + (", PBT" if cfg.pbt_perturb else "")
+            + ")"
+        )
+    if cfg.anneal_t0:
+        parts.append(f"annealing T0 {cfg.anneal_t0:g} x{cfg.anneal_cooling:g}/it")
+    if cfg.swarm:
+        parts.append(f"swarm w {cfg.swarm_inertia:g} c1 {cfg.swarm_cognitive:g} c2 {cfg.swarm_social:g}")
+    if cfg.repulsion:
+        parts.append(f"repulsion {cfg.repulsion:g} radius {cfg.repulsion_radius:g}")
+    return ", ".join(parts)
+
+
+def on_rank_0(transport: Transport, decide: Callable[[], RunDir]) -> RunDir:
+    """Rank 0 decides (or refuses); every rank learns the decision, or raises the refusal."""
+    decision: RunDir | Exception | None = None
+    if transport.rank == 0:
+        try:
+            decision = decide()
+        except (ConfigError, CheckpointError) as err:
+            decision = err
+    decision = transport.bcast(decision)
+    if isinstance(decision, Exception):
+        raise decision
+    return decision
+
+
+class Session:
+    """One process's view of a run: the trainer plus, on rank 0, the files it writes."""
+
+    def __init__(self, cfg: TrainConfig, transport: Transport, out: TextIO) -> None:
+        self.cfg = cfg
+        self.transport = transport
+        self.lead = transport.rank == 0
+        self.out = out
+        # everything that can refuse the input comes before the run directory is touched
+        self.devices = choose_devices(cfg.device, transport.local_rank, cfg.devices_per_rank)
+        self.task = make_task(cfg)
+        plan = on_rank_0(transport, lambda: plan_run_dir(cfg))
+        fresh = plan.resume_from is None
+        initial = InitialWeights.read(cfg.init_from, cfg.init_partial) if cfg.init_from and fresh else None
+        self.trainer = ARSTrainer(cfg, self.task, transport, self.devices, initial)
+        self.init_from = self._init_record(initial)
+        run_dir = on_rank_0(transport, lambda: open_run_dir(cfg, plan))
+        self.run_dir = run_dir.path
+        self.world_sizes: list[tuple[int, int]] = []
+        self.reached: TargetReached | None = None
+        self.elapsed_before = 0.0
+        self.async_log: list[LogEntry] = []  # --schedule async: every update sequenced so far
+        previous_metrics = None
+        if not fresh:
+            saved = checkpoint.read(run_dir.resume_from)
+            restore(self.trainer, saved)
+            self.world_sizes = list(saved.world_sizes)
+            self.reached = TargetReached(**saved.reached_target) if saved.reached_target else None
+            self.elapsed_before = saved.elapsed_s
+            self.init_from = saved.init_from
+            self.async_log = log_entries(saved.async_log)
+            previous_metrics = saved.metrics
+        if not self.world_sizes or self.world_sizes[-1][1] != transport.size:
+            self.world_sizes.append((self.trainer.iteration, transport.size))
+        columns = metric_columns(
+            self.task.eval_columns, population=cfg.population > 1, asynchronous=cfg.schedule == "async"
+        )
+        self.metrics = MetricsLog(self.run_dir / METRICS_FILE, columns, previous_metrics) if self.lead else None
+        if self.lead:
+            write_config(self.run_dir, cfg)
+        self.start = time.perf_counter()
+        self.last_checkpoint = self.trainer.iteration if run_dir.resume_from else -1
+        self.checkpoint_path = run_dir.resume_from  # the latest checkpoint (rank 0 keeps it current)
+
+    def _init_record(self, initial: InitialWeights | None) -> dict[str, Any] | None:
+        """What --init-from loaded (a fresh start only); V2 statistics carried over from a V2 run."""
+        report = self.trainer.init_report
+        if initial is None or report is None:
+            return None
+        if initial.obs_stat is not None and self.trainer.obs_stat is not None:
+            self.trainer.set_obs_stat(initial.obs_stat)
+        return {
+            "path": report.path,
+            "file_sha256": report.file_sha256,
+            "params_sha256": self.trainer.params_sha256(),
+            "loaded": len(report.loaded),
+            "kept": report.kept,
+            "obs_stat": initial.obs_stat is not None and self.trainer.obs_stat is not None,
+        }
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.start
+
+    def say(self, text: str) -> None:
+        if self.lead:
+            print(text, file=self.out, flush=True)
+
+    def banner(self) -> None:
+        """The run's first lines: what is trained, where, on what."""
+        cfg, trainer = self.cfg, self.trainer
+        self.say(
+            f"hpcars: task {cfg.task}  {cfg.variant_name}  N={cfg.directions} b={cfg.top} α={cfg.step_size} "
+            f"ν={cfg.noise_std}{population_line(cfg)}  {trainer.spec.size} parameters  {self.transport.size} "
+            f"rank(s) on {','.join(map(str, self.devices))}  schedule {cfg.schedule}  run dir {self.run_dir}"
+        )
+        if trainer.init_report is not None:
+            self.say("  " + trainer.init_report.line())
+        if trainer.space.kind != "full":
+            info = trainer.space.describe()
+            self.say(
+                f"  search space {info['kind']}: {info['searched']} of {info['parameters']} dimensions searched"
+                + "".join(f", {k} {info[k]:.4g}" for k in ("sparsity", "bits") if k in info)
+                + f", compressed {info['compressed_bytes']} bytes (full: {4 * info['parameters']})"
+            )
+
+    def record(
+        self, record: IterationRecord, print_always: bool = False, reached_at: tuple[int, int, int] | None = None
+    ) -> bool:
+        """Rank 0 logs one iteration (metrics row, progress line); every rank learns whether
+        the target was first reached here. ``reached_at`` = (iteration, episodes, samples)
+        of the evaluated θ when it is not this record's (the asynchronous mode)."""
+        score = record.eval.get("score", float("nan"))
+        newly = self.reached is None and score >= self.cfg.target  # never true for target = nan
+        if newly:
+            iteration, episodes, samples = reached_at or (record.iteration, record.total_episodes, record.total_samples)
+            self.reached = TargetReached(iteration, episodes, samples, self.elapsed(), score)
+        if self.lead:
+            self.metrics.write(record)
+            first_skip = bool(record.skipped) and self.trainer.skipped_steps == 1  # later ones: in metrics.csv
+            if record.iteration % self.cfg.log_every == 0 or print_always or first_skip or newly:
+                self.say(progress_line(record, self.task.sample_unit))
+        if newly:
+            r = self.reached
+            self.say(
+                f"reached target {self.cfg.target:g} (score {score:.1f}) at iteration {r.iteration}: "
+                f"{r.episodes} episodes, {r.samples} {self.task.sample_unit}, {r.wall_s:.1f} s"
+            )
+        return newly
+
+    def save(self) -> None:
+        """One checkpoint, written by rank 0 (call after ``trainer.guard()``)."""
+        self.last_checkpoint = self.trainer.iteration
+        if not self.lead:
+            return
+        state = dataclasses.replace(
+            snapshot(self.trainer),
+            config=to_dict(self.cfg),
+            elapsed_s=self.elapsed(),
+            world_sizes=self.world_sizes,
+            reached_target=dataclasses.asdict(self.reached) if self.reached else None,
+            metrics=self.metrics.columns_for_checkpoint(),
+            init_from=self.init_from,
+            async_log=log_arrays(self.async_log),
+        )
+        self.checkpoint_path = checkpoint.write(self.run_dir, state, self.cfg.keep_checkpoints)
+
+    def finish(self, first_eval: dict, last_eval: dict, interrupted: int) -> None:
+        """Rank 0: close the metrics, write summary.json (unless interrupted), print the result."""
+        cfg, trainer, out = self.cfg, self.trainer, self.out
+        self.metrics.close()
+        sha = trainer.params_sha256()
+        latest = self.checkpoint_path
+        if interrupted:
+            print(
+                f"stopped by {signal.Signals(interrupted).name} at iteration {trainer.iteration}; checkpoint {latest}\n"
+                f"  continue with the same command, or: python -m hpcars.train --resume {self.run_dir}",
+                file=out,
+                flush=True,
+            )
+            return
+        summary = {
+            "iterations": trainer.iteration,
+            "episodes": trainer.total_episodes,
+            self.task.sample_unit.replace(" ", "_"): trainer.total_samples,
+            "wall_s": round(self.elapsed(), 3),
+            "world_sizes": self.world_sizes,
+            "final": last_eval,
+            "initial": first_eval or None,
+            "target": cfg.target if math.isfinite(cfg.target) else None,
+            "reached_target": dataclasses.asdict(self.reached) if self.reached else None,
+            "params_sha256": sha,
+            "init_from": self.init_from,
+            "checkpoint": str(latest),
+        }
+        write_json_atomic(self.run_dir / SUMMARY_FILE, summary)
+        print(
+            f"done: {trainer.iteration} iterations in {self.elapsed():.1f} s on {self.transport.size} rank(s)", file=out
+        )
+        if first_eval:
+            print(f"  initial: {first_eval}", file=out)
+        print(f"  final:   {last_eval}", file=out)
+        print("  " + trainer.describe().replace("\n", "\n  "), file=out)
+        if math.isfinite(cfg.target):
+            r = self.reached
+            reached = f"reached at iteration {r.iteration}, {r.episodes} episodes" if r else "not reached"
+            print(f"  target {cfg.target:g}: {reached}", file=out)
+        if trainer.skipped_steps:
+            print(f"  {trainer.skipped_steps} step(s) skipped (non-finite or constant rewards)", file=out)
+        print(f"  params_sha256 {sha}", file=out)
+        print(f"  results in {self.run_dir}", file=out, flush=True)
