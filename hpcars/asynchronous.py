@@ -265,10 +265,11 @@ class AsyncLoop:
 
     # -- evaluation and the guard ---------------------------------------------------------------
     def _evaluate_share(self, version: int) -> None:
+        """This rank's share of the evaluation at ``version`` (none on guard-only versions) and its checksum."""
         t = self.trainer
         units = list(partition(t.task.eval_units, self.size, self.rank))
         rows = np.zeros((0, len(t.task.eval_fields)))
-        if units:
+        if units and self.cfg.eval_every and version % self.cfg.eval_every == 0:
             rows = t.task.evaluate_units(t.models[0], t.theta, units, version)
         digest = np.frombuffer(bytes.fromhex(t.params_sha256()), dtype=np.uint8).astype(np.float64)
         share = np.concatenate([[version, self.rank], digest, rows.reshape(-1)])

@@ -51,6 +51,20 @@ def _best(rows: list[dict[str, Any]], key: str) -> float | None:
     return max(values) if values else None
 
 
+def _async_summary(log: dict[str, np.ndarray]) -> dict[str, Any] | None:
+    """Updates sequenced, applied and dropped, and the staleness histogram (staleness -> count)."""
+    if not log:
+        return None
+    values, counts = np.unique(log["staleness"], return_counts=True)
+    return {
+        "updates": int(len(log["seq"])),
+        "applied": int(log["applied"].sum()),
+        "dropped": int((~log["applied"]).sum()),
+        "sources": sorted({int(s) for s in log["source"]}),
+        "staleness_histogram": {int(v): int(c) for v, c in zip(values, counts, strict=True)},
+    }
+
+
 def read_run(target: Path) -> dict[str, Any]:
     """The summary of a run directory or checkpoint file."""
     path = target if target.is_file() else checkpoint.latest(target)
@@ -99,6 +113,8 @@ def read_run(target: Path) -> dict[str, Any]:
         "reached_target": ckpt.reached_target,
         "init_from": ckpt.init_from,
         "search_space": ckpt.search_space_info,
+        "schedule": ckpt.config.get("schedule", "static"),
+        "async_log": _async_summary(ckpt.async_log),
         "task_state": sorted(ckpt.task_state),
         "best_reward_mean": _best(rows, "reward_mean"),
         "best_score": _best(rows, "score"),
@@ -144,6 +160,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"best score {info['best_score']}  best mean reward {info['best_reward_mean']}  "
         f"target reached: {info['reached_target']}"
     )
+    print(f"schedule {info['schedule']}")
+    if info["async_log"]:
+        a = info["async_log"]
+        print(
+            f"async update log: {a['updates']} updates from ranks {a['sources']}, {a['applied']} applied, "
+            f"{a['dropped']} dropped; staleness histogram {a['staleness_histogram']}"
+        )
     space = info["search_space"]
     if space and space["kind"] != "full":
         details = ", ".join(f"{k} {v}" for k, v in space.items() if k != "kind")

@@ -1,0 +1,120 @@
+"""Stragglers: static vs dynamic scheduling vs asynchronous ARS on the paper's MuJoCo presets.
+
+    python bench/stragglers.py [--tasks halfcheetah,hopper] [--seeds 3] [--skip-threshold]
+
+Every run is ``mpirun -n K python -m hpcars.train --preset TASK --schedule MODE`` with
+20-episode evaluations every 10 iterations (the preset's 100 would dominate the
+clock), each mode run one after the other for each seed so that machine noise
+spreads evenly.
+
+1. Throughput: training env steps per second of the whole job (summary: env steps /
+   wall clock), 6 iterations, K = 2 (one rank per core) and K = 3 (two ranks share a
+   core: one real straggler), seed 0.
+2. To the paper's threshold (``--stop-at-target``, capped at ``--cap`` iterations),
+   K = 3, seeds 0..S−1: wall clock and training episodes (all scored episodes: in the
+   asynchronous mode, dropped updates' episodes count too) at the first evaluation
+   that reached it. Median over seeds, and how many seeds got there.
+
+Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+MODES = ("static", "dynamic", "async")
+CAPS = {"halfcheetah": 200, "hopper": 400}  # iterations: 6,400 episodes each
+
+
+def mpirun() -> str:
+    return shutil.which("mpirun", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+
+
+def train(task: str, mode: str, ranks: int, seed: int, extra: list[str], run_dir: Path) -> dict:
+    cmd = [
+        mpirun(),
+        "-n",
+        str(ranks),
+        sys.executable,
+        "-m",
+        "hpcars.train",
+        "--preset",
+        task,
+        "--schedule",
+        mode,
+        "--seed",
+        str(seed),
+        "--eval-episodes",
+        "20",
+        "--run-dir",
+        str(run_dir),
+        *extra,
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="halfcheetah,hopper")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--skip-threshold", action="store_true")
+    args = parser.parse_args()
+    result: dict = {"bench": "stragglers", "throughput": {}, "threshold": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for task in args.tasks.split(","):
+            for ranks in (2, 3):
+                for mode in MODES:
+                    extra = ["--iterations", "6", "--stop-at-target", "false", "--eval-every", "0"]
+                    s = train(task, mode, ranks, 0, extra, root / f"tp-{task}-{ranks}-{mode}")
+                    rate = s["env_steps"] / s["wall_s"]
+                    result["throughput"][f"{task} {ranks} ranks {mode}"] = round(rate)
+                    print(f"{task:12s} {ranks} ranks {mode:8s} {rate:8.0f} env steps/s", flush=True)
+            if args.skip_threshold:
+                continue
+            runs: dict[str, list[dict]] = {m: [] for m in MODES}
+            for seed in range(args.seeds):
+                for mode in MODES:
+                    extra = ["--iterations", str(CAPS[task])]
+                    s = train(task, mode, 3, seed, extra, root / f"th-{task}-{mode}-{seed}")
+                    hit = s["reached_target"]
+                    runs[mode].append(
+                        {
+                            "seed": seed,
+                            "reached": hit is not None,
+                            "wall_s": hit["wall_s"] if hit else None,
+                            "episodes": hit["episodes"] if hit else None,
+                        }
+                    )
+                    where = f"{hit['episodes']} episodes, {hit['wall_s']:.0f} s" if hit else "not reached"
+                    print(f"{task:12s} seed {seed} {mode:8s} threshold: {where}", flush=True)
+            for mode, rows in runs.items():
+                hits = [r for r in rows if r["reached"]]
+                result["threshold"][f"{task} {mode}"] = {
+                    "reached": f"{len(hits)}/{len(rows)}",
+                    "median_wall_s": statistics.median(r["wall_s"] for r in hits) if hits else None,
+                    "median_episodes": statistics.median(r["episodes"] for r in hits) if hits else None,
+                    "seeds": rows,
+                }
+                print(
+                    f"{task:12s} {mode:8s} reached {len(hits)}/{len(rows)}; median "
+                    f"{result['threshold'][f'{task} {mode}']['median_wall_s']} s, "
+                    f"{result['threshold'][f'{task} {mode}']['median_episodes']} episodes",
+                    flush=True,
+                )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
