@@ -13,7 +13,9 @@ Writes into ``REPORT_DIR`` (default ``SWEEP_DIR/report``):
   reached it counts as slower than all that did);
 * ``sensitivity.png`` / ``sensitivity.csv`` — the final score against each swept
   hyper-parameter (median and quartiles over seeds and the other settings);
-* ``README.md`` — an index with the tables inline.
+* ``README.md`` — an index with the tables inline;
+* ``report.html`` — all of it as one self-contained page (plots embedded): open it in
+  a browser, no server needed.
 
 The threshold is ``--threshold``, else the runs' ``--target``, else the paper's for
 the task; without one the threshold table is left out. Usable as a library too:
@@ -38,6 +40,7 @@ import pandas as pd
 from hpcars.paper import paper_episodes, paper_threshold
 from hpcars.paths import PathProblem, writable_directory
 
+from .html import Section, write_html
 from .load import evaluations, load_sweep
 
 
@@ -195,6 +198,11 @@ def write_report(sweep_dir: Path, out_dir: Path | None = None, threshold: float 
         raise ReportError(f"--out: {err}") from None
     table.to_csv(out / "runs.csv", index=False)
     curves(table, out / "curves.png")
+    summary = (
+        f"{table['run'].nunique()} runs, task {table['task'].iloc[0]}, "
+        f"swept: {', '.join(table.attrs.get('swept', [])) or 'nothing'}"
+    )
+    sections = [Section("Learning curves", plot=out / "curves.png")]
     parts = [
         f"# Report: {sweep_dir}\n",
         f"{table['run'].nunique()} runs, task {table['task'].iloc[0]}, "
@@ -208,11 +216,14 @@ def write_report(sweep_dir: Path, out_dir: Path | None = None, threshold: float 
         frame.to_csv(out / "threshold.csv", index=False)
         (out / "threshold.md").write_text(_markdown(frame))
         parts += [f"## Episodes to {chosen:g}\n", _markdown(frame)]
+        sections.append(Section(f"Episodes to {chosen:g}", table=frame))
     sens = sensitivity(table, out / "sensitivity.png")
     sens.to_csv(out / "sensitivity.csv", index=False)
     if not sens.empty:
         parts += ["## Sensitivity\n", "![sensitivity](sensitivity.png)\n", _markdown(sens)]
+        sections.append(Section("Sensitivity", plot=out / "sensitivity.png", table=sens))
     (out / "README.md").write_text("\n".join(parts))
+    write_html(out / "report.html", f"Report: {sweep_dir}", summary, sections)
     return out
 
 

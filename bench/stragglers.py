@@ -7,9 +7,10 @@ Every run is ``mpirun -n K python -m hpcars.train --preset TASK --schedule MODE`
 clock), each mode run one after the other for each seed so that machine noise
 spreads evenly.
 
-1. Throughput: training env steps per second of the whole job (summary: env steps /
-   wall clock), 6 iterations, K = 2 (one rank per core) and K = 3 (two ranks share a
-   core: one real straggler), seed 0.
+1. Throughput: training env steps per second between the first and the last update
+   of a 12-iteration run (``metrics.csv``: Δ total env steps / Δ elapsed; start-up and
+   evaluations excluded), K = 2 (one rank per core) and K = 3 (two ranks share a core:
+   one real straggler), seed 0.
 2. To the paper's threshold (``--stop-at-target``, capped at ``--cap`` iterations),
    K = 3, seeds 0..S−1: wall clock and training episodes (all scored episodes: in the
    asynchronous mode, dropped updates' episodes count too) at the first evaluation
@@ -21,6 +22,7 @@ Last line: one JSON object.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shutil
@@ -64,6 +66,14 @@ def train(task: str, mode: str, ranks: int, seed: int, extra: list[str], run_dir
     return json.loads((run_dir / "summary.json").read_text())
 
 
+def training_rate(metrics: Path) -> float:
+    """Env steps per second between the first and the last update row (evaluation rows excluded)."""
+    rows = [r for r in csv.DictReader(metrics.read_text().splitlines()) if r.get("seq", "0") != "-1"]
+    first, last = rows[0], rows[-1]
+    steps = float(last["total_samples"]) - float(first["total_samples"])
+    return steps / (float(last["elapsed_s"]) - float(first["elapsed_s"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="halfcheetah,hopper")
@@ -76,9 +86,9 @@ def main() -> None:
         for task in args.tasks.split(","):
             for ranks in (2, 3):
                 for mode in MODES:
-                    extra = ["--iterations", "6", "--stop-at-target", "false", "--eval-every", "0"]
-                    s = train(task, mode, ranks, 0, extra, root / f"tp-{task}-{ranks}-{mode}")
-                    rate = s["env_steps"] / s["wall_s"]
+                    extra = ["--iterations", "12", "--stop-at-target", "false", "--eval-every", "0"]
+                    train(task, mode, ranks, 0, extra, root / f"tp-{task}-{ranks}-{mode}")
+                    rate = training_rate(root / f"tp-{task}-{ranks}-{mode}" / "metrics.csv")
                     result["throughput"][f"{task} {ranks} ranks {mode}"] = round(rate)
                     print(f"{task:12s} {ranks} ranks {mode:8s} {rate:8.0f} env steps/s", flush=True)
             if args.skip_threshold:

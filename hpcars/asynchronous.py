@@ -88,7 +88,8 @@ class AsyncLoop:
         self.done_ranks = 0
         self.shares: dict[int, dict[int, tuple[bytes, np.ndarray]]] = {}  # version -> rank -> share
         self.received = self.transport.bytes_moved
-        self.marker_totals: dict[int, tuple[int, int]] = {}  # version -> (episodes, samples) when marked
+        # version -> (episodes, samples, parameters, V2 statistics) when the marker was sent
+        self.marker_totals: dict[int, tuple] = {}
         self.interrupted = 0
 
     # -- messages -----------------------------------------------------------------------
@@ -200,7 +201,7 @@ class AsyncLoop:
             return
         version = t.iteration
         if (cfg.eval_every and version % cfg.eval_every == 0) or (cfg.guard_every and version % cfg.guard_every == 0):
-            self.marker_totals[version] = (t.total_episodes, t.total_samples)
+            self.marker_totals[version] = (t.total_episodes, t.total_samples, t.named_params(0), t.obs_stat)
             self._to_all(self._row(EVAL_MARKER, version=[version]))
             self._evaluate_share(version)
         if version % cfg.checkpoint_every == 0:
@@ -239,7 +240,7 @@ class AsyncLoop:
 
     def _write_evaluation(self, version: int, evaluation: dict[str, float]) -> None:
         """An evaluation row of its own, at the version (and episode count) it measured."""
-        episodes, samples = self.marker_totals.pop(version)
+        episodes, samples, params, stat = self.marker_totals.pop(version)
         nan = float("nan")
         record = IterationRecord(
             iteration=version,
@@ -259,7 +260,7 @@ class AsyncLoop:
             eval=evaluation,
             asynchronous=AsyncRecord(-1, -1, version, 0, 0),
         )
-        newly = self.session.record(record, print_always=True)
+        newly = self.session.record(record, print_always=True, evaluated=(params, stat))
         if newly and self.cfg.stop_at_target and self.stopping is None:
             self._announce_stop(0)
 

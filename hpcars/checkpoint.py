@@ -49,6 +49,17 @@ class Member:
 
 
 @dataclass(frozen=True)
+class BestPolicy:
+    """The parameters with the best evaluation score so far, and how they scored."""
+
+    iteration: int
+    score: float
+    spread: float  # the evaluation's standard deviation (RL: of the returns; NaN where none)
+    params: dict[str, np.ndarray]  # the evaluated member's model parameters, name -> float32
+    obs_stat: RunningStat | None = None  # the V2 statistics whose normaliser was in force
+
+
+@dataclass(frozen=True)
 class Checkpoint:
     config: dict[str, Any]
     iteration: int
@@ -78,6 +89,8 @@ class Checkpoint:
     search_space_info: dict[str, Any] | None = None
     #: --schedule async: every update sequenced so far (``hpcars.update_log``), name -> array
     async_log: dict[str, np.ndarray] = field(default_factory=dict)
+    #: the best evaluated parameters so far (None before the first evaluation)
+    best: BestPolicy | None = None
 
 
 def params_sha256(flat: np.ndarray) -> str:
@@ -164,10 +177,15 @@ def _fill(f: h5py.File, ckpt: Checkpoint) -> None:
             for name, value in arrays.items():
                 group.create_dataset(name, data=np.asarray(value))
     if ckpt.obs_stat is not None:
-        stats = f.create_group("obs_stat")
-        stats.create_dataset("count", data=np.float64(ckpt.obs_stat.count))
-        stats.create_dataset("mean", data=ckpt.obs_stat.mean)
-        stats.create_dataset("m2", data=ckpt.obs_stat.m2)
+        _write_stat(f.create_group("obs_stat"), ckpt.obs_stat)
+    if ckpt.best is not None:
+        best = f.create_group("best")
+        best.attrs.update(iteration=ckpt.best.iteration, score=ckpt.best.score, spread=ckpt.best.spread)
+        params = best.create_group("params")
+        for name, value in ckpt.best.params.items():
+            params.create_dataset(name, data=np.asarray(value, dtype="<f4"))
+        if ckpt.best.obs_stat is not None:
+            _write_stat(best.create_group("obs_stat"), ckpt.best.obs_stat)
     metrics = f.create_group("metrics")
     for column, values in ckpt.metrics.items():
         values = np.asarray(values)
@@ -175,6 +193,29 @@ def _fill(f: h5py.File, ckpt: Checkpoint) -> None:
             metrics.create_dataset(column, data=values.astype(object), dtype=h5py.string_dtype())
         else:
             metrics.create_dataset(column, data=values.astype(np.float64))
+
+
+def _write_stat(group: h5py.Group, stat: RunningStat) -> None:
+    group.create_dataset("count", data=np.float64(stat.count))
+    group.create_dataset("mean", data=stat.mean)
+    group.create_dataset("m2", data=stat.m2)
+
+
+def _read_stat(group: h5py.Group) -> RunningStat:
+    return RunningStat(float(group["count"][()]), np.asarray(group["mean"]), np.asarray(group["m2"]))
+
+
+def _read_best(f: h5py.File, names: list[str]) -> BestPolicy | None:
+    if "best" not in f:
+        return None
+    g = f["best"]
+    return BestPolicy(
+        iteration=int(g.attrs["iteration"]),
+        score=float(g.attrs["score"]),
+        spread=float(g.attrs["spread"]),
+        params={n: np.asarray(g["params"][n]) for n in names},
+        obs_stat=_read_stat(g["obs_stat"]) if "obs_stat" in g else None,
+    )
 
 
 def _arrays(f: h5py.File, group: str) -> dict[str, np.ndarray]:
@@ -227,10 +268,7 @@ def read(path: Path) -> Checkpoint:
                 Member({n: np.asarray(f["members"][key][n]) for n in names}, float(fitness[i]))
                 for i, key in enumerate(sorted(f["members"]))
             ]
-            obs_stat = None
-            if "obs_stat" in f:
-                g = f["obs_stat"]
-                obs_stat = RunningStat(float(g["count"][()]), np.asarray(g["mean"]), np.asarray(g["m2"]))
+            obs_stat = _read_stat(f["obs_stat"]) if "obs_stat" in f else None
             return Checkpoint(
                 config=json.loads(f.attrs["config"]),
                 iteration=int(f.attrs["iteration"]),
@@ -251,6 +289,7 @@ def read(path: Path) -> Checkpoint:
                 search_space=_arrays(f, "search_space"),
                 search_space_info=json.loads(f.attrs.get("search_space", "null")),
                 async_log=_arrays(f, "async_log"),
+                best=_read_best(f, names),
             )
     except CheckpointError:
         raise

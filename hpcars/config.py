@@ -29,6 +29,7 @@ NONFINITE_POLICIES = ("skip", "fail")
 REWARDS = ("loss", "metric")
 SEARCH_SPACES = ("full", "pruned", "shared", "subspace")
 SCHEDULES = ("static", "dynamic", "async")
+LOGS = ("none", "tensorboard")
 BATCH_PRIORITIES = ("uniform", "loss")
 PRESET_DIR = Path(__file__).parent / "presets"
 PRESETS = tuple(sorted(p.stem for p in PRESET_DIR.glob("*.toml")))
@@ -172,6 +173,9 @@ class TrainConfig:
         64, "branches per batched call (a short last call is padded): fixed, so results do not depend on the world size"
     )
     eval_every: int = _report(10, "evaluate the unperturbed model every this many iterations (0 = only at the end)")
+    log: str = _run(
+        "none", "also write the metrics as TensorBoard event files in RUN_DIR/tensorboard (rank 0, live)", LOGS
+    )
     log_every: int = _run(50, "print progress every this many iterations")
     guard_every: int = _run(10, "compare a parameter checksum across ranks every this many iterations (0 = never)")
     on_nonfinite: str = _report("skip", "a NaN/inf reward: skip the step and log it, or fail", NONFINITE_POLICIES)

@@ -331,5 +331,6 @@ class ARSTrainer:
         return text
 
     def named_params(self, member: int) -> dict[str, np.ndarray]:
+        """Member ``member``'s model parameters, name -> a float32 array of its own (a copy)."""
         theta = self.space.to_params(self.state.theta[member])
-        return {n: t.cpu().numpy() for n, t in self.spec.unflatten(theta).items()}
+        return {n: t.detach().cpu().numpy().copy() for n, t in self.spec.unflatten(theta).items()}

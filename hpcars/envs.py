@@ -48,12 +48,12 @@ def route_mujoco_warnings() -> None:
     mujoco.set_mju_user_warning(MujocoWarnings())
 
 
-def make_env(env_id: str) -> Any:
-    """``gymnasium.make(env_id)`` with MuJoCo's warnings routed to stderr."""
+def make_env(env_id: str, **kwargs: Any) -> Any:
+    """``gymnasium.make(env_id, **kwargs)`` with MuJoCo's warnings routed to stderr."""
     import gymnasium
 
     route_mujoco_warnings()
-    return gymnasium.make(env_id)
+    return gymnasium.make(env_id, **kwargs)
 
 
 def gym_ids() -> list[str]:

@@ -114,6 +114,9 @@ def read_run(target: Path) -> dict[str, Any]:
         "init_from": ckpt.init_from,
         "search_space": ckpt.search_space_info,
         "schedule": ckpt.config.get("schedule", "static"),
+        "best": None
+        if ckpt.best is None
+        else {"iteration": ckpt.best.iteration, "score": ckpt.best.score, "spread": ckpt.best.spread},
         "async_log": _async_summary(ckpt.async_log),
         "task_state": sorted(ckpt.task_state),
         "best_reward_mean": _best(rows, "reward_mean"),
@@ -160,6 +163,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"best score {info['best_score']}  best mean reward {info['best_reward_mean']}  "
         f"target reached: {info['reached_target']}"
     )
+    if info["best"]:
+        b = info["best"]
+        print(
+            f"best evaluation: score {b['score']:.6g} (spread {b['spread']:.4g}) at iteration {b['iteration']}; "
+            "play it: python -m hpcars.play RUN_DIR --which best"
+        )
     print(f"schedule {info['schedule']}")
     if info["async_log"]:
         a = info["async_log"]

@@ -164,7 +164,7 @@ class MetricsLog:
             self._csv.writerow(_csv_row(row))
         self._file.flush()
 
-    def write(self, record: IterationRecord) -> None:
+    def write(self, record: IterationRecord) -> dict[str, Any]:
         row: dict[str, Any] = {c: getattr(record, c) for c in METRIC_COLUMNS}
         row["elapsed_s"] = round(record.elapsed_s, 4)
         row.update(record.eval)
@@ -175,6 +175,7 @@ class MetricsLog:
         self.rows.append(row)
         self._csv.writerow(_csv_row(row))
         self._file.flush()
+        return row
 
     def columns_for_checkpoint(self) -> dict[str, np.ndarray]:
         table = {}

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from hpcars import checkpoint
-from hpcars.checkpoint import CheckpointError
+from hpcars.checkpoint import BestPolicy, CheckpointError
 from hpcars.comm import Transport
 from hpcars.config import ConfigError, TrainConfig, to_dict
+from hpcars.dashboard import Clock, TensorBoardLog, check_available
 from hpcars.devices import choose_devices
 from hpcars.engine import ARSTrainer, IterationRecord
 from hpcars.initial import InitialWeights
@@ -35,9 +36,13 @@ from hpcars.output import (
     write_config,
     write_json_atomic,
 )
+from hpcars.runningstat import RunningStat
 from hpcars.snapshot import restore, snapshot
 from hpcars.tasks import make_task
 from hpcars.update_log import LogEntry, log_arrays, log_entries
+
+#: parameters (name -> array) and the V2 statistics an evaluation measured
+Evaluated = tuple[dict[str, Any], RunningStat | None]
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,7 @@ class Session:
         self.out = out
         # everything that can refuse the input comes before the run directory is touched
         self.devices = choose_devices(cfg.device, transport.local_rank, cfg.devices_per_rank)
+        check_available(cfg.log)
         self.task = make_task(cfg)
         plan = on_rank_0(transport, lambda: plan_run_dir(cfg))
         fresh = plan.resume_from is None
@@ -132,6 +138,7 @@ class Session:
         self.reached: TargetReached | None = None
         self.elapsed_before = 0.0
         self.async_log: list[LogEntry] = []  # --schedule async: every update sequenced so far
+        self.best: BestPolicy | None = None  # the best evaluation so far and its parameters
         previous_metrics = None
         if not fresh:
             saved = checkpoint.read(run_dir.resume_from)
@@ -141,6 +148,7 @@ class Session:
             self.elapsed_before = saved.elapsed_s
             self.init_from = saved.init_from
             self.async_log = log_entries(saved.async_log)
+            self.best = saved.best
             previous_metrics = saved.metrics
         if not self.world_sizes or self.world_sizes[-1][1] != transport.size:
             self.world_sizes.append((self.trainer.iteration, transport.size))
@@ -148,8 +156,11 @@ class Session:
             self.task.eval_columns, population=cfg.population > 1, asynchronous=cfg.schedule == "async"
         )
         self.metrics = MetricsLog(self.run_dir / METRICS_FILE, columns, previous_metrics) if self.lead else None
+        self.tensorboard = None
         if self.lead:
             write_config(self.run_dir, cfg)
+            self.tensorboard = TensorBoardLog(self.run_dir, cfg.log_every) if cfg.log == "tensorboard" else None
+        self.clock = Clock(self.trainer.iteration, cfg.iterations)
         self.start = time.perf_counter()
         self.last_checkpoint = self.trainer.iteration if run_dir.resume_from else -1
         self.checkpoint_path = run_dir.resume_from  # the latest checkpoint (rank 0 keeps it current)
@@ -195,22 +206,28 @@ class Session:
                 + f", compressed {info['compressed_bytes']} bytes (full: {4 * info['parameters']})"
             )
 
-    def record(
-        self, record: IterationRecord, print_always: bool = False, reached_at: tuple[int, int, int] | None = None
-    ) -> bool:
+    def record(self, record: IterationRecord, print_always: bool = False, evaluated: Evaluated | None = None) -> bool:
         """Rank 0 logs one iteration (metrics row, progress line); every rank learns whether
-        the target was first reached here. ``reached_at`` = (iteration, episodes, samples)
-        of the evaluated θ when it is not this record's (the asynchronous mode)."""
+        the target was first reached here, and keeps the best evaluated parameters.
+        ``evaluated``: the parameters an evaluation measured, when they are not the
+        trainer's current ones (the asynchronous mode)."""
         score = record.eval.get("score", float("nan"))
+        if score > (self.best.score if self.best else -math.inf):
+            params, stat = evaluated or (self.trainer.named_params(self.trainer.best), self.trainer.obs_stat)
+            spread = record.eval.get("eval_return_std", float("nan"))
+            self.best = BestPolicy(record.iteration, score, spread, params, stat)
         newly = self.reached is None and score >= self.cfg.target  # never true for target = nan
         if newly:
-            iteration, episodes, samples = reached_at or (record.iteration, record.total_episodes, record.total_samples)
-            self.reached = TargetReached(iteration, episodes, samples, self.elapsed(), score)
+            self.reached = TargetReached(
+                record.iteration, record.total_episodes, record.total_samples, self.elapsed(), score
+            )
         if self.lead:
-            self.metrics.write(record)
+            row = self.metrics.write(record)
+            if self.tensorboard is not None:
+                self.tensorboard.write(record, row)
             first_skip = bool(record.skipped) and self.trainer.skipped_steps == 1  # later ones: in metrics.csv
             if record.iteration % self.cfg.log_every == 0 or print_always or first_skip or newly:
-                self.say(progress_line(record, self.task.sample_unit))
+                self.say(progress_line(record, self.task.sample_unit) + self.clock.line(record.iteration))
         if newly:
             r = self.reached
             self.say(
@@ -233,13 +250,22 @@ class Session:
             metrics=self.metrics.columns_for_checkpoint(),
             init_from=self.init_from,
             async_log=log_arrays(self.async_log),
+            best=self.best,
         )
         self.checkpoint_path = checkpoint.write(self.run_dir, state, self.cfg.keep_checkpoints)
+
+    def _best_summary(self) -> dict[str, Any] | None:
+        if self.best is None:
+            return None
+        spread = self.best.spread if math.isfinite(self.best.spread) else None  # NaN: a one-unit evaluation
+        return {"iteration": self.best.iteration, "score": self.best.score, "spread": spread}
 
     def finish(self, first_eval: dict, last_eval: dict, interrupted: int) -> None:
         """Rank 0: close the metrics, write summary.json (unless interrupted), print the result."""
         cfg, trainer, out = self.cfg, self.trainer, self.out
         self.metrics.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         sha = trainer.params_sha256()
         latest = self.checkpoint_path
         if interrupted:
@@ -261,6 +287,7 @@ class Session:
             "target": cfg.target if math.isfinite(cfg.target) else None,
             "reached_target": dataclasses.asdict(self.reached) if self.reached else None,
             "params_sha256": sha,
+            "best": self._best_summary(),
             "init_from": self.init_from,
             "checkpoint": str(latest),
         }

@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-SCRIPTS = ("hpcars-train", "hpcars-inspect", "hpcars-sweep", "hpcars-report")
+SCRIPTS = ("hpcars-train", "hpcars-inspect", "hpcars-sweep", "hpcars-report", "hpcars-play", "hpcars-export")
 
 
 @pytest.fixture(scope="module")

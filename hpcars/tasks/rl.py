@@ -82,6 +82,7 @@ class GymTask:
         self.eval_units = eval_episodes
         self.branch_batch = branch_batch
         self.track_obs = track_obs  # V2 only: V1 skips the bookkeeping in the step loop
+        self.env_id = env_id
         self._make = lambda: make_env(env_id)
         probe = self._make()
         space = probe.action_space
@@ -105,6 +106,10 @@ class GymTask:
                 bound = 1.0 / (p.shape[-1] ** 0.5) if p.dim() > 1 else 0.0
                 p.uniform_(-bound, bound, generator=g)
         return model
+
+    def to_actions(self, out: torch.Tensor) -> np.ndarray:
+        """Policy outputs [..., outputs] (CPU) -> env actions: argmax (Discrete) or clipped to the Box."""
+        return out.argmax(dim=-1).numpy() if self.discrete else out.clamp(self.low, self.high).numpy()
 
     def _env(self, slot: int):
         while len(self._envs) <= slot:
@@ -138,7 +143,7 @@ class GymTask:
                 if record:
                     history.append(obs_np[:n].copy())
                 out = policy(obs.to(stack.device)).cpu()
-                actions = out.argmax(dim=-1).numpy() if self.discrete else out.clamp_(self.low, self.high).numpy()
+                actions = self.to_actions(out)
                 still = []
                 for i in active:
                     ob, reward, terminated, truncated, _ = envs[i].step(actions[i])
