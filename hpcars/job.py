@@ -22,8 +22,8 @@ from typing import Any
 
 import submitit
 
+from hpcars.cli import parse_args
 from hpcars.comm import make_transport
-from hpcars.config import parse_args
 from hpcars.output import SUMMARY_FILE
 from hpcars.signals import StopRequest
 

@@ -26,8 +26,9 @@ from typing import TextIO
 import torch
 
 from hpcars.checkpoint import CheckpointError
+from hpcars.cli import parse_args
 from hpcars.comm import Transport, make_transport
-from hpcars.config import ConfigError, TrainConfig, parse_args
+from hpcars.config import ConfigError, TrainConfig
 from hpcars.engine import ARSTrainer, DivergenceError, NonFiniteRewardError
 from hpcars.session import Session
 from hpcars.signals import EXIT_INTERRUPTED, StopRequest

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpcars.config import ConfigError, parse_args
+from hpcars.cli import parse_args
+from hpcars.config import ConfigError
 from hpcars.paths import PathProblem, read_text
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcars.config import ConfigError, TrainConfig, build_parser, option_name, parse_args
+from hpcars.cli import build_parser, parse_args
+from hpcars.config import ConfigError, TrainConfig, option_name
 from tests.conftest import checkpoint_file, run_cli, train_in_process
 
 

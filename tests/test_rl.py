@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from hpcars.branches import BatchedModel
-from hpcars.config import ConfigError, parse_args
+from hpcars.cli import parse_args
+from hpcars.config import ConfigError
 from hpcars.envs import MujocoWarnings, make_env
 from hpcars.runningstat import RunningStat
 from hpcars.tasks.rl import GymTask
