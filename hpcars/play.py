@@ -49,7 +49,26 @@ def evaluate(policy: LoadedPolicy, episodes: int, transport) -> np.ndarray:
     return transport.allgather_rows(local, shares(episodes, transport.size))
 
 
-def render(policy: LoadedPolicy, path: Path, episodes: int, steps: int, every: int, fps: int, size: tuple[int, int]):
+def follow(env) -> None:
+    """Keep MuJoCo's free camera over the robot: look at the first body's x (the torso of the
+    locomotion tasks, which otherwise run out of the picture). A no-op for other envs."""
+    try:
+        viewer = env.unwrapped.mujoco_renderer._get_viewer("rgb_array")
+        viewer.cam.lookat[0] = env.unwrapped.data.xpos[1][0]
+    except (AttributeError, IndexError):
+        pass
+
+
+def render(
+    policy: LoadedPolicy,
+    path: Path,
+    episodes: int,
+    steps: int,
+    every: int,
+    fps: int,
+    size: tuple[int, int],
+    track: bool = True,
+) -> int:
     """Frames of ``episodes`` episodes (the same seeds as the evaluation's first ones) to a GIF or MP4."""
     from hpcars.envs import make_env
     from hpcars.tasks.rl import EVAL_STREAM, _env_seed
@@ -66,6 +85,8 @@ def render(policy: LoadedPolicy, path: Path, episodes: int, steps: int, every: i
         t, done = 0, False
         while not done and (not steps or t < steps):
             if t % every == 0:
+                if track:
+                    follow(env)
                 frames.append(env.render())
             out = policy.model.single(policy.flat, torch.as_tensor(np.asarray(obs), dtype=torch.float32)[None])
             obs, _, terminated, truncated, _ = env.step(task.to_actions(out)[0])
@@ -74,7 +95,9 @@ def render(policy: LoadedPolicy, path: Path, episodes: int, steps: int, every: i
     if path.suffix.lower() == ".gif":
         from PIL import Image
 
-        images = [Image.fromarray(f) for f in frames]
+        # one 32-colour palette for the whole clip and no dithering: a fraction of the size
+        palette = Image.fromarray(frames[0]).quantize(colors=32)
+        images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
         images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0, optimize=True)
     else:
         try:
@@ -117,6 +140,12 @@ def main(argv: Sequence[str] | None = None, transport=None) -> int:
     parser.add_argument("--video-every", type=int, default=1, help="render every this many steps")
     parser.add_argument("--fps", type=int, default=30, help="frames per second of the video")
     parser.add_argument("--size", default="480x320", help="video frame size, WIDTHxHEIGHT")
+    parser.add_argument(
+        "--camera",
+        choices=("track", "fixed"),
+        default="track",
+        help="follow the robot (MuJoCo envs) or keep the env's own camera",
+    )
     args = parser.parse_args(argv)
     transport = transport or make_transport()
     lead = transport.rank == 0
@@ -141,7 +170,16 @@ def main(argv: Sequence[str] | None = None, transport=None) -> int:
             if args.video is not None:
                 if not getattr(policy.task, "episodes_per_branch", 0):
                     raise ConfigError("--video", f"{policy.cfg.task} is not an environment to render")
-                n = render(policy, args.video, args.video_episodes, args.video_steps, args.video_every, args.fps, size)
+                n = render(
+                    policy,
+                    args.video,
+                    args.video_episodes,
+                    args.video_steps,
+                    args.video_every,
+                    args.fps,
+                    size,
+                    args.camera == "track",
+                )
                 print(f"video: {n} frames at {args.fps} fps -> {args.video}", flush=True)
     except (ConfigError, CheckpointError) as err:
         if lead:
