@@ -39,7 +39,7 @@ seeds = [0]
 [base]
 task = "digits"
 hidden = 128
-iterations = 200
+iterations = 80
 checkpoint-every = 5
 eval-every = 5
 [resources]
@@ -181,7 +181,7 @@ def test_preempted_task_requeues_and_resumes_bit_exact(slurm_env, tmp_path):
             "--hidden",
             "128",
             "--iterations",
-            "200",
+            "80",
             "--checkpoint-every",
             "5",
             "--eval-every",
