@@ -156,9 +156,14 @@ class ARSTrainer:
         self.per_member = 2 * cfg.directions
         episodic = task.episodes_per_branch > 0
         self.schedule = make_schedule(
-            cfg.schedule, transport, self.per_member * cfg.population, len(devices), cfg.branch_batch, episodic,
+            cfg.schedule,
+            transport,
+            self.per_member * cfg.population,
+            len(devices),
+            cfg.branch_batch,
+            episodic,
             self.schema.width,
-        )  # fmt: skip
+        )
 
     @property
     def state(self) -> PopulationState:

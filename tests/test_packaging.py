@@ -8,6 +8,7 @@ the wheel. Commands run from a directory outside the checkout, with a bare PATH.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -26,8 +27,12 @@ SCRIPTS = ("hpcars-train", "hpcars-inspect", "hpcars-sweep", "hpcars-report", "h
 def installed(tmp_path_factory) -> tuple[Path, Path]:
     """(the fresh venv's bin directory, a work directory outside the checkout)."""
     root = tmp_path_factory.mktemp("wheel")
+    # build from a copy: setuptools leaves a build/ folder beside the sources
+    source = root / "source"
+    skip = shutil.ignore_patterns(".git", ".venv", "build", "dist", "runs", "sweeps", "__pycache__", "*.egg-info")
+    shutil.copytree(ROOT, source, ignore=skip)
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(root), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(root), str(source)],
         capture_output=True,
         text=True,
         timeout=300,
