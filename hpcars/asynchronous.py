@@ -61,12 +61,13 @@ from hpcars.messages import (
     STOP_REQUEST,
     UPDATE,
     decode_branches,
+    decode_share,
+    encode_share,
     update_schema,
 )
 from hpcars.update_log import Applied, AsyncRecord, Incoming, apply_update
 
 TAG_UP, TAG_DOWN, TAG_EVAL = 31, 32, 33
-EXIT_DIVERGED = 3
 
 
 class AsyncLoop:
@@ -98,6 +99,9 @@ class AsyncLoop:
         columns.update({k: np.asarray(v, dtype=np.float64) for k, v in values.items()})
         columns["kind"] = np.array([kind], dtype=np.float64)
         return self.schema.encode(1, **columns)[0]
+
+    def _field(self, row: np.ndarray, name: str) -> int:
+        return int(row[self.schema.column(name)])
 
     def _to_all(self, row: np.ndarray) -> None:
         for dest in range(1, self.size):
@@ -162,11 +166,11 @@ class AsyncLoop:
         """Apply what rank 0 sequenced; True once the stop has come."""
         for _, rows in self.transport.receive(TAG_DOWN):
             row = rows.reshape(-1, self.schema.width)[0]
-            kind = int(row[0])
+            kind = self._field(row, "kind")
             if kind == SEQUENCED:  # (only rank 0 keeps the log: it writes the checkpoints)
-                apply_update(self.trainer, self._incoming(row), int(row[1]), self.cfg.max_staleness)
+                apply_update(self.trainer, self._incoming(row), self._field(row, "seq"), self.cfg.max_staleness)
             elif kind == EVAL_MARKER:
-                self._evaluate_share(int(row[3]))
+                self._evaluate_share(self._field(row, "version"))
             elif kind == STOP:
                 self.transport.send(0, self._row(DONE, source=[self.rank])[None], TAG_UP)
                 return True
@@ -176,11 +180,11 @@ class AsyncLoop:
     def _sequence(self) -> None:
         for _, rows in self.transport.receive(TAG_UP):
             row = rows.reshape(-1, self.schema.width)[0]
-            kind = int(row[0])
+            kind = self._field(row, "kind")
             if kind == UPDATE and self.stopping is None:
                 self._on_update(row)
             elif kind == STOP_REQUEST and self.stopping is None:
-                self._announce_stop(int(row[4]))
+                self._announce_stop(self._field(row, "key"))  # the signal travels in the key field
             elif kind == DONE:
                 self.done_ranks += 1
         self._collect_shares()
@@ -191,7 +195,7 @@ class AsyncLoop:
         seq = self.next_seq
         self.next_seq += 1
         row = row.copy()
-        row[0], row[1] = SEQUENCED, seq
+        row[self.schema.column("kind")], row[self.schema.column("seq")] = SEQUENCED, seq
         self._to_all(row)
         start = time.perf_counter()
         done = apply_update(t, self._incoming(row), seq, cfg.max_staleness)
@@ -272,17 +276,14 @@ class AsyncLoop:
         rows = np.zeros((0, len(t.task.eval_fields)))
         if units and self.cfg.eval_every and version % self.cfg.eval_every == 0:
             rows = t.task.evaluate_units(t.models[0], t.theta, units, version)
-        digest = np.frombuffer(bytes.fromhex(t.params_sha256()), dtype=np.uint8).astype(np.float64)
-        share = np.concatenate([[version, self.rank], digest, rows.reshape(-1)])
+        share = encode_share(version, self.rank, bytes.fromhex(t.params_sha256()), rows)
         if self.rank == 0:
             self._add_share(share)
         else:
             self.transport.send(0, share[None], TAG_EVAL)
 
     def _add_share(self, share: np.ndarray) -> None:
-        version, rank = int(share[0]), int(share[1])
-        digest = share[2:34].astype(np.uint8).tobytes()
-        rows = share[34:].reshape(-1, len(self.trainer.task.eval_fields))
+        version, rank, digest, rows = decode_share(share, len(self.trainer.task.eval_fields))
         self.shares.setdefault(version, {})[rank] = (digest, rows)
 
     def _collect_shares(self) -> None:
@@ -320,7 +321,7 @@ def replay_run(cfg, transport, out) -> int:
     from hpcars.tasks import make_task
     from hpcars.update_log import log_entries, replay
 
-    found = checkpoint.latest(Path(cfg.replay))
+    found = checkpoint.locate(Path(cfg.replay))
     if found is None:
         raise ConfigError("--replay", f"{cfg.replay} holds no checkpoint")
     saved = checkpoint.read(found)

@@ -116,6 +116,12 @@ def latest(run_dir: Path) -> Path | None:
     return files[-1] if files else None
 
 
+def locate(target: Path) -> Path | None:
+    """A checkpoint file as given, or a run directory's latest checkpoint (None: none there)."""
+    target = Path(target)
+    return target if target.is_file() else latest(target)
+
+
 def write(run_dir: Path, ckpt: Checkpoint, keep: int) -> Path:
     """Write ``ckpt`` atomically and keep the newest ``keep`` files."""
     folder = directory(run_dir)

@@ -140,15 +140,17 @@ def export_module(policy: LoadedPolicy, path: Path, kind: str) -> None:
         raise ConfigError(
             "--format", "onnx needs the onnx package: pip install onnx (npz and torchscript need nothing more)"
         ) from None
-    torch.onnx.export(
-        exported,
-        (example,),
-        str(path),
-        input_names=["obs"],
-        output_names=["action"],
-        dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}},
-        dynamo=False,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter: no onnxscript needed
+        torch.onnx.export(
+            exported,
+            (example,),
+            str(path),
+            input_names=["obs"],
+            output_names=["action"],
+            dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}},
+            dynamo=False,
+        )
 
 
 def first_input_width(module: nn.Module) -> int:

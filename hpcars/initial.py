@@ -57,10 +57,9 @@ class InitialWeights:
         source = Path(path)
         try:
             if source.is_dir():
-                found = checkpoint.latest(source)
-                if found is None:
-                    raise ConfigError("--init-from", f"{source} holds no hpcars checkpoint")
-                source = found
+                source = checkpoint.locate(source)
+                if source is None:
+                    raise ConfigError("--init-from", f"{path} holds no hpcars checkpoint")
             digest = hashlib.sha256(source.read_bytes()).hexdigest()
         except OSError as err:
             raise ConfigError("--init-from", f"cannot read {path}: {err.strerror}") from None

@@ -67,7 +67,7 @@ def _async_summary(log: dict[str, np.ndarray]) -> dict[str, Any] | None:
 
 def read_run(target: Path) -> dict[str, Any]:
     """The summary of a run directory or checkpoint file."""
-    path = target if target.is_file() else checkpoint.latest(target)
+    path = checkpoint.locate(target)
     if path is None:
         rows = live_metrics(target)
         if not rows:

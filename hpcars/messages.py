@@ -51,6 +51,17 @@ class Schema:
             start += width
         return out
 
+    def column(self, name: str) -> int:
+        """The column of a width-1 block (to read or set one field of a row in place)."""
+        start = 0
+        for block, width in self.blocks:
+            if block == name:
+                if width != 1:
+                    raise ValueError(f"block {name} has width {width}, not 1")
+                return start
+            start += width
+        raise KeyError(name)
+
     def decode(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """Block name -> [rows] (width 1) or [rows, w] views of ``rows``."""
         if rows.ndim != 2 or rows.shape[1] != self.width:
@@ -116,3 +127,15 @@ def update_schema(branches: int, obs_dim: int) -> Schema:
     blocks = [("kind", 1), ("seq", 1), ("source", 1), ("version", 1), ("key", 1)]
     blocks += [("reward", branches), ("samples", branches), ("obs", obs)]
     return Schema(tuple(blocks))
+
+
+def encode_share(version: int, rank: int, digest: bytes, rows: np.ndarray) -> np.ndarray:
+    """An asynchronous evaluation share (rank -> 0): version, rank, the 32 bytes of the
+    rank's θ checksum at that version (one per column), then its evaluation rows flattened."""
+    return np.concatenate([[version, rank], np.frombuffer(digest, dtype=np.uint8), np.asarray(rows).reshape(-1)])
+
+
+def decode_share(share: np.ndarray, fields: int) -> tuple[int, int, bytes, np.ndarray]:
+    """(version, rank, checksum digest, evaluation rows [units, fields]) of one share."""
+    share = share.reshape(-1)
+    return int(share[0]), int(share[1]), share[2:34].astype(np.uint8).tobytes(), share[34:].reshape(-1, fields)

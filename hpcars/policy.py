@@ -49,7 +49,7 @@ class LoadedPolicy:
 
 
 def read_checkpoint(target: Path) -> tuple[Path, Checkpoint]:
-    path = target if target.is_file() else checkpoint.latest(target)
+    path = checkpoint.locate(target)
     if path is None:
         raise CheckpointError(f"{target}: no checkpoint here (is it a run directory or a checkpoint file?)")
     return path, checkpoint.read(path)

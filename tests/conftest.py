@@ -12,6 +12,29 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+#: a small V2-t Hopper run whose episodes end at different times (uneven work per rank)
+HOPPER_V2 = [
+    "--task",
+    "Hopper-v5",
+    "--variant",
+    "v2",
+    "--directions",
+    "5",
+    "--top-directions",
+    "3",
+    "--iterations",
+    "4",
+    "--eval-every",
+    "2",
+    "--eval-episodes",
+    "3",
+    "--shift",
+    "1",
+    "--branch-batch",
+    "4",
+    "--guard-every",
+    "1",
+]
 BIN = Path(sys.executable).parent
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import os
@@ -181,6 +182,10 @@ def _observations(env_id: str, count: int = 64) -> np.ndarray:
     return np.array(seen, dtype=np.float32)
 
 
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
 def _numpy_loader():
     namespace: dict = {}
     exec((ROOT / "docs" / "load_policy.py").read_text(), namespace)
@@ -222,11 +227,16 @@ def test_export_acts_like_hpcars(tmp_path, name, args):
     with torch.no_grad():
         outputs = policy.model.single(policy.flat, torch.from_numpy(observations))
     expected = policy.task.to_actions(outputs)
-    for fmt in ("npz", "torchscript"):
+    formats = ["npz", "torchscript"] + (["onnx"] if _installed("onnx") and _installed("onnxruntime") else [])
+    for fmt in formats:
         out = tmp_path / f"policy.{fmt}"
         assert export_main([str(run_dir), "--format", fmt, "--out", str(out)]) == 0
         if fmt == "npz":
             actions = _numpy_loader()(out)(observations)
+        elif fmt == "onnx":
+            import onnxruntime
+
+            actions = onnxruntime.InferenceSession(str(out)).run(None, {"obs": observations})[0]
         else:
             with torch.no_grad():
                 actions = torch.jit.load(str(out))(torch.from_numpy(observations)).numpy()

@@ -13,7 +13,7 @@ from hpcars.config import ConfigError
 from hpcars.envs import MujocoWarnings, make_env
 from hpcars.runningstat import RunningStat
 from hpcars.tasks.rl import GymTask
-from tests.conftest import checkpoint_file, inspect_json, run_cli, run_train
+from tests.conftest import HOPPER_V2, checkpoint_file, inspect_json, run_cli, run_train
 
 
 def test_cartpole_improves_under_two_ranks(tmp_path):
@@ -86,28 +86,7 @@ def test_shift_comes_off_every_training_step():
 
 def test_v2_world_size_invariance_params_and_statistics(tmp_path):
     """Hopper episodes end at different times: uneven work, same result on 1, 2, 3 ranks."""
-    args = [
-        "--task",
-        "Hopper-v5",
-        "--variant",
-        "v2",
-        "--directions",
-        "5",
-        "--top-directions",
-        "3",
-        "--iterations",
-        "4",
-        "--eval-every",
-        "2",
-        "--eval-episodes",
-        "3",
-        "--shift",
-        "1",
-        "--branch-batch",
-        "4",
-        "--guard-every",
-        "1",
-    ]
+    args = HOPPER_V2
     seen = {}
     for ranks in (1, 2, 3):
         run_dir = tmp_path / f"n{ranks}"

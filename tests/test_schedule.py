@@ -10,31 +10,9 @@ import time
 import h5py
 import numpy as np
 
-from tests.conftest import checkpoint_file, inspect_json, run_cli, run_train
+from tests.conftest import HOPPER_V2, checkpoint_file, inspect_json, run_cli, run_train
 from tests.test_checkpoint import _rank_pids, _start_long_run
 
-HOPPER = [
-    "--task",
-    "Hopper-v5",
-    "--variant",
-    "v2",
-    "--directions",
-    "6",
-    "--top-directions",
-    "3",
-    "--iterations",
-    "4",
-    "--eval-every",
-    "2",
-    "--eval-episodes",
-    "3",
-    "--shift",
-    "1",
-    "--branch-batch",
-    "4",
-    "--guard-every",
-    "1",
-]
 DIGITS = ["--task", "digits", "--variant", "v2", "--directions", "5", "--branch-batch", "4", "--eval-every", "5"]
 
 
@@ -48,7 +26,7 @@ def test_dynamic_schedule_equals_static_on_1_2_3_ranks(tmp_path):
     hashes = {}
     for schedule, ranks in (("static", 1), ("dynamic", 1), ("dynamic", 2), ("dynamic", 3)):
         run_dir = tmp_path / f"{schedule}{ranks}"
-        done = run_train([*HOPPER, "--schedule", schedule, "--run-dir", str(run_dir)], ranks=ranks)
+        done = run_train([*HOPPER_V2, "--schedule", schedule, "--run-dir", str(run_dir)], ranks=ranks)
         assert done.returncode == 0, done.stderr
         hashes[(schedule, ranks)] = inspect_json(run_dir)["params_sha256"]
     assert len(set(hashes.values())) == 1, hashes
