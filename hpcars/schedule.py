@@ -9,23 +9,30 @@ and the same parameters, on any world size.
 * ``static`` — rank r scores the contiguous share ``partition(2N·M, K, r)``, dealt to
   its devices in contiguous runs; one ``allgather_rows``. The iteration lasts as long
   as the slowest rank's share.
-* ``dynamic`` — the branches are cut into chunks and ranks *claim* chunks one at a
-  time from a shared counter (``transport.work_counter``: an atomic fetch-and-add on
-  an MPI-3 RMA window on rank 0, which needs nothing from rank 0's process), so a
-  rank that finishes early takes more. The rows, tagged with their branch index,
-  are gathered with ``allgather_varying`` and put back in branch order.
+* ``dynamic`` — each node takes a contiguous share of the branches (as ``static``
+  does per rank), cut into chunks that the node's ranks *claim* one at a time from a
+  counter they share (``transport.work_counter``: a file in ``/dev/shm`` updated under
+  ``flock``, which needs nothing from any other process), so a rank that finishes
+  early takes more. The rows, tagged with their branch index, are gathered with
+  ``allgather_varying`` and put back in branch order. Across nodes the shares stay
+  fixed: balancing a slow *node* would need a counter every node can reach without
+  its owner's help, and MPI's passive RMA did not give that (``hpcars.comm``).
 
-Chunk size: a supervised call costs its full padded width whatever the number of
-real branches in it, so there a chunk is ``--branch-batch`` branches; an episode
-(RL) costs per real branch, so there chunks are smaller — about four per rank,
-``ceil(2N·M / (4K))``, at most ``--branch-batch`` — which lets the counter balance
-uneven episode lengths. The counter has two slots used in alternate iterations;
-rank 0 resets a slot once every rank is past the gather that ends its iteration.
+Chunk sizes: a supervised call costs its full padded width whatever the number of
+real branches in it, so there every chunk is ``--branch-batch`` branches. An episode
+(RL) costs per real branch plus a per-step overhead per call (the batched policy
+call, the lockstep bookkeeping), so there chunks follow *guided self-scheduling*
+(Polychronopoulos & Kuck 1987): chunk k holds ceil(remaining / K) branches, at
+least ceil(2N·M / (4K)) and at most ``--branch-batch`` — large first chunks keep the
+per-call overhead low, the small last ones balance uneven episode lengths and slow
+ranks. The chunk table is fixed in advance (a function of 2N·M, K and the batch),
+so a claim is one increment. The counter has two slots used in alternate
+iterations; rank 0 resets a slot once every rank is past the gather that ends its
+iteration.
 
-Why an RMA counter rather than a rank-0 dispatcher: a dispatcher must answer
-requests while it is itself scoring branches (or give up a rank to the job), so
-every claim would wait up to one of rank 0's chunks; a passive-target fetch-and-add
-is served by the MPI library (shared memory within a node), costing microseconds.
+Why not a rank-0 dispatcher: it must answer requests while it is itself scoring
+branches (or give up a rank to the job, or spin a polling thread on a core the job
+needs), so a claim would wait up to one of rank 0's chunks.
 """
 
 from __future__ import annotations
@@ -59,13 +66,21 @@ class StaticSchedule:
         return self.transport.allgather_rows(local, self.counts), time.perf_counter() - start
 
 
+def guided_chunks(branches: int, workers: int, smallest: int, largest: int) -> list[range]:
+    """Guided self-scheduling: chunk sizes ceil(remaining / workers), clamped to [smallest, largest]."""
+    chunks, start = [], 0
+    while start < branches:
+        size = min(largest, max(smallest, math.ceil((branches - start) / workers)), branches - start)
+        chunks.append(range(start, start + size))
+        start += size
+    return chunks
+
+
 class DynamicSchedule:
-    def __init__(self, transport: Transport, branches: int, devices: int, chunk: int, width: int) -> None:
+    def __init__(self, transport: Transport, chunks: list[range], devices: int, width: int) -> None:
         self.transport = transport
-        self.branches = branches
+        self.chunks = chunks
         self.devices = devices
-        self.chunk = chunk
-        self.chunks = math.ceil(branches / chunk)
         self.width = width  # columns of a message row
         self.counter = transport.work_counter()
 
@@ -73,14 +88,14 @@ class DynamicSchedule:
         """Every branch's row in branch order, and the seconds spent in the collective."""
         slot = iteration % 2
         tagged, device = [np.zeros((0, self.width + 1))], 0
-        while (claimed := self.counter.claim(slot)) < self.chunks:
-            ids = list(range(claimed * self.chunk, min(self.branches, (claimed + 1) * self.chunk)))
+        while (claimed := self.counter.claim(slot)) < len(self.chunks):
+            ids = list(self.chunks[claimed])
             tagged.append(np.hstack([np.asarray(ids, dtype=np.float64)[:, None], score(device, ids)]))
             device = (device + 1) % self.devices
         start = time.perf_counter()
         everything = self.transport.allgather_varying(np.concatenate(tagged))
         waited = time.perf_counter() - start
-        if self.transport.rank == 0:  # every rank is past its claims on this slot
+        if self.transport.node_rank == 0:  # every rank is past its claims on this slot
             self.counter.reset(slot)
         return everything[np.argsort(everything[:, 0], kind="stable"), 1:], waited
 
@@ -90,5 +105,12 @@ def make_schedule(
 ) -> StaticSchedule | DynamicSchedule:
     if kind != "dynamic":  # static; the asynchronous mode scores whole updates on its own
         return StaticSchedule(transport, branches, devices)
-    chunk = min(branch_batch, math.ceil(branches / (4 * transport.size))) if episodic else branch_batch
-    return DynamicSchedule(transport, branches, devices, max(1, chunk), width)
+    share = partition(branches, transport.node_count, transport.node_index)  # this node's branches
+    workers = transport.node_size
+    if episodic:
+        chunks = guided_chunks(len(share), workers, math.ceil(len(share) / (4 * workers)), branch_batch)
+    else:
+        chunks = guided_chunks(len(share), 1, branch_batch, branch_batch)  # whole calls
+    return DynamicSchedule(
+        transport, [range(share.start + c.start, share.start + c.stop) for c in chunks], devices, width
+    )
