@@ -42,6 +42,10 @@ version. A straggler delays only its own updates, which arrive staler.
 * **Checkpoints**: rank 0 writes one every ``--checkpoint-every`` versions, with the
   log; resume continues it (any world size); ``--replay RUN_DIR`` re-applies it.
 * Refused: ``--population`` > 1 (the operators judge all members at one iteration).
+  A rank with several devices scores on its first (one update is one batched job).
+* Episodes are counted when their update is sequenced, dropped ones included; the
+  updates in flight when the stop is announced are discarded uncounted (at most one
+  per rank).
 """
 
 from __future__ import annotations
