@@ -1,17 +1,30 @@
-"""Env steps per second: an hpcars rank vs a bare Gymnasium loop, and 2 ranks vs 1.
+"""Env steps per second of an hpcars rank against the physics limit, per env backend.
 
-    python bench/throughput.py [--env HalfCheetah-v5] [--episodes 32] [--repeats 5]
+    python bench/throughput.py [--envs HalfCheetah-v5,Hopper-v5,Swimmer-v5,Walker2d-v5]
+                               [--episodes 32] [--repeats 3] [--iterations 5]
 
-Part 1, one process, one core: the same linear policy (fixed random weights), the
-same episode seeds and the same number of steps, run (a) as a bare Gymnasium loop
-(one env, ``a = clip(W @ obs)``, ``env.step(a)``) and (b) through hpcars' lockstep
-rollout of a rank (``GymTask.rollouts``: batched actions for all branches, V2
-observation bookkeeping on). Repetitions alternate between the two; the median
-CPU-time rate is reported. Target: ratio ≥ 0.95.
+Part 1, one process, one core, per env: the same linear policy (fixed random
+weights), 32 episodes, timed side by side in alternating repetitions (median CPU
+time of the process, EnvPool's worker thread included):
+
+* ``limit`` — bare ``mj_step(model, data, nstep=frame_skip)`` on the env's own
+  model: the actions the bare Gymnasium loop took, replayed open loop from the
+  same initial states, one ``ctrl`` write and one MuJoCo call per env step;
+* ``bare gymnasium`` — one env, ``a = clip(W @ obs)``, ``env.step(a)``;
+* ``bare envpool`` — one 32-env pool made once and reset for each repetition,
+  the same policy in NumPy, finished envs masked out;
+* ``hpcars gymnasium`` / ``hpcars envpool`` — a rank's lockstep rollout
+  (``GymTask.rollouts``: batched torch policy, V2 observation bookkeeping on)
+  with each backend; ``hpcars envpool V1`` without the bookkeeping.
+
+Rates are reported as fractions of the limit (goal: hpcars ≥ 0.8 on HalfCheetah),
+and per env step in µs, which says where the time between hpcars and the physics
+goes: physics (limit), the backend's own overhead (bare − limit), hpcars' policy
+call, bookkeeping and (EnvPool) the pool made per batch to seed its episodes
+(hpcars − bare), V2 statistics (V2 − V1).
 
 Part 2: whole ARS iterations (N = 32, V2-t, HalfCheetah) under ``mpirun -n 1`` and
-``mpirun -n 2``; training env steps per second of the whole job. Target ≥ 1.85×
-on this 2-core machine.
+``mpirun -n 2`` per backend; training env steps per second of the whole job.
 
 Last line: one JSON object.
 """
@@ -29,63 +42,133 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from hpcars.branches import BatchedModel
-from hpcars.config import TrainConfig
+from hpcars.config import ENV_BACKENDS, TrainConfig
 from hpcars.envs import make_env
 from hpcars.tasks.rl import GymTask
 
 
-def bare_loop(env_id: str, weight: np.ndarray, seeds: list[int]) -> int:
-    env = make_env(env_id)
-    low, high = env.action_space.low, env.action_space.high
-    steps = 0
-    for seed in seeds:
-        obs, _ = env.reset(seed=seed)
-        done = False
-        while not done:
-            obs, _, terminated, truncated, _ = env.step(np.clip(weight @ obs, low, high))
-            steps += 1
-            done = terminated or truncated
-    return steps
+class BareGym:
+    """One Gymnasium env, ``clip(W @ obs)``; records the actions for the limit replay."""
+
+    def __init__(self, env_id: str, weight: np.ndarray, seeds: list[int]) -> None:
+        self.env, self.weight, self.seeds = make_env(env_id), weight, seeds
+        self.starts: list[tuple[np.ndarray, np.ndarray]] = []
+        self.actions: list[np.ndarray] = []
+
+    def __call__(self) -> int:
+        env, low, high = self.env, self.env.action_space.low, self.env.action_space.high
+        data = env.unwrapped.data
+        self.starts, self.actions, steps = [], [], 0
+        for seed in self.seeds:
+            obs, _ = env.reset(seed=seed)
+            self.starts.append((data.qpos.copy(), data.qvel.copy()))
+            taken = []
+            done = False
+            while not done:
+                action = np.clip(self.weight @ obs, low, high)
+                taken.append(action)
+                obs, _, terminated, truncated, _ = env.step(action)
+                steps += 1
+                done = terminated or truncated
+            self.actions.append(np.array(taken))
+        return steps
 
 
-def hpcars_rollouts(task: GymTask, model: BatchedModel, flat: torch.Tensor, seeds: list[int]) -> int:
-    stack = flat[None].repeat(len(seeds), 1)
-    _, steps, _ = task.rollouts(model, stack, seeds, 0.0, record=True)
-    return int(steps.sum())
+def physics_limit(bare: BareGym) -> Callable[[], int]:
+    """Replay ``bare``'s episodes open loop: ``ctrl = a; mj_step × frame_skip`` per env step."""
+    import mujoco
+
+    env = bare.env.unwrapped
+    model, data, frame_skip = env.model, env.data, env.frame_skip
+
+    def replay() -> int:
+        steps = 0
+        for (qpos, qvel), actions in zip(bare.starts, bare.actions, strict=True):
+            mujoco.mj_resetData(model, data)
+            data.qpos[:], data.qvel[:] = qpos, qvel
+            mujoco.mj_forward(model, data)
+            for action in actions:
+                data.ctrl[:] = action
+                mujoco.mj_step(model, data, nstep=frame_skip)
+            steps += len(actions)
+        return steps
+
+    return replay
+
+
+def bare_envpool(env_id: str, weight: np.ndarray, episodes: int) -> Callable[[], int]:
+    import envpool
+
+    pool = envpool.make_gymnasium(env_id, num_envs=episodes, seed=0, num_threads=1)  # made once, reset each run
+    low, high = pool.action_space.low, pool.action_space.high
+
+    def run() -> int:
+        obs, _ = pool.reset()
+        active, steps = np.arange(episodes), 0
+        while active.size:
+            ob, _, terminated, truncated, _ = pool.step(np.clip(obs[active] @ weight.T, low, high), active)
+            steps += active.size
+            running = ~(terminated | truncated)
+            active = active[running]
+            obs[active] = ob[running]
+        return steps
+
+    return run
+
+
+def hpcars_rollouts(env_id: str, backend: str, weight: np.ndarray, episodes: int, v2: bool) -> Callable[[], int]:
+    task = GymTask(env_id, 0, branch_batch=episodes, env_backend=backend)
+    model = BatchedModel(task.build_model(), torch.device("cpu"))
+    stack = torch.from_numpy(weight.astype(np.float32).reshape(-1))[None].repeat(episodes, 1)
+    seeds = task.backend.episode_seeds(0, 1, 0, 0, range(episodes))
+
+    def run() -> int:
+        _, steps, _ = task.rollouts(model, stack, seeds, 0.0, record=v2)
+        return int(steps.sum())
+
+    return run
 
 
 def single_core(env_id: str, episodes: int, repeats: int) -> dict:
     torch.set_num_threads(1)
-    task = GymTask(env_id, 0, branch_batch=episodes)
+    probe = make_env(env_id)
     rng = np.random.default_rng(0)
-    weight = (0.1 * rng.standard_normal((task.action_dim, task.input_dim))).astype(np.float32)
-    module = task.build_model()
-    model = BatchedModel(module, torch.device("cpu"))
-    flat = torch.from_numpy(weight.reshape(-1))
-    seeds = list(range(episodes))
-    rates: dict[str, list[float]] = {"bare": [], "hpcars": []}
-    sides = (
-        ("bare", lambda: bare_loop(env_id, weight.astype(np.float64), seeds)),
-        ("hpcars", lambda: hpcars_rollouts(task, model, flat, seeds)),
-    )
-    for _, fn in sides:
-        fn()  # warm-up: hpcars creates its env pool on first use
+    weight = 0.1 * rng.standard_normal((probe.action_space.shape[0], probe.observation_space.shape[0]))
+    bare = BareGym(env_id, weight, list(range(episodes)))
+    bare()  # records the actions and initial states the limit replays
+    sides = {
+        "limit": physics_limit(bare),
+        "bare gymnasium": bare,
+        "bare envpool": bare_envpool(env_id, weight, episodes),
+        "hpcars gymnasium": hpcars_rollouts(env_id, "gymnasium", weight, episodes, v2=True),
+        "hpcars envpool": hpcars_rollouts(env_id, "envpool", weight, episodes, v2=True),
+        "hpcars envpool V1": hpcars_rollouts(env_id, "envpool", weight, episodes, v2=False),
+    }
+    for fn in sides.values():
+        fn()  # warm-up
+    rates: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(repeats):
-        for name, fn in sides:
-            t = time.process_time()  # CPU time of this single-threaded process
+        for name, fn in sides.items():
+            t = time.process_time()
             steps = fn()
             rates[name].append(steps / (time.process_time() - t))
-    bare, ours = statistics.median(rates["bare"]), statistics.median(rates["hpcars"])
-    return {"bare_steps_per_s": round(bare), "hpcars_steps_per_s": round(ours), "ratio": round(ours / bare, 3)}
+    rate = {name: statistics.median(r) for name, r in rates.items()}
+    limit = rate["limit"]
+    return {
+        "steps_per_s": {name: round(r) for name, r in rate.items()},
+        "of_limit": {name: round(r / limit, 3) for name, r in rate.items()},
+        "us_per_step": {name: round(1e6 / r, 2) for name, r in rate.items()},
+    }
 
 
-def worker(env_id: str, iterations: int) -> None:
+def worker(env_id: str, backend: str, iterations: int) -> None:
     """Inside mpirun: time whole ARS iterations; rank 0 prints one JSON line."""
     from hpcars.comm import make_transport
     from hpcars.engine import ARSTrainer
@@ -93,7 +176,7 @@ def worker(env_id: str, iterations: int) -> None:
 
     torch.set_num_threads(1)
     transport = make_transport()
-    cfg = TrainConfig(task=env_id, variant="v2", directions=32, top_directions=4, device="cpu")
+    cfg = TrainConfig(task=env_id, variant="v2", directions=32, top_directions=4, device="cpu", env_backend=backend)
     trainer = ARSTrainer(cfg, make_task(cfg), transport, [torch.device("cpu")])
     trainer.step()  # warm-up: env creation
     t = time.perf_counter()
@@ -102,7 +185,7 @@ def worker(env_id: str, iterations: int) -> None:
         print(json.dumps({"ranks": transport.size, "steps_per_s": steps / (time.perf_counter() - t)}))
 
 
-def scaling(env_id: str, iterations: int) -> dict:
+def scaling(env_id: str, backend: str, iterations: int) -> dict:
     mpirun = shutil.which("mpirun", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     rates = {}
     for ranks in (1, 2):
@@ -113,8 +196,10 @@ def scaling(env_id: str, iterations: int) -> dict:
             sys.executable,
             __file__,
             "--worker",
-            "--env",
+            "--envs",
             env_id,
+            "--backend",
+            backend,
             "--iterations",
             str(iterations),
         ]
@@ -129,26 +214,30 @@ def scaling(env_id: str, iterations: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default="HalfCheetah-v5")
+    parser.add_argument("--envs", default="HalfCheetah-v5,Hopper-v5,Swimmer-v5,Walker2d-v5")
     parser.add_argument("--episodes", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=5, help="timed ARS iterations per world size")
+    parser.add_argument("--backend", default="gymnasium", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.env, args.iterations)
+        worker(args.envs, args.backend, args.iterations)
         return
-    result = {"bench": "throughput", "env": args.env, "episodes": args.episodes}
-    result.update(single_core(args.env, args.episodes, args.repeats))
-    print(
-        f"one core: bare Gymnasium {result['bare_steps_per_s']} steps/s, hpcars rank "
-        f"{result['hpcars_steps_per_s']} steps/s, ratio {result['ratio']}"
-    )
-    result.update(scaling(args.env, args.iterations))
-    print(
-        f"ARS iterations: 1 rank {result['steps_per_s_1_rank']} steps/s, 2 ranks "
-        f"{result['steps_per_s_2_ranks']} steps/s, {result['speedup_2_vs_1']}x"
-    )
+    result: dict = {"bench": "throughput", "episodes": args.episodes, "single_core": {}, "scaling": {}}
+    for env_id in args.envs.split(","):
+        one = single_core(env_id, args.episodes, args.repeats)
+        result["single_core"][env_id] = one
+        print(f"{env_id}: steps/s per core (fraction of the mj_step limit; µs per step)")
+        for name, rate in one["steps_per_s"].items():
+            print(f"  {name:18s} {rate:8d}  ({one['of_limit'][name]:.3f}; {one['us_per_step'][name]:6.2f} µs)")
+    for backend in ENV_BACKENDS:
+        result["scaling"][backend] = scaling("HalfCheetah-v5", backend, args.iterations)
+        r = result["scaling"][backend]
+        print(
+            f"ARS iterations, HalfCheetah, {backend}: 1 rank {r['steps_per_s_1_rank']} steps/s, "
+            f"2 ranks {r['steps_per_s_2_ranks']} steps/s, {r['speedup_2_vs_1']}x"
+        )
     print(json.dumps(result))
 
 

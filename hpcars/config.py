@@ -27,6 +27,7 @@ SEARCH_SPACES = ("full", "pruned", "shared", "subspace")
 SCHEDULES = ("static", "dynamic", "async")
 LOGS = ("none", "tensorboard")
 BATCH_PRIORITIES = ("uniform", "loss")
+ENV_BACKENDS = ("gymnasium", "envpool")
 PRESET_DIR = Path(__file__).parent / "presets"
 PRESETS = tuple(sorted(p.stem for p in PRESET_DIR.glob("*.toml")))
 
@@ -121,6 +122,12 @@ class TrainConfig:
     )
     shift: float = _result(
         0.0, "RL: subtracted from every step's reward in training (survival bonus); not in evaluation"
+    )
+    env_backend: str = _result(
+        "gymnasium",
+        "RL: who steps the envs: Gymnasium, or EnvPool's C++ v5 MuJoCo tasks (pip install 'hpcars[envpool]'); "
+        "the two draw different episodes for the same seed",
+        ENV_BACKENDS,
     )
     eval_episodes: int = _report(100, "RL: episodes per evaluation, split across ranks")
     target: float = _report(

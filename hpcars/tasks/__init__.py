@@ -26,6 +26,8 @@ def make_task(cfg: TrainConfig) -> Task:
     from hpcars.tasks.plugin import is_plugin, make_plugin_task, problem_task
     from hpcars.tasks.supervised import Regression, digits_problem
 
+    if cfg.env_backend != "gymnasium" and (cfg.task in ("regression", "digits") or is_plugin(cfg.task)):
+        raise ConfigError("--env-backend", f"{cfg.env_backend} steps Gymnasium ids; {cfg.task} is not one")
     if cfg.task == "regression":
         _supervised_only(cfg, "regression draws fresh samples every iteration")
         return Regression(cfg.seed, cfg.batch_size or 2048, cfg.variant == "v2")
@@ -63,6 +65,7 @@ def _gym_task(cfg: TrainConfig) -> Task:
         eval_episodes=cfg.eval_episodes,
         branch_batch=cfg.branch_batch,
         track_obs=cfg.variant == "v2",
+        env_backend=cfg.env_backend,
     )
 
 

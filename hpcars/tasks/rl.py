@@ -8,9 +8,10 @@ keeps its fixed shape (finished and padding rows are fed their last observation
 and ignored), so an action never depends on how many branches share the batch —
 part of the world-size invariance.
 
-* Seeds: the episode of branch b in iteration j resets its env with
-  ``stream_key(seed ^ ENV_STREAM, j, member, b)``; evaluation episode e of
-  iteration j uses ``seed ^ EVAL_STREAM``. Runs are reproducible.
+* Seeds: the episode of branch b in iteration j starts from the env backend's seed
+  for (seed ^ ENV_STREAM, j, member, b) (``hpcars.env_backends``: a hash of them
+  for Gymnasium); evaluation episode e of iteration j uses ``seed ^ EVAL_STREAM``.
+  Runs are reproducible.
 * Actions: continuous (Box) actions are the policy output clipped to the action
   bounds; discrete actions are the argmax of one output per action.
 * Shift (ARS paper, §"Modifications"): during training ``shift`` is subtracted from
@@ -31,7 +32,7 @@ import torch
 from torch import nn
 
 from hpcars.branches import BatchedModel
-from hpcars.envs import make_env
+from hpcars.env_backends import make_backend
 from hpcars.models import mlp
 from hpcars.noise import stream_key
 from hpcars.tasks.base import BranchOutcome, ObsMoments
@@ -48,10 +49,6 @@ def _moments(history: np.ndarray, lengths: np.ndarray) -> ObsMoments:
     mean = np.where(seen, x, 0.0).sum(axis=0) / lengths[:, None]
     m2 = np.where(seen, (x - mean) ** 2, 0.0).sum(axis=0)
     return ObsMoments(lengths.copy(), mean, m2)
-
-
-def _env_seed(seed: int, stream: int, iteration: int, member: int, index: int) -> int:
-    return stream_key(seed ^ stream, iteration, member, index) & (2**63 - 1)
 
 
 class GymTask:
@@ -71,6 +68,7 @@ class GymTask:
         eval_episodes: int = 100,
         branch_batch: int = 64,
         track_obs: bool = True,
+        env_backend: str = "gymnasium",
     ) -> None:
         import gymnasium
 
@@ -83,15 +81,13 @@ class GymTask:
         self.branch_batch = branch_batch
         self.track_obs = track_obs  # V2 only: V1 skips the bookkeeping in the step loop
         self.env_id = env_id
-        self._make = lambda: make_env(env_id)
-        probe = self._make()
-        space = probe.action_space
+        self.backend = make_backend(env_backend, env_id)
+        space = self.backend.action_space
         self.discrete = isinstance(space, gymnasium.spaces.Discrete)
-        self.input_dim = int(np.prod(probe.observation_space.shape))
+        self.input_dim = int(np.prod(self.backend.observation_space.shape))
         self.action_dim = int(space.n) if self.discrete else int(np.prod(space.shape))
         self.low = None if self.discrete else torch.as_tensor(space.low, dtype=torch.float32)
         self.high = None if self.discrete else torch.as_tensor(space.high, dtype=torch.float32)
-        self._envs = [probe]
 
     # -- model ------------------------------------------------------------------------
     def build_model(self) -> nn.Module:
@@ -111,11 +107,6 @@ class GymTask:
         """Policy outputs [..., outputs] (CPU) -> env actions: argmax (Discrete) or clipped to the Box."""
         return out.argmax(dim=-1).numpy() if self.discrete else out.clamp(self.low, self.high).numpy()
 
-    def _env(self, slot: int):
-        while len(self._envs) <= slot:
-            self._envs.append(self._make())
-        return self._envs[slot]
-
     # -- rollouts -----------------------------------------------------------------------
     def rollouts(
         self, model: BatchedModel, stack: torch.Tensor, seeds: Sequence[int], shift: float, record: bool
@@ -123,40 +114,33 @@ class GymTask:
         """One episode per seed, the policy of row i of ``stack`` for seed i, in lockstep.
 
         This is the hot loop of RL training: per lockstep step one policy call for all
-        rows, one copy of the observations (when ``record``), then one ``env.step`` per
-        running episode, and little else. Recorded observations (float32, T × n × d)
-        are reduced to per-branch moments once, after the episodes end.
+        rows, one copy of the observations (when ``record``), then one backend step of
+        the running episodes, and little else. Recorded observations (float32,
+        T × n × d) are reduced to per-branch moments once, after the episodes end.
         """
         n, rows = len(seeds), stack.shape[0]
-        envs = [self._env(i) for i in range(n)]
         obs = torch.zeros((rows, self.input_dim), dtype=torch.float32)
-        obs_np = obs.numpy()  # shares memory with obs: envs write here, the policy reads
-        for i, env in enumerate(envs):
-            obs_np[i] = env.reset(seed=int(seeds[i]))[0]
-        returns = [0.0] * n
-        steps = [0] * n
+        obs_np = obs.numpy()  # shares memory with obs: the backend's observations land here
+        obs_np[:n] = self.backend.reset(seeds)
+        returns = np.zeros(n)
+        steps = np.zeros(n)
         history: list[np.ndarray] = []
-        active = list(range(n))
+        active = np.arange(n)
         with torch.inference_mode():
             policy = model.bind(stack)
-            while active:
+            while active.size:
                 if record:
                     history.append(obs_np[:n].copy())
-                out = policy(obs.to(stack.device)).cpu()
-                actions = self.to_actions(out)
-                still = []
-                for i in active:
-                    ob, reward, terminated, truncated, _ = envs[i].step(actions[i])
-                    returns[i] += reward
-                    steps[i] += 1
-                    if not (terminated or truncated):
-                        obs_np[i] = ob
-                        still.append(i)
-                active = still
-        lengths = np.array(steps, dtype=np.float64)
-        moments = _moments(np.stack(history), lengths) if record else None
+                actions = self.to_actions(policy(obs.to(stack.device)).cpu())
+                ob, reward, done = self.backend.step(actions[active], active)
+                returns[active] += reward
+                steps[active] += 1
+                running = ~done
+                active = active[running]
+                obs_np[active] = ob[running]
+        moments = _moments(np.stack(history), steps) if record else None
         # the survival bonus comes off every step: T steps cost shift * T
-        return np.array(returns, dtype=np.float64) - shift * lengths, lengths, moments
+        return returns - shift * steps, steps, moments
 
     # -- the Task interface ------------------------------------------------------------------
     def begin_iteration(self, iteration: int, member: int, device: torch.device) -> tuple[int, int]:
@@ -166,7 +150,7 @@ class GymTask:
         self, model: BatchedModel, stack: torch.Tensor, context: tuple[int, int], branches: Sequence[int]
     ) -> BranchOutcome:
         iteration, member = context
-        seeds = [_env_seed(self.seed, ENV_STREAM, iteration, member, b) for b in branches]
+        seeds = self.backend.episode_seeds(self.seed, ENV_STREAM, iteration, member, branches)
         returns, steps, moments = self.rollouts(model, stack, seeds, self.shift, record=self.track_obs)
         return BranchOutcome(returns, steps, moments)
 
@@ -177,7 +161,7 @@ class GymTask:
         stack = flat[None].expand(self.branch_batch, -1)
         for start in range(0, len(units), self.branch_batch):
             chunk = units[start : start + self.branch_batch]
-            seeds = [_env_seed(self.seed, EVAL_STREAM, iteration, 0, e) for e in chunk]
+            seeds = self.backend.episode_seeds(self.seed, EVAL_STREAM, iteration, 0, chunk)
             returns, steps, _ = self.rollouts(model, stack, seeds, 0.0, record=False)
             rows.append(np.stack((returns, steps), axis=1))
         return np.concatenate(rows)

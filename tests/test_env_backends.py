@@ -1,0 +1,109 @@
+"""Env backends (``--env-backend``): EnvPool against Gymnasium, seeding, errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from scipy.stats import ks_2samp
+
+from hpcars.branches import BatchedModel
+from hpcars.tasks.rl import ENV_STREAM, GymTask
+from tests.conftest import HOPPER_V2, checkpoint_file, inspect_json, run_cli, run_train
+
+pytest.importorskip("envpool", reason="the envpool backend needs the envpool extra")
+
+
+def _returns(backend: str, weight: np.ndarray, episodes: int) -> np.ndarray:
+    task = GymTask("Hopper-v5", 0, branch_batch=episodes, env_backend=backend)
+    model = BatchedModel(task.build_model(), torch.device("cpu"))
+    stack = torch.from_numpy(weight.reshape(-1)).float()[None].repeat(episodes, 1)
+    seeds = task.backend.episode_seeds(3, ENV_STREAM, 0, 0, range(episodes))
+    returns, _, _ = task.rollouts(model, stack, seeds, 0.0, record=False)
+    return returns
+
+
+def test_envpool_and_gymnasium_return_distributions_agree():
+    """Same policy, same task, different episodes: a two-sample Kolmogorov-Smirnov test
+    does not tell the backends apart, while it does tell this policy from one whose
+    weights are 1.5x larger (the test has the power to see a real difference)."""
+    weight = np.random.default_rng(0).normal(0.0, 0.3, (3, 11))
+    gym = _returns("gymnasium", weight, 80)
+    pool = _returns("envpool", weight, 80)
+    other = _returns("envpool", 1.5 * weight, 80)
+    assert ks_2samp(gym, pool).pvalue > 0.05, (gym.mean(), pool.mean())
+    assert ks_2samp(gym, other).pvalue < 0.01, (gym.mean(), other.mean())
+
+
+def test_envpool_episode_depends_on_its_seed_only():
+    """EnvPool fixes seeds at pool creation: a batch is split into runs of consecutive
+    seeds. Episode s starts alike alone, inside a run, or after a gap."""
+    task = GymTask("Hopper-v5", 0, env_backend="envpool")
+    seeds = task.backend.episode_seeds(0, ENV_STREAM, 5, 0, [0, 1, 2, 7, 8])
+    assert seeds[1] == seeds[0] + 1 and seeds[3] == seeds[0] + 7
+    together = task.backend.reset(seeds)
+    for k in (2, 3):
+        np.testing.assert_array_equal(task.backend.reset([seeds[k]])[0], together[k])
+    assert len(np.unique(together[:, 0])) == len(seeds)  # distinct initial states
+
+
+def test_envpool_world_size_invariance(tmp_path):
+    seen = {}
+    for ranks in (1, 3):
+        run_dir = tmp_path / f"n{ranks}"
+        done = run_train([*HOPPER_V2, "--env-backend", "envpool", "--run-dir", str(run_dir)], ranks=ranks)
+        assert done.returncode == 0, done.stderr
+        with h5py.File(checkpoint_file(run_dir)) as f:
+            stats = tuple(np.asarray(f["obs_stat"][k]).tobytes() for k in ("count", "mean", "m2"))
+        info = inspect_json(run_dir)
+        seen[ranks] = (info["params_sha256"], stats, info["config"]["env_backend"])
+    assert seen[1] == seen[3]
+    assert seen[1][2] == "envpool"
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["--task", "Taxi-v4"],
+            "--env-backend: envpool has no Taxi-v4 (it has Taxi-v3); use --env-backend gymnasium",
+        ),
+        (
+            ["--task", "Hopper-v2"],
+            "--env-backend: envpool has no Hopper-v2 (it has Hopper-v3, Hopper-v4, Hopper-v5); "
+            "use --env-backend gymnasium",
+        ),
+        (
+            ["--task", "regression"],
+            "--env-backend: envpool steps Gymnasium ids; regression is not one",
+        ),
+    ],
+)
+def test_envpool_refusals_are_one_line(tmp_path, args, line):
+    done = run_cli([*args, "--env-backend", "envpool", "--iterations", "1", "--run-dir", str(tmp_path / "r")])
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"hpcars.train: error: {line}"]
+
+
+def test_missing_envpool_is_one_line(tmp_path):
+    """Without the package (shadowed here by one that cannot be imported)."""
+    shadow = tmp_path / "shadow" / "envpool"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('no envpool here')\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "hpcars.train", "--task", "Hopper-v5", "--env-backend", "envpool"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "shadow"), "OMP_NUM_THREADS": "1"},
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "hpcars.train: error: --env-backend: envpool needs EnvPool: pip install 'hpcars[envpool]'"
+    ]
