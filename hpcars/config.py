@@ -123,6 +123,11 @@ class TrainConfig:
     shift: float = _result(
         0.0, "RL: subtracted from every step's reward in training (survival bonus); not in evaluation"
     )
+    clip_actions: bool = _result(
+        True,
+        "RL: clip Box actions to the action bounds; false passes them raw, as the authors' code does "
+        "(MuJoCo clamps the control, but v5 charges the control cost on the raw action)",
+    )
     env_backend: str = _result(
         "gymnasium",
         "RL: who steps the envs: Gymnasium, or EnvPool's C++ v5 MuJoCo tasks (pip install 'hpcars[envpool]'); "

@@ -56,7 +56,7 @@ class ExportedPolicy(nn.Module):
         task = policy.task
         self.discrete = bool(getattr(task, "discrete", False))
         bounds = getattr(task, "low", None) is not None
-        self.clip = bounds and not self.discrete
+        self.clip = bounds and not self.discrete and getattr(task, "clip_actions", True)
         self.register_buffer("low", task.low.clone() if bounds else torch.zeros(0))
         self.register_buffer("high", task.high.clone() if bounds else torch.zeros(0))
 
@@ -100,8 +100,8 @@ def export_npz(policy: LoadedPolicy, path: Path) -> None:
         "mean": np.zeros(first, np.float32) if mean is None else mean.detach().numpy().astype(np.float32),
         "inv_std": np.ones(first, np.float32) if inv_std is None else inv_std.detach().numpy().astype(np.float32),
         "discrete": np.bool_(exported.discrete),
-        "low": exported.low.numpy(),
-        "high": exported.high.numpy(),
+        "low": exported.low.numpy() if exported.clip else np.zeros(0, np.float32),  # empty: not clipped
+        "high": exported.high.numpy() if exported.clip else np.zeros(0, np.float32),
         "obs_shape": np.array([first], np.int64),
         "action_shape": np.array([layers[-1][0].out_features], np.int64),
         "meta": np.array(json.dumps(meta(policy))),

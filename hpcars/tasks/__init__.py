@@ -66,6 +66,7 @@ def _gym_task(cfg: TrainConfig) -> Task:
         branch_batch=cfg.branch_batch,
         track_obs=cfg.variant == "v2",
         env_backend=cfg.env_backend,
+        clip_actions=cfg.clip_actions,
     )
 
 

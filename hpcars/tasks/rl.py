@@ -13,7 +13,8 @@ part of the world-size invariance.
   for Gymnasium); evaluation episode e of iteration j uses ``seed ^ EVAL_STREAM``.
   Runs are reproducible.
 * Actions: continuous (Box) actions are the policy output clipped to the action
-  bounds; discrete actions are the argmax of one output per action.
+  bounds (``--clip-actions false``: passed raw, as in the authors' code); discrete
+  actions are the argmax of one output per action.
 * Shift (ARS paper, §"Modifications"): during training ``shift`` is subtracted from
   every step's reward (the survival bonus of Hopper, Walker2d, Ant, Humanoid);
   evaluation returns are unshifted.
@@ -69,6 +70,7 @@ class GymTask:
         branch_batch: int = 64,
         track_obs: bool = True,
         env_backend: str = "gymnasium",
+        clip_actions: bool = True,
     ) -> None:
         import gymnasium
 
@@ -81,6 +83,7 @@ class GymTask:
         self.branch_batch = branch_batch
         self.track_obs = track_obs  # V2 only: V1 skips the bookkeeping in the step loop
         self.env_id = env_id
+        self.clip_actions = clip_actions
         self.backend = make_backend(env_backend, env_id)
         space = self.backend.action_space
         self.discrete = isinstance(space, gymnasium.spaces.Discrete)
@@ -104,8 +107,11 @@ class GymTask:
         return model
 
     def to_actions(self, out: torch.Tensor) -> np.ndarray:
-        """Policy outputs [..., outputs] (CPU) -> env actions: argmax (Discrete) or clipped to the Box."""
-        return out.argmax(dim=-1).numpy() if self.discrete else out.clamp(self.low, self.high).numpy()
+        """Policy outputs [..., outputs] (CPU) -> env actions: argmax (Discrete), or the outputs
+        clipped to the Box (raw with ``clip_actions=False``)."""
+        if self.discrete:
+            return out.argmax(dim=-1).numpy()
+        return out.clamp(self.low, self.high).numpy() if self.clip_actions else out.numpy()
 
     # -- rollouts -----------------------------------------------------------------------
     def rollouts(
