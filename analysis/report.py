@@ -11,6 +11,9 @@ Writes into ``REPORT_DIR`` (default ``SWEEP_DIR/report``):
   reached the threshold and the median episodes / env steps to it, beside the ARS
   paper's figure where the task is one of its MuJoCo tasks (a seed that never
   reached it counts as slower than all that did);
+* ``seeds.png`` / ``seeds.csv`` — the seed-success view (``analysis.seeds``): the
+  fraction of seeds that reached the threshold, percentiles of their episodes to it,
+  and the paper's Figure 2 (score bands over seeds; fraction reached vs episodes);
 * ``sensitivity.png`` / ``sensitivity.csv`` — the final score against each swept
   hyper-parameter (median and quartiles over seeds and the other settings);
 * ``README.md`` — an index with the tables inline;
@@ -42,6 +45,7 @@ from hpcars.paths import PathProblem, writable_directory
 
 from .html import Section, write_html
 from .load import evaluations, load_sweep
+from .seeds import seed_figure, seed_success
 
 
 class ReportError(Exception):
@@ -217,6 +221,11 @@ def write_report(sweep_dir: Path, out_dir: Path | None = None, threshold: float 
         (out / "threshold.md").write_text(_markdown(frame))
         parts += [f"## Episodes to {chosen:g}\n", _markdown(frame)]
         sections.append(Section(f"Episodes to {chosen:g}", table=frame))
+        success = seed_success(table, chosen)
+        success.to_csv(out / "seeds.csv", index=False)
+        seed_figure(table, chosen, out / "seeds.png")
+        parts += [f"## Every seed: {chosen:g}\n", "![seeds](seeds.png)\n", _markdown(success)]
+        sections.append(Section(f"Every seed: {chosen:g}", plot=out / "seeds.png", table=success))
     sens = sensitivity(table, out / "sensitivity.png")
     sens.to_csv(out / "sensitivity.csv", index=False)
     if not sens.empty:

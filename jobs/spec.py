@@ -2,6 +2,7 @@
 
     name = "regression-step"
     seeds = [0, 1, 2]              # a sweep axis by default: ARS varies a lot by seed
+                                   # (or seeds = { start = 0, count = 100 })
 
     [base]                         # hpcars.train options shared by every run
     task = "regression"
@@ -104,6 +105,18 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9=,._-]", "_", text)
 
 
+def _seeds(path: Path, seeds: Any) -> list[int]:
+    """``seeds``: a list of integers, or a range ``{ start = S, count = C }`` (S, S+1, ... S+C-1)."""
+    if isinstance(seeds, dict):
+        start, count = seeds.get("start", 0), seeds.get("count")
+        if set(seeds) - {"start", "count"} or not all(isinstance(v, int) and v >= 0 for v in (start, count)):
+            raise SpecError(f"{path}: seeds = {{ start = S, count = C }} needs integers S >= 0 and C >= 1")
+        seeds = list(range(start, start + count))
+    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds)):
+        raise SpecError(f"{path}: seeds must be a non-empty list of integers >= 0, or {{ start = S, count = C }}")
+    return seeds
+
+
 def load(path: Path) -> SweepSpec:
     """A spec file, or the name of a packaged example (``jobs/examples/NAME.toml``)."""
     example = Path(__file__).parent / "examples" / f"{path}.toml"
@@ -118,9 +131,7 @@ def load(path: Path) -> SweepSpec:
     unknown = set(raw) - {"name", "seeds", "base", "grid", "resources"}
     if unknown:
         raise SpecError(f"{path}: unknown keys {sorted(unknown)}; allowed: name, seeds, base, grid, resources")
-    seeds = raw.get("seeds", [0])
-    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds)):
-        raise SpecError(f"{path}: seeds must be a non-empty list of integers >= 0")
+    seeds = _seeds(path, raw.get("seeds", [0]))
     grid = raw.get("grid", {})
     for key, values in grid.items():
         if not (isinstance(values, list) and values):

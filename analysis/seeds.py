@@ -1,0 +1,100 @@
+"""Seed success: how many seeds reach a threshold, and how fast (the ARS paper's Figure 2).
+
+The ARS paper (Mania, Guy & Recht 2018, §4.3) ran 100 seeds per task and reported
+the fraction that reached each threshold and the spread of their learning curves.
+For a sweep over many seeds this module gives, per setting:
+
+* ``seed_success`` — seeds, the fraction that reached the threshold, and the
+  10/25/50/75/90th percentiles over *all* seeds of the training episodes to it (a
+  seed that never got there counts as never, so a percentile above the fraction
+  reached is shown as missing);
+* ``seed_figure`` — left: evaluation score against training episodes, median and
+  the 10–90 and 25–75 percentile bands over seeds (a run stopped at the threshold
+  keeps its last score); right: the fraction of seeds that reached the threshold
+  against training episodes.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .load import evaluations
+
+PERCENTILES = (10, 25, 50, 75, 90)
+
+
+def cost_column(table: pd.DataFrame) -> tuple[str, str]:
+    """What a seed's cost is counted in: training episodes (RL), else samples (supervised)."""
+    if (table["total_episodes"] > 0).any():
+        return "total_episodes", "training episodes"
+    return "total_samples", "training samples"
+
+
+def episodes_to(table: pd.DataFrame, threshold: float) -> dict[str, list[float]]:
+    """Per setting: every seed's training episodes (or samples) at its first evaluation >= threshold
+    (inf: never), sorted."""
+    column, _ = cost_column(table)
+    out: dict[str, list[float]] = {}
+    for setting, group in evaluations(table).groupby("setting"):
+        per_seed = []
+        for _, run in group.groupby("run"):
+            hit = run[run["score"] >= threshold].sort_values("iteration").head(1)
+            per_seed.append(float(hit[column].iloc[0]) if len(hit) else math.inf)
+        out[str(setting)] = sorted(per_seed)
+    return out
+
+
+def seed_success(table: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    rows = []
+    for setting, episodes in episodes_to(table, threshold).items():
+        row: dict[str, object] = {
+            "setting": setting,
+            "seeds": len(episodes),
+            "reached_fraction": sum(math.isfinite(e) for e in episodes) / len(episodes),
+        }
+        for p in PERCENTILES:
+            value = float(np.percentile(episodes, p, method="lower"))  # a seed's own count, never interpolated
+            row[f"p{p}_episodes"] = value if math.isfinite(value) else None
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def seed_figure(table: pd.DataFrame, threshold: float, path: Path) -> Path:
+    evals = evaluations(table)
+    column, label = cost_column(table)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+    reached = episodes_to(table, threshold)
+    for setting, group in evals.groupby("setting"):
+        scores = group.pivot_table(index="iteration", columns="run", values="score").sort_index().ffill()
+        x = group.groupby("iteration")[column].max().reindex(scores.index)
+        q = np.nanpercentile(scores.to_numpy(), [10, 25, 50, 75, 90], axis=1)
+        (line,) = left.plot(x, q[2], label=f"{setting} ({scores.shape[1]} seeds)")
+        left.fill_between(x, q[0], q[4], color=line.get_color(), alpha=0.15)
+        left.fill_between(x, q[1], q[3], color=line.get_color(), alpha=0.3)
+        episodes = np.array(reached[str(setting)])
+        finite = episodes[np.isfinite(episodes)]
+        steps = np.concatenate(([0.0], finite, [x.max()]))
+        fraction = np.concatenate(([0.0], np.arange(1, len(finite) + 1), [len(finite)])) / len(episodes)
+        right.step(steps, fraction, where="post", color=line.get_color(), label=str(setting))
+    left.axhline(threshold, color="k", ls="--", lw=0.8, label=f"threshold {threshold:g}")
+    left.set_xlabel(label)
+    left.set_ylabel("evaluation score: median, 25-75 and 10-90 % of seeds")
+    right.set_xlabel(label)
+    right.set_ylabel(f"fraction of seeds that reached {threshold:g}")
+    right.set_ylim(0, 1.02)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    left.legend(fontsize=7)
+    fig.suptitle(f"{table['task'].iloc[0]}: every seed")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
