@@ -28,8 +28,8 @@ def test_seed_success_agrees_with_each_runs_own_record(tmp_path):
     runs' metrics, equal what each run recorded itself when it reached the target."""
     target = 500.0
     for seed in range(5):
-        args = ["--task", "CartPole-v1", "--directions", "4", "--iterations", "12", "--eval-every", "3", "--step-size", "0.005"]
-        args += ["--eval-episodes", "4", "--target", str(target), "--seed", str(seed)]
+        args = ["--task", "CartPole-v1", "--directions", "4", "--iterations", "12", "--step-size", "0.005"]
+        args += ["--eval-every", "3", "--eval-episodes", "4", "--target", str(target), "--seed", str(seed)]
         done = run_train([*args, "--run-dir", str(tmp_path / f"runs/seed={seed}")])
         assert done.returncode == 0, done.stderr
     recorded = []
