@@ -2,7 +2,7 @@
 
     python bench/fidelity.py [--tasks swimmer,halfcheetah,hopper] [--seeds 0,1,2,3,4] [--jobs 2]
 
-For every task and seed, four runs with the paper's hyper-parameters (hpcars'
+For every task and seed, five runs with the paper's hyper-parameters (hpcars'
 presets), 20-episode evaluations every 10 iterations (the paper's 100 would
 dominate the clock; both sides use the same), stopping at the threshold or at a cap
 of ``CAPS`` training episodes:
@@ -10,13 +10,15 @@ of ``CAPS`` training episodes:
 * ``authors`` — ``bench/ars_reference.py``, the authors' loop as published;
 * ``authors+clip`` — the same with actions clipped to their bounds (hpcars' default);
 * ``hpcars`` — ``python -m hpcars.train --preset TASK`` (one rank; clips actions);
-* ``hpcars no-clip`` — the same with ``--clip-actions false``.
+* ``hpcars no-clip`` — the same with ``--clip-actions false``;
+* ``hpcars envpool`` — the same with ``--env-backend envpool`` (other episodes,
+  same algorithm: do the backends reach the thresholds with comparable episodes?).
 
-(Swimmer runs only the first and third: its control cost is 1e-4 per unit², and its
-policies stay in range.) Runs go ``--jobs`` at a time, one per core. Episodes
-count training episodes up to the first evaluation at the threshold. Reported per
-task and variant: seeds that got there, and the median episodes over all seeds (a
-seed that did not get there counts as never: "> cap" when fewer than half did).
+(Swimmer skips the two clipping variants: its control cost is 1e-4 per unit².)
+Runs go ``--jobs`` at a time, one per core. Episodes count training episodes up to
+the first evaluation at the threshold. Reported per task and variant: seeds that
+got there, and the median episodes over all seeds (a seed that did not get there
+counts as never: "> cap" when fewer than half did).
 
 Last line: one JSON object.
 """
@@ -42,8 +44,13 @@ TASKS = {
     "hopper": ("Hopper-v5", "8 4 0.01 0.025 1 MeanStdFilter 3120"),
 }
 CAPS = {"swimmer": 600, "halfcheetah": 6400, "hopper": 6400}  # training episodes
-VARIANTS = {"swimmer": ("authors", "hpcars")}
-ALL_VARIANTS = ("authors", "authors+clip", "hpcars", "hpcars no-clip")
+VARIANTS = {"swimmer": ("authors", "hpcars", "hpcars envpool")}
+ALL_VARIANTS = ("authors", "authors+clip", "hpcars", "hpcars no-clip", "hpcars envpool")
+HPCARS_OPTIONS = {
+    "hpcars": [],
+    "hpcars no-clip": ["--clip-actions", "false"],
+    "hpcars envpool": ["--env-backend", "envpool"],
+}
 
 
 def reference_cmd(task: str, seed: int) -> list[str]:
@@ -71,7 +78,7 @@ def run(task: str, variant: str, seed: int, root: Path) -> dict:
     n = int(TASKS[task][1].split()[0])
     cmd = [sys.executable, "-m", "hpcars.train", "--preset", task, "--seed", str(seed)]
     cmd += ["--eval-episodes", "20", "--iterations", str(CAPS[task] // (2 * n)), "--log-every", "1000000"]
-    cmd += ["--run-dir", str(run_dir)] + (["--clip-actions", "false"] if variant == "hpcars no-clip" else [])
+    cmd += ["--run-dir", str(run_dir), *HPCARS_OPTIONS[variant]]
     subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     summary = json.loads((run_dir / "summary.json").read_text())
     hit = summary["reached_target"]

@@ -35,7 +35,7 @@ import torch
 
 from hpcars.checkpoint import CheckpointError
 from hpcars.comm import make_transport, partition, shares
-from hpcars.config import ConfigError
+from hpcars.config import ENV_BACKENDS, ConfigError
 from hpcars.policy import WHICH, LoadedPolicy, load_policy
 
 
@@ -134,6 +134,12 @@ def main(argv: Sequence[str] | None = None, transport=None) -> int:
     parser.add_argument(
         "--task", default=None, help="a compatible task instead of the run's (e.g. another env version)"
     )
+    parser.add_argument(
+        "--env-backend",
+        choices=ENV_BACKENDS,
+        default=None,
+        help="step the episodes with this backend instead of the run's (videos always render with Gymnasium)",
+    )
     parser.add_argument("--video", type=Path, default=None, help="write a GIF or MP4 of the first episode(s) here")
     parser.add_argument("--video-episodes", type=int, default=1, help="episodes in the video")
     parser.add_argument("--video-steps", type=int, default=0, help="at most this many steps per episode (0 = all)")
@@ -157,7 +163,7 @@ def main(argv: Sequence[str] | None = None, transport=None) -> int:
             raise ConfigError("--size", f"must be WIDTHxHEIGHT, each >= 16 (got {args.size!r})")
         if min(args.video_episodes, args.video_every, args.fps) < 1 or args.episodes < 0 or args.video_steps < 0:
             raise ConfigError("--episodes/--video-*", "counts must be >= 1 (episodes and video-steps: >= 0)")
-        policy = load_policy(args.target, args.which, args.task, args.seed)
+        policy = load_policy(args.target, args.which, args.task, args.seed, args.env_backend)
         episodes = args.episodes or policy.task.eval_units
         rows = evaluate(policy, episodes, transport)
         if lead:

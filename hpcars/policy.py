@@ -55,7 +55,9 @@ def read_checkpoint(target: Path) -> tuple[Path, Checkpoint]:
     return path, checkpoint.read(path)
 
 
-def config_of(saved: Checkpoint, task: str | None = None, seed: int | None = None) -> TrainConfig:
+def config_of(
+    saved: Checkpoint, task: str | None = None, seed: int | None = None, env_backend: str | None = None
+) -> TrainConfig:
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in saved.config.items() if k in known}
     values.update(device="cpu", init_from="", init_partial=False, resume="", run_dir="", replay="")
@@ -63,13 +65,21 @@ def config_of(saved: Checkpoint, task: str | None = None, seed: int | None = Non
         values["task"] = task
     if seed is not None:
         values["seed"] = seed
+    if env_backend is not None:
+        values["env_backend"] = env_backend
     return TrainConfig(**values)
 
 
-def load_policy(target: Path, which: str = "best", task: str | None = None, seed: int | None = None) -> LoadedPolicy:
+def load_policy(
+    target: Path,
+    which: str = "best",
+    task: str | None = None,
+    seed: int | None = None,
+    env_backend: str | None = None,
+) -> LoadedPolicy:
     """The policy of a run or checkpoint; ``CheckpointError`` / ``ConfigError`` (one line) otherwise."""
     path, saved = read_checkpoint(Path(target))
-    cfg = config_of(saved, task, seed)
+    cfg = config_of(saved, task, seed, env_backend)
     built = make_task(cfg)
     module, _ = initial_model(built, cfg.variant, None)
     model = BatchedModel(module, torch.device("cpu"))
