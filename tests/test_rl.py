@@ -157,3 +157,18 @@ def test_other_mujoco_warnings_print_once(capsys):
     assert lines == [
         "MuJoCo warning: Nan, Inf or huge value in QACC at DOF 0. The simulation is unstable. (repeats are not shown)"
     ]
+
+
+def test_clip_actions_false_passes_raw_actions_and_pays_their_control_cost():
+    """MuJoCo clamps the control either way, so the motion is the same; Gymnasium v5
+    charges the control cost on the action it was given, so raw actions out of the
+    bounds cost more. Within the bounds the two settings are identical."""
+    returns = {}
+    for clip in (True, False):
+        task = GymTask("HalfCheetah-v5", 0, branch_batch=2, clip_actions=clip)
+        model = BatchedModel(task.build_model(), torch.device("cpu"))
+        weight = torch.from_numpy(np.random.default_rng(1).normal(0, 1, model.spec.size)).float()
+        stack = torch.stack([3.0 * weight, 0.01 * weight])  # far out of [-1, 1]; well inside it
+        returns[clip], _, _ = task.rollouts(model, stack, [5, 5], 0.0, record=False)
+    assert returns[False][0] < returns[True][0] - 100
+    assert returns[False][1] == returns[True][1]
