@@ -33,7 +33,7 @@ import tempfile
 from pathlib import Path
 
 MODES = ("static", "dynamic", "async")
-CAPS = {"halfcheetah": 200, "hopper": 400}  # iterations: 6,400 episodes each
+CAPS = {"halfcheetah": 200, "hopper": 400}  # iterations: 12,800 and 6,400 training episodes
 
 
 def mpirun() -> str:
