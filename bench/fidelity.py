@@ -90,13 +90,16 @@ def main() -> None:
     parser.add_argument("--tasks", default="swimmer,halfcheetah,hopper")
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--variants", default=",".join(ALL_VARIANTS), help="run only these (comma-separated)")
     args = parser.parse_args()
+    chosen = args.variants.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     plan = [
         (task, variant, seed)
         for task in args.tasks.split(",")
         for seed in seeds
         for variant in VARIANTS.get(task, ALL_VARIANTS)
+        if variant in chosen
     ]
     result: dict = {"bench": "fidelity", "caps": CAPS, "runs": {}, "summary": {}}
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
@@ -106,7 +109,7 @@ def main() -> None:
             result["runs"][f"{task} {variant} {seed}"] = one
             print(f"{task:12s} {variant:15s} seed {seed}: {one['episodes'] or 'not reached'}", flush=True)
     for task in args.tasks.split(","):
-        for variant in VARIANTS.get(task, ALL_VARIANTS):
+        for variant in (v for v in VARIANTS.get(task, ALL_VARIANTS) if v in chosen):
             episodes = [result["runs"][f"{task} {variant} {s}"]["episodes"] for s in seeds]
             reached = [e for e in episodes if e is not None]
             median = statistics.median(math.inf if e is None else e for e in episodes)

@@ -50,6 +50,7 @@ import torch
 
 from hpcars.branches import BatchedModel
 from hpcars.config import ENV_BACKENDS, TrainConfig
+from hpcars.env_backends import EpisodeKey
 from hpcars.envs import make_env
 from hpcars.tasks.rl import GymTask
 
@@ -127,10 +128,11 @@ def hpcars_rollouts(env_id: str, backend: str, weight: np.ndarray, episodes: int
     task = GymTask(env_id, 0, branch_batch=episodes, env_backend=backend)
     model = BatchedModel(task.build_model(), torch.device("cpu"))
     stack = torch.from_numpy(weight.astype(np.float32).reshape(-1))[None].repeat(episodes, 1)
-    seeds = task.backend.episode_seeds(0, 1, 0, 0, range(episodes))
+    calls = iter(range(10**9))
 
-    def run() -> int:
-        _, steps, _ = task.rollouts(model, stack, seeds, 0.0, record=v2)
+    def run() -> int:  # each call the next iteration's episodes, as in training
+        key = EpisodeKey(0, 1, next(calls), 0)
+        _, steps, _ = task.rollouts(model, stack, key, range(episodes), 0.0, record=v2)
         return int(steps.sum())
 
     return run

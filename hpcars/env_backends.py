@@ -2,12 +2,12 @@
 
 ``GymTask`` runs a batch of episodes in lockstep: one batched policy call per step,
 then every episode still running is stepped. A backend is the part that holds the
-environments, behind three calls:
+environments, behind two calls:
 
-* ``episode_seeds(seed, stream, iteration, member, indices)`` — the seed of each
-  episode. It is a function of (run seed, stream, iteration, member, index) only,
-  whatever rank runs the episode: part of the world-size invariance.
-* ``reset(seeds)`` — start one episode per seed; their first observations [n, d].
+* ``reset(key, indices)`` — start episodes ``indices`` of ``key`` (run seed, stream,
+  iteration, member); their first observations [n, d]. Episode ``index`` of a key
+  starts from the same state whatever rank runs it, alone or beside others — part
+  of the world-size invariance. Each index appears at most once in a batch.
 * ``step(actions, rows)`` — step the episodes ``rows`` (positions in the reset
   batch, ascending; ``actions[k]`` for ``rows[k]``): their next observations,
   rewards and done flags (terminated or truncated). A done episode is never
@@ -16,21 +16,29 @@ environments, behind three calls:
 Backends:
 
 * ``gymnasium`` (default) — one ``gymnasium.make`` env per episode slot, stepped
-  one after the other; seeds are 63-bit hashes passed to ``reset(seed=...)``.
+  one after the other; episode ``i`` of a key resets with the 63-bit seed
+  ``gym_seed(key, i)``.
 * ``envpool`` — EnvPool's C++ implementation of the same v5 MuJoCo tasks
   (``pip install 'hpcars[envpool]'``), one thread per rank. EnvPool fixes an env's
-  seed when the pool is made (env ``i`` of a pool made with seed ``s`` starts from
-  seed ``s + i``; ``reset(seed=...)`` is ignored), so episode seeds here are
-  consecutive, ``base + index`` with a 31-bit ``base`` hashed from (seed, stream,
-  iteration, member), and ``reset`` makes one pool per run of consecutive seeds
-  (32 HalfCheetah envs: ~50 ms, against seconds of stepping). The two backends
-  give different episodes for the same run seed; their return distributions agree
-  (tested, BENCHMARKS.md).
+  seed when its pool is made (env ``i`` of a pool made with seed ``s`` is seeded
+  ``s + i``; ``reset(seed=...)`` is ignored) and then draws each reset's initial
+  state from that env's own stream, one draw per reset whether or not the env was
+  stepped (measured). So each (run seed, stream, member) gets one pool that lives
+  for the run, env ``i`` playing episode index ``lo + i`` (seed ``base + lo + i``,
+  ``base`` a 31-bit hash of the key without the iteration), and episode ``index`` of
+  iteration ``j`` is that env's (j + 1)-th reset: before starting iteration ``j``
+  every env of the pool is reset until it has been reset j + 1 times, whichever
+  episodes this rank then runs. A reset costs ~7 µs per env; making a pool ~1.4–3.5
+  ms per env — which is paid only when a pool must grow to cover new indices, or
+  replay its resets (a resumed run, the same episodes asked for twice). The two
+  backends give different episodes for the same run seed; their return
+  distributions agree (tested, BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -39,19 +47,30 @@ from hpcars.config import ENV_BACKENDS, ConfigError
 from hpcars.envs import make_env
 from hpcars.noise import stream_key
 
-ENVPOOL_INDICES = 2**24  # episode indices per (iteration, member) an EnvPool seed range covers
+ENVPOOL_INDICES = 2**24  # episode indices per (stream, member) an EnvPool seed range covers
 ENVPOOL_BASES = 2**31 - ENVPOOL_INDICES  # base + index stays an int32, as EnvPool requires
+
+
+@dataclass(frozen=True)
+class EpisodeKey:
+    """A family of episodes: index ``i`` of it is one fixed episode (initial state)."""
+
+    seed: int
+    stream: int
+    iteration: int
+    member: int
+
+
+def gym_seed(key: EpisodeKey, index: int) -> int:
+    """The Gymnasium reset seed of episode ``index`` of ``key``."""
+    return stream_key(key.seed ^ key.stream, key.iteration, key.member, index) & (2**63 - 1)
 
 
 class EnvBackend(Protocol):
     observation_space: Any
     action_space: Any
 
-    def episode_seeds(
-        self, seed: int, stream: int, iteration: int, member: int, indices: Sequence[int]
-    ) -> list[int]: ...
-
-    def reset(self, seeds: Sequence[int]) -> np.ndarray: ...
+    def reset(self, key: EpisodeKey, indices: Sequence[int]) -> np.ndarray: ...
 
     def step(self, actions: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
@@ -66,14 +85,11 @@ class GymnasiumBackend:
         self.action_space = self._envs[0].action_space
         self._live: list[Any] = []
 
-    def episode_seeds(self, seed: int, stream: int, iteration: int, member: int, indices: Sequence[int]) -> list[int]:
-        return [stream_key(seed ^ stream, iteration, member, i) & (2**63 - 1) for i in indices]
-
-    def reset(self, seeds: Sequence[int]) -> np.ndarray:
-        while len(self._envs) < len(seeds):
+    def reset(self, key: EpisodeKey, indices: Sequence[int]) -> np.ndarray:
+        while len(self._envs) < len(indices):
             self._envs.append(make_env(self.env_id))
-        self._live = self._envs[: len(seeds)]
-        return np.stack([env.reset(seed=int(s))[0] for env, s in zip(self._live, seeds, strict=True)])
+        self._live = self._envs[: len(indices)]
+        return np.stack([env.reset(seed=gym_seed(key, i))[0] for env, i in zip(self._live, indices, strict=True)])
 
     def step(self, actions: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         obs, rewards, done = [], [], []
@@ -85,54 +101,75 @@ class GymnasiumBackend:
         return np.stack(obs), np.array(rewards, dtype=np.float64), np.array(done, dtype=bool)
 
 
+@dataclass
+class _Pool:
+    """One EnvPool pool of a (seed, stream, member): env i plays episode index lo + i."""
+
+    pool: Any
+    lo: int
+    size: int
+    resets: int = 0  # how many times every env has been reset
+    obs: np.ndarray | None = None  # the observations of the last reset
+    used: np.ndarray | None = None  # envs stepped since the last reset
+
+
 class EnvPoolBackend:
-    """EnvPool pools, one per run of consecutive seeds, stepped on one thread."""
+    """EnvPool pools that live for the run, one per (seed, stream, member), on one thread."""
 
     def __init__(self, env_id: str) -> None:
         self.envpool = _import_envpool(env_id)
         self.env_id = env_id
-        probe = self._pool(0, 1)
+        probe = self.envpool.make_gymnasium(env_id, num_envs=1, seed=0, num_threads=1)
         self.observation_space = probe.observation_space
         self.action_space = probe.action_space
         probe.close()
-        self._pools: list[tuple[int, int, Any]] = []  # (first row, rows, pool)
+        self._pools: dict[tuple[int, int, int], _Pool] = {}
+        self._live: tuple[_Pool, np.ndarray] | None = None
 
-    def _pool(self, seed: int, n: int) -> Any:
-        return self.envpool.make_gymnasium(self.env_id, num_envs=n, seed=seed, num_threads=1)
+    def _make(self, key: EpisodeKey, lo: int, hi: int) -> _Pool:
+        base = stream_key(key.seed ^ key.stream, 0, key.member, 0) % ENVPOOL_BASES
+        pool = self.envpool.make_gymnasium(self.env_id, num_envs=hi - lo, seed=base + lo, num_threads=1)
+        return _Pool(pool, lo, hi - lo)
 
-    def episode_seeds(self, seed: int, stream: int, iteration: int, member: int, indices: Sequence[int]) -> list[int]:
-        base = stream_key(seed ^ stream, iteration, member, 0) % ENVPOOL_BASES
-        if any(not 0 <= i < ENVPOOL_INDICES for i in indices):
+    def reset(self, key: EpisodeKey, indices: Sequence[int]) -> np.ndarray:
+        wanted = np.asarray(indices, dtype=np.int64)
+        if wanted.size and (wanted.min() < 0 or wanted.max() >= ENVPOOL_INDICES):
             raise ValueError(f"EnvPool episode indices must lie in [0, {ENVPOOL_INDICES})")
-        return [base + int(i) for i in indices]
-
-    def reset(self, seeds: Sequence[int]) -> np.ndarray:
-        for _, _, pool in self._pools:
-            pool.close()
-        self._pools, obs = [], []
-        start = 0
-        while start < len(seeds):  # split into runs of consecutive seeds: one pool each
-            end = start + 1
-            while end < len(seeds) and seeds[end] == seeds[end - 1] + 1:
-                end += 1
-            pool = self._pool(int(seeds[start]), end - start)
-            obs.append(pool.reset()[0])
-            self._pools.append((start, end - start, pool))
-            start = end
-        return np.concatenate(obs)
+        if len(np.unique(wanted)) != wanted.size:
+            raise ValueError("EnvPool plays each episode index at most once per batch")
+        family = (key.seed, key.stream, key.member)
+        pool = self._pools.get(family)
+        lo, hi = int(wanted.min()), int(wanted.max()) + 1
+        if pool is not None:
+            grow = lo < pool.lo or hi > pool.lo + pool.size
+            past = pool.resets > key.iteration + 1  # this pool has gone beyond the iteration
+            replayed = pool.resets == key.iteration + 1 and not grow and pool.used[wanted - pool.lo].any()
+            if grow or past or replayed:  # a new pool covering both ranges; its resets are replayed below
+                lo, hi = min(lo, pool.lo), max(hi, pool.lo + pool.size)
+                pool.pool.close()
+                pool = None
+        if pool is None:
+            pool = self._pools[family] = self._make(key, lo, hi)
+        while pool.resets <= key.iteration:  # every env's (iteration + 1)-th reset
+            pool.obs = pool.pool.reset()[0]
+            pool.used = np.zeros(pool.size, dtype=bool)
+            pool.resets += 1
+        envs = wanted - pool.lo
+        self._live = (pool, envs)
+        return pool.obs[envs]
 
     def step(self, actions: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        obs = np.empty((len(rows), *self.observation_space.shape))
-        rewards = np.empty(len(rows))
-        done = np.empty(len(rows), dtype=bool)
-        for first, count, pool in self._pools:
-            mine = np.flatnonzero((rows >= first) & (rows < first + count))
-            if mine.size == 0:
-                continue
-            sent = rows[mine] - first  # ascending
-            ob, reward, terminated, truncated, info = pool.step(actions[mine], sent)
-            back = mine[np.searchsorted(sent, info["env_id"])]  # match each result to its row by env id
-            obs[back], rewards[back], done[back] = ob, reward, terminated | truncated
+        pool, envs = self._live
+        ids = envs[rows]
+        pool.used[ids] = True
+        ob, reward, terminated, truncated, info = pool.pool.step(actions, ids)
+        where = np.empty(pool.size, dtype=np.int64)
+        where[ids] = np.arange(len(ids))
+        order = where[info["env_id"]]  # results come back by env id: put them in row order
+        obs = np.empty_like(ob)
+        rewards = np.empty(len(ids))
+        done = np.empty(len(ids), dtype=bool)
+        obs[order], rewards[order], done[order] = ob, reward, terminated | truncated
         return obs, rewards, done
 
 

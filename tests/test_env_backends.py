@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import torch
 from scipy.stats import ks_2samp
 
 from hpcars.branches import BatchedModel
+from hpcars.env_backends import EpisodeKey
 from hpcars.tasks.rl import ENV_STREAM, GymTask
 from tests.conftest import HOPPER_V2, checkpoint_file, inspect_json, run_cli, run_train
 
@@ -23,8 +25,7 @@ def _returns(backend: str, weight: np.ndarray, episodes: int) -> np.ndarray:
     task = GymTask("Hopper-v5", 0, branch_batch=episodes, env_backend=backend)
     model = BatchedModel(task.build_model(), torch.device("cpu"))
     stack = torch.from_numpy(weight.reshape(-1)).float()[None].repeat(episodes, 1)
-    seeds = task.backend.episode_seeds(3, ENV_STREAM, 0, 0, range(episodes))
-    returns, _, _ = task.rollouts(model, stack, seeds, 0.0, record=False)
+    returns, _, _ = task.rollouts(model, stack, EpisodeKey(3, ENV_STREAM, 0, 0), range(episodes), 0.0, False)
     return returns
 
 
@@ -40,16 +41,23 @@ def test_envpool_and_gymnasium_return_distributions_agree():
     assert ks_2samp(gym, other).pvalue < 0.01, (gym.mean(), other.mean())
 
 
-def test_envpool_episode_depends_on_its_seed_only():
-    """EnvPool fixes seeds at pool creation: a batch is split into runs of consecutive
-    seeds. Episode s starts alike alone, inside a run, or after a gap."""
+def test_envpool_episode_depends_on_its_key_and_index_only():
+    """EnvPool fixes seeds when a pool is made; hpcars keeps one pool per (seed, stream,
+    member) and resets every env once per iteration. Episode (iteration, index) starts
+    alike whether asked alone or beside others, after iterations that ran other
+    episodes or none, from a grown pool, or from a fresh process's backend."""
     task = GymTask("Hopper-v5", 0, env_backend="envpool")
-    seeds = task.backend.episode_seeds(0, ENV_STREAM, 5, 0, [0, 1, 2, 7, 8])
-    assert seeds[1] == seeds[0] + 1 and seeds[3] == seeds[0] + 7
-    together = task.backend.reset(seeds)
-    for k in (2, 3):
-        np.testing.assert_array_equal(task.backend.reset([seeds[k]])[0], together[k])
-    assert len(np.unique(together[:, 0])) == len(seeds)  # distinct initial states
+    key = EpisodeKey(0, ENV_STREAM, 0, 0)
+    first = task.backend.reset(key, [0, 1, 2, 7, 8])
+    assert len(np.unique(first[:, 0])) == 5  # distinct initial states
+    later = dataclasses.replace(key, iteration=3)
+    together = task.backend.reset(later, [2, 3, 4])
+    for backend_task in (GymTask("Hopper-v5", 0, env_backend="envpool"), task):
+        np.testing.assert_array_equal(backend_task.backend.reset(later, [3])[0], together[1])
+    grown = task.backend.reset(dataclasses.replace(key, iteration=4), [30, 31])  # grows the pool
+    fresh = GymTask("Hopper-v5", 0, env_backend="envpool").backend
+    np.testing.assert_array_equal(fresh.reset(dataclasses.replace(key, iteration=4), [31])[0], grown[1])
+    assert not np.array_equal(together[0], first[2])  # another iteration, another episode
 
 
 def test_envpool_world_size_invariance(tmp_path):

@@ -10,6 +10,7 @@ import torch
 from hpcars.branches import BatchedModel
 from hpcars.cli import parse_args
 from hpcars.config import ConfigError
+from hpcars.env_backends import EpisodeKey, gym_seed
 from hpcars.envs import MujocoWarnings, make_env
 from hpcars.runningstat import RunningStat
 from hpcars.tasks.rl import GymTask
@@ -62,9 +63,10 @@ def _replay_states(env_id: str, seeds):
 def test_merged_branch_moments_equal_one_pass_over_all_states():
     task = GymTask("Hopper-v5", 0, branch_batch=8)
     model = BatchedModel(task.build_model(), torch.device("cpu"))
-    seeds = [11, 12, 13, 14, 15]
+    key, indices = EpisodeKey(0, 1, 2, 0), [11, 12, 13, 14, 15]
+    seeds = [gym_seed(key, i) for i in indices]
     stack = torch.zeros(8, model.spec.size)
-    _, steps, moments = task.rollouts(model, stack, seeds, 0.0, record=True)
+    _, steps, moments = task.rollouts(model, stack, key, indices, 0.0, record=True)
     merged = RunningStat.empty(task.input_dim)
     for b in range(len(seeds)):
         merged = merged.merge(RunningStat(moments.count[b], moments.mean[b], moments.m2[b]))
@@ -78,8 +80,9 @@ def test_shift_comes_off_every_training_step():
     task = GymTask("Hopper-v5", 0, branch_batch=4)
     model = BatchedModel(task.build_model(), torch.device("cpu"))
     stack = torch.zeros(4, model.spec.size)
-    plain, steps, _ = task.rollouts(model, stack, [1, 2, 3], 0.0, record=False)
-    shifted, steps2, _ = task.rollouts(model, stack, [1, 2, 3], 1.0, record=False)
+    key = EpisodeKey(0, 1, 0, 0)
+    plain, steps, _ = task.rollouts(model, stack, key, [1, 2, 3], 0.0, record=False)
+    shifted, steps2, _ = task.rollouts(model, stack, key, [1, 2, 3], 1.0, record=False)
     np.testing.assert_array_equal(steps, steps2)
     np.testing.assert_allclose(shifted, plain - steps)
 
@@ -169,6 +172,6 @@ def test_clip_actions_false_passes_raw_actions_and_pays_their_control_cost():
         model = BatchedModel(task.build_model(), torch.device("cpu"))
         weight = torch.from_numpy(np.random.default_rng(1).normal(0, 1, model.spec.size)).float()
         stack = torch.stack([3.0 * weight, 0.01 * weight])  # far out of [-1, 1]; well inside it
-        returns[clip], _, _ = task.rollouts(model, stack, [5, 5], 0.0, record=False)
+        returns[clip], _, _ = task.rollouts(model, stack, EpisodeKey(0, 1, 0, 0), [5, 5], 0.0, record=False)
     assert returns[False][0] < returns[True][0] - 100
     assert returns[False][1] == returns[True][1]

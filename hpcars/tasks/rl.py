@@ -8,10 +8,10 @@ keeps its fixed shape (finished and padding rows are fed their last observation
 and ignored), so an action never depends on how many branches share the batch —
 part of the world-size invariance.
 
-* Seeds: the episode of branch b in iteration j starts from the env backend's seed
-  for (seed ^ ENV_STREAM, j, member, b) (``hpcars.env_backends``: a hash of them
-  for Gymnasium); evaluation episode e of iteration j uses ``seed ^ EVAL_STREAM``.
-  Runs are reproducible.
+* Seeds: the episode of branch b in iteration j is episode b of the key (seed,
+  ENV_STREAM, j, member) — the env backend (``hpcars.env_backends``) makes it the
+  same episode whatever rank runs it; evaluation episode e of iteration j is
+  episode e of (seed, EVAL_STREAM, j, 0). Runs are reproducible.
 * Actions: continuous (Box) actions are the policy output clipped to the action
   bounds (``--clip-actions false``: passed raw, as in the authors' code); discrete
   actions are the argmax of one output per action.
@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from hpcars.branches import BatchedModel
-from hpcars.env_backends import make_backend
+from hpcars.env_backends import EpisodeKey, make_backend
 from hpcars.models import mlp
 from hpcars.noise import stream_key
 from hpcars.tasks.base import BranchOutcome, ObsMoments
@@ -115,19 +115,25 @@ class GymTask:
 
     # -- rollouts -----------------------------------------------------------------------
     def rollouts(
-        self, model: BatchedModel, stack: torch.Tensor, seeds: Sequence[int], shift: float, record: bool
+        self,
+        model: BatchedModel,
+        stack: torch.Tensor,
+        key: EpisodeKey,
+        indices: Sequence[int],
+        shift: float,
+        record: bool,
     ) -> tuple[np.ndarray, np.ndarray, ObsMoments | None]:
-        """One episode per seed, the policy of row i of ``stack`` for seed i, in lockstep.
+        """Episodes ``indices`` of ``key``, the policy of row i of ``stack`` for the i-th, in lockstep.
 
         This is the hot loop of RL training: per lockstep step one policy call for all
         rows, one copy of the observations (when ``record``), then one backend step of
         the running episodes, and little else. Recorded observations (float32,
         T × n × d) are reduced to per-branch moments once, after the episodes end.
         """
-        n, rows = len(seeds), stack.shape[0]
+        n, rows = len(indices), stack.shape[0]
         obs = torch.zeros((rows, self.input_dim), dtype=torch.float32)
         obs_np = obs.numpy()  # shares memory with obs: the backend's observations land here
-        obs_np[:n] = self.backend.reset(seeds)
+        obs_np[:n] = self.backend.reset(key, indices)
         returns = np.zeros(n)
         steps = np.zeros(n)
         history: list[np.ndarray] = []
@@ -156,8 +162,8 @@ class GymTask:
         self, model: BatchedModel, stack: torch.Tensor, context: tuple[int, int], branches: Sequence[int]
     ) -> BranchOutcome:
         iteration, member = context
-        seeds = self.backend.episode_seeds(self.seed, ENV_STREAM, iteration, member, branches)
-        returns, steps, moments = self.rollouts(model, stack, seeds, self.shift, record=self.track_obs)
+        key = EpisodeKey(self.seed, ENV_STREAM, iteration, member)
+        returns, steps, moments = self.rollouts(model, stack, key, branches, self.shift, record=self.track_obs)
         return BranchOutcome(returns, steps, moments)
 
     def evaluate_units(
@@ -167,8 +173,8 @@ class GymTask:
         stack = flat[None].expand(self.branch_batch, -1)
         for start in range(0, len(units), self.branch_batch):
             chunk = units[start : start + self.branch_batch]
-            seeds = self.backend.episode_seeds(self.seed, EVAL_STREAM, iteration, 0, chunk)
-            returns, steps, _ = self.rollouts(model, stack, seeds, 0.0, record=False)
+            key = EpisodeKey(self.seed, EVAL_STREAM, iteration, 0)
+            returns, steps, _ = self.rollouts(model, stack, key, chunk, 0.0, record=False)
             rows.append(np.stack((returns, steps), axis=1))
         return np.concatenate(rows)
 
