@@ -60,18 +60,25 @@ def test_envpool_episode_depends_on_its_key_and_index_only():
     assert not np.array_equal(together[0], first[2])  # another iteration, another episode
 
 
-def test_envpool_world_size_invariance(tmp_path):
+def test_envpool_world_size_invariance_and_resume(tmp_path):
+    """1 rank, 3 ranks, and 2 iterations on 1 rank resumed for the last 2 on 3 ranks (the
+    resumed ranks make fresh pools and replay their resets): the same parameters and V2
+    statistics."""
+    args = [*HOPPER_V2, "--env-backend", "envpool", "--checkpoint-every", "1"]
+    half = [*args[: args.index("--iterations")], "--iterations", "2", *args[args.index("--iterations") + 2 :]]
+    runs = {"n1": (args, 1), "n3": (args, 3), "resumed": (half, 1)}
+    for name, (argv, ranks) in runs.items():
+        assert run_train([*argv, "--run-dir", str(tmp_path / name)], ranks=ranks).returncode == 0
+    done = run_train([*args, "--run-dir", str(tmp_path / "resumed"), "--resume", str(tmp_path / "resumed")], ranks=3)
+    assert done.returncode == 0, done.stderr
     seen = {}
-    for ranks in (1, 3):
-        run_dir = tmp_path / f"n{ranks}"
-        done = run_train([*HOPPER_V2, "--env-backend", "envpool", "--run-dir", str(run_dir)], ranks=ranks)
-        assert done.returncode == 0, done.stderr
-        with h5py.File(checkpoint_file(run_dir)) as f:
+    for name in runs:
+        with h5py.File(checkpoint_file(tmp_path / name)) as f:
             stats = tuple(np.asarray(f["obs_stat"][k]).tobytes() for k in ("count", "mean", "m2"))
-        info = inspect_json(run_dir)
-        seen[ranks] = (info["params_sha256"], stats, info["config"]["env_backend"])
-    assert seen[1] == seen[3]
-    assert seen[1][2] == "envpool"
+        info = inspect_json(tmp_path / name)
+        seen[name] = (info["params_sha256"], stats, info["iteration"], info["config"]["env_backend"])
+    assert seen["n1"] == seen["n3"] == seen["resumed"]
+    assert seen["n1"][2:] == (4, "envpool")
 
 
 @pytest.mark.parametrize(
