@@ -14,14 +14,15 @@ time of the process, EnvPool's worker thread included):
 * ``bare envpool`` — one 32-env pool made once and reset for each repetition,
   the same policy in NumPy, finished envs masked out;
 * ``hpcars gymnasium`` / ``hpcars envpool`` — a rank's lockstep rollout
-  (``GymTask.rollouts``: batched torch policy, V2 observation bookkeeping on)
-  with each backend; ``hpcars envpool V1`` without the bookkeeping.
+  (``GymTask.rollouts``: batched torch policy, V2's observation normaliser and
+  statistics on), each call the next iteration's episodes as in training, with each
+  backend; ``hpcars envpool V1`` without the normaliser and the statistics.
 
 Rates are reported as fractions of the limit (goal: hpcars ≥ 0.8 on HalfCheetah),
 and per env step in µs, which says where the time between hpcars and the physics
 goes: physics (limit), the backend's own overhead (bare − limit), hpcars' policy
-call, bookkeeping and (EnvPool) the pool made per batch to seed its episodes
-(hpcars − bare), V2 statistics (V2 − V1).
+call, bookkeeping and (EnvPool) resetting every env of the pool once per iteration
+(hpcars − bare), V2's normaliser and statistics (V2 − V1).
 
 Part 2: whole ARS iterations (N = 32, V2-t, HalfCheetah) under ``mpirun -n 1`` and
 ``mpirun -n 2`` per backend; training env steps per second of the whole job.
@@ -52,6 +53,7 @@ from hpcars.branches import BatchedModel
 from hpcars.config import ENV_BACKENDS, TrainConfig
 from hpcars.env_backends import EpisodeKey
 from hpcars.envs import make_env
+from hpcars.initial import initial_model
 from hpcars.tasks.rl import GymTask
 
 
@@ -126,7 +128,8 @@ def bare_envpool(env_id: str, weight: np.ndarray, episodes: int) -> Callable[[],
 
 def hpcars_rollouts(env_id: str, backend: str, weight: np.ndarray, episodes: int, v2: bool) -> Callable[[], int]:
     task = GymTask(env_id, 0, branch_batch=episodes, env_backend=backend)
-    model = BatchedModel(task.build_model(), torch.device("cpu"))
+    # as in training: V2 wraps the policy in the observation normaliser (mean 0, std 1 here)
+    model = BatchedModel(initial_model(task, "v2" if v2 else "v1", None)[0], torch.device("cpu"))
     stack = torch.from_numpy(weight.astype(np.float32).reshape(-1))[None].repeat(episodes, 1)
     calls = iter(range(10**9))
 
