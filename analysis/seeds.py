@@ -86,7 +86,7 @@ def seed_figure(table: pd.DataFrame, threshold: float, path: Path) -> Path:
         right.step(steps, fraction, where="post", color=line.get_color(), label=str(setting))
     left.axhline(threshold, color="k", ls="--", lw=0.8, label=f"threshold {threshold:g}")
     left.set_xlabel(label)
-    left.set_ylabel("evaluation score: median, 25-75 and 10-90 % of seeds")
+    left.set_ylabel("score: median; 25-75, 10-90 % of seeds")
     right.set_xlabel(label)
     right.set_ylabel(f"fraction of seeds that reached {threshold:g}")
     right.set_ylim(0, 1.02)
