@@ -133,7 +133,9 @@ class EnvPoolBackend:
 
     def reset(self, key: EpisodeKey, indices: Sequence[int]) -> np.ndarray:
         wanted = np.asarray(indices, dtype=np.int64)
-        if wanted.size and (wanted.min() < 0 or wanted.max() >= ENVPOOL_INDICES):
+        if wanted.size == 0:
+            return np.zeros((0, *self.observation_space.shape))
+        if wanted.min() < 0 or wanted.max() >= ENVPOOL_INDICES:
             raise ValueError(f"EnvPool episode indices must lie in [0, {ENVPOOL_INDICES})")
         if len(np.unique(wanted)) != wanted.size:
             raise ValueError("EnvPool plays each episode index at most once per batch")
