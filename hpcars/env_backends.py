@@ -89,6 +89,8 @@ class GymnasiumBackend:
         while len(self._envs) < len(indices):
             self._envs.append(make_env(self.env_id))
         self._live = self._envs[: len(indices)]
+        if not self._live:
+            return np.zeros((0, *self.observation_space.shape))
         return np.stack([env.reset(seed=gym_seed(key, i))[0] for env, i in zip(self._live, indices, strict=True)])
 
     def step(self, actions: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
