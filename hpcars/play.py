@@ -70,8 +70,9 @@ def render(
     track: bool = True,
 ) -> int:
     """Frames of ``episodes`` episodes (the same seeds as the evaluation's first ones) to a GIF or MP4."""
+    from hpcars.env_backends import EpisodeKey, gym_seed
     from hpcars.envs import make_env
-    from hpcars.tasks.rl import EVAL_STREAM, _env_seed
+    from hpcars.tasks.rl import EVAL_STREAM
 
     task = policy.task
     width, height = size
@@ -81,7 +82,7 @@ def render(
         raise ConfigError("--video", f"cannot render offscreen ({type(err).__name__}: {err})") from None
     frames = []
     for e in range(episodes):
-        obs, _ = env.reset(seed=_env_seed(task.seed, EVAL_STREAM, policy.iteration, 0, e))
+        obs, _ = env.reset(seed=gym_seed(EpisodeKey(task.seed, EVAL_STREAM, policy.iteration, 0), e))
         t, done = 0, False
         while not done and (not steps or t < steps):
             if t % every == 0:
