@@ -33,16 +33,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from hpcars.config import PRESET_DIR
+
 HERE = Path(__file__).resolve().parent
-# task -> (env id, reference-loop arguments); hpcars takes the same from --preset
-TASKS = {
-    "swimmer": ("Swimmer-v5", "1 1 0.02 0.01 0 NoFilter 325"),
-    "halfcheetah": ("HalfCheetah-v5", "32 4 0.02 0.03 0 MeanStdFilter 3430"),
-    "hopper": ("Hopper-v5", "8 4 0.01 0.025 1 MeanStdFilter 3120"),
-}
+TASKS = ("swimmer", "halfcheetah", "hopper")  # hpcars presets: both sides take their settings from them
 CAPS = {"swimmer": 600, "halfcheetah": 6400, "hopper": 6400}  # training episodes
 VARIANTS = {"swimmer": ("authors", "hpcars", "hpcars envpool")}
 ALL_VARIANTS = ("authors", "authors+clip", "hpcars", "hpcars no-clip", "hpcars envpool")
@@ -53,17 +51,29 @@ HPCARS_OPTIONS = {
 }
 
 
+def preset(task: str) -> dict:
+    return tomllib.loads((PRESET_DIR / f"{task}.toml").read_text())
+
+
 def reference_cmd(task: str, seed: int) -> list[str]:
-    env_id, numbers = TASKS[task]
-    n, b, step, std, shift, filt, target = numbers.split()
-    iterations = CAPS[task] // (2 * int(n))
-    return [
-        sys.executable,
-        str(HERE / "ars_reference.py"),
-        *("--env", env_id, "--seed", str(seed), "--n-directions", n, "--deltas-used", b),
-        *("--step-size", step, "--delta-std", std, "--shift", shift, "--filter", filt, "--target", target),
-        *("--max-iterations", str(iterations), "--eval-rollouts", "20"),
-    ]
+    """The reference loop with the preset's settings (b = 0 in hpcars means all N)."""
+    p = preset(task)
+    n = p["directions"]
+    filt = "MeanStdFilter" if p["variant"] == "v2" else "NoFilter"
+    numbers = {
+        "--env": p["task"],
+        "--seed": seed,
+        "--n-directions": n,
+        "--deltas-used": p.get("top-directions") or n,
+        "--step-size": p["step-size"],
+        "--delta-std": p["noise-std"],
+        "--shift": p["shift"],
+        "--filter": filt,
+        "--target": p["target"],
+        "--max-iterations": CAPS[task] // (2 * n),
+        "--eval-rollouts": 20,
+    }
+    return [sys.executable, str(HERE / "ars_reference.py"), *(x for k, v in numbers.items() for x in (k, str(v)))]
 
 
 def run(task: str, variant: str, seed: int, root: Path) -> dict:
@@ -75,7 +85,7 @@ def run(task: str, variant: str, seed: int, root: Path) -> dict:
         hit = result["reached"]
         return {"episodes": hit["episodes"] if hit else None, "wall_s": result["wall_s"]}
     run_dir = root / f"{task}-{variant.replace(' ', '_')}-{seed}"
-    n = int(TASKS[task][1].split()[0])
+    n = preset(task)["directions"]
     cmd = [sys.executable, "-m", "hpcars.train", "--preset", task, "--seed", str(seed)]
     cmd += ["--eval-episodes", "20", "--iterations", str(CAPS[task] // (2 * n)), "--log-every", "1000000"]
     cmd += ["--run-dir", str(run_dir), *HPCARS_OPTIONS[variant]]
