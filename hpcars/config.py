@@ -139,6 +139,11 @@ class TrainConfig:
         float("nan"), "announce when the evaluation score reaches this (RL: mean return); nan = none"
     )
     stop_at_target: bool = _run(False, "stop once --target is reached")
+    max_episodes: int = _run(
+        0,
+        "RL: stop before an iteration would take the training episodes (all members', annealing's judge "
+        "included) past this budget (0 = no cap)",
+    )
     run_dir: str = _run("", "output directory (empty = runs/TASK-seedSEED-NNN, the next free NNN)")
     device: str = _run("auto", "auto (a GPU per node-local rank if any, else CPU), cpu, cuda, or a list cuda:0,cuda:1")
     devices_per_rank: int = _run(1, "with auto/cuda: how many GPUs each rank drives")
@@ -159,6 +164,11 @@ class TrainConfig:
         "worsening step of Δ is kept with probability exp(-Δ/T) (0 = off)",
     )
     anneal_cooling: float = _result(0.99, "simulated annealing: T = anneal_t0 * anneal_cooling**iteration")
+    anneal_pairs: int = _result(
+        1,
+        "simulated annealing: J, pairs of evaluations per member and iteration that judge a step, old and new "
+        "parameters on the same mini-batch / episode seeds (2J training episodes per member and iteration in RL)",
+    )
     swarm: bool = _result(False, "particle swarm: v = w v + ARS step + c1 r1 (personal best - θ) + c2 r2 (best - θ)")
     swarm_inertia: float = _result(0.5, "particle swarm: w")
     swarm_cognitive: float = _result(0.1, "particle swarm: c1, pull to the member's personal best")
@@ -166,7 +176,9 @@ class TrainConfig:
     repulsion: float = _result(
         0.0, "tabu-like repulsion: strength in [0, 1] of the push out of the ball around the best member (0 = off)"
     )
-    repulsion_radius: float = _result(1.0, "repulsion: radius of that ball, in units of ν·sqrt(parameters)")
+    repulsion_radius: float = _result(
+        0.1, "repulsion: radius of that ball, as a fraction of the best member's distance from the start θ0"
+    )
     schedule: str = _result(
         "static",
         "static: fixed contiguous shares of the branches; dynamic: chunks claimed from a shared counter (fast ranks "
@@ -285,6 +297,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(math.isfinite(cfg.kill_fraction) and 0 <= cfg.kill_fraction < 1, "kill_fraction", "must be in [0, 1)")
     need(math.isfinite(cfg.anneal_t0) and cfg.anneal_t0 >= 0, "anneal_t0", "must be a finite number >= 0")
     need(math.isfinite(cfg.anneal_cooling) and 0 < cfg.anneal_cooling <= 1, "anneal_cooling", "must be in (0, 1]")
+    need(cfg.anneal_pairs >= 1, "anneal_pairs", "must be an integer >= 1")
+    need(
+        not cfg.anneal_t0 or cfg.schedule != "async",
+        "anneal_t0",
+        "needs --schedule static or dynamic (async applies every update)",
+    )
     for name in ("swarm_inertia", "swarm_cognitive", "swarm_social"):
         need(math.isfinite(getattr(cfg, name)) and getattr(cfg, name) >= 0, name, "must be a finite number >= 0")
     need(math.isfinite(cfg.repulsion) and 0 <= cfg.repulsion <= 1, "repulsion", "must be in [0, 1]")
@@ -297,6 +315,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         need(cfg.population >= 2 or not getattr(cfg, name), name, "needs --population >= 2")
     need(not math.isinf(cfg.target), "target", "must be a finite number or nan (none)")
     need(not cfg.stop_at_target or math.isfinite(cfg.target), "stop_at_target", "needs a --target")
+    need(cfg.max_episodes >= 0, "max_episodes", "must be an integer >= 0 (0: no cap)")
+    need(cfg.max_episodes == 0 or cfg.schedule != "async", "max_episodes", "needs --schedule static or dynamic")
     for f in dataclasses.fields(cfg):
         choices = f.metadata.get("choices")
         if choices and not (f.name == "preset" and cfg.preset == ""):

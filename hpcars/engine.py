@@ -52,6 +52,7 @@ from hpcars.initial import InitialWeights, initial_model
 from hpcars.messages import branch_schema, decode_branches, encode_branches
 from hpcars.noise import NoiseSource
 from hpcars.population.annealing import AnnealingParams
+from hpcars.population.judge import OLD, PERTURBED, BranchLayout
 from hpcars.population.layer import Population, PopulationParams, PopulationRecord, best_member
 from hpcars.population.repulsion import RepulsionParams
 from hpcars.population.state import PopulationState
@@ -112,7 +113,7 @@ def population_params(cfg: TrainConfig) -> PopulationParams:
     return PopulationParams(
         members=cfg.population,
         truncation=TruncationParams(cfg.generation_every, cfg.kill_fraction, cfg.clone_from, cfg.pbt_perturb),
-        annealing=AnnealingParams(cfg.anneal_t0, cfg.anneal_cooling),
+        annealing=AnnealingParams(cfg.anneal_t0, cfg.anneal_cooling, cfg.anneal_pairs),
         swarm=SwarmParams(cfg.swarm, cfg.swarm_inertia, cfg.swarm_cognitive, cfg.swarm_social),
         repulsion=RepulsionParams(cfg.repulsion, cfg.repulsion_radius),
     )
@@ -146,14 +147,15 @@ class ARSTrainer:
             self.params.annealing.enabled,
             self.params.swarm.enabled,
         )
-        self.population = Population(self.params, cfg.seed, state)
+        self.population = Population(self.params, cfg.seed, state, self.space.initial())
         self.obs_stat = RunningStat.empty(task.input_dim) if cfg.variant == "v2" else None
         self.iteration = 0
         self.total_samples = 0
         self.total_episodes = 0
         self.schema = branch_schema(task.input_dim if self.obs_stat else 0)
         self.skipped_steps = 0
-        self.per_member = 2 * cfg.directions
+        self.layout = BranchLayout(cfg.directions, cfg.anneal_pairs if self.params.annealing.enabled else 0)
+        self.per_member = self.layout.per_member
         episodic = task.episodes_per_branch > 0
         self.schedule = make_schedule(
             cfg.schedule,
@@ -170,6 +172,11 @@ class ARSTrainer:
         return self.population.state
 
     @property
+    def episodes_per_iteration(self) -> int:
+        """Training episodes one iteration runs: every branch of every member (0 for supervised tasks)."""
+        return self.per_member * self.cfg.population * self.task.episodes_per_branch
+
+    @property
     def best(self) -> int:
         """The member with the highest fitness (member 0 before the first measurement)."""
         return best_member(self.state.fitness)
@@ -183,19 +190,29 @@ class ARSTrainer:
     def directions(self, iteration: int, member: int, indices: Sequence[int], device: torch.device) -> torch.Tensor:
         return self.noise.directions(iteration, member, indices, self.space.size, device=device)
 
-    def _perturbations(
-        self, branches: list[int], device: torch.device, iteration: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(member of each branch, its δ [len, d]) for global branch ids."""
-        member = np.array([g // self.per_member for g in branches])
+    def branch_params(self, branches: list[int], device: torch.device, iteration: int) -> torch.Tensor:
+        """The searched vectors [len, d] of global branch ids: θ_m ± ν_m δ_k for a perturbed
+        branch, the anchor or the current θ_m for a judge row (``population.judge``)."""
+        layout = self.layout
+        member = np.array([layout.member(g) for g in branches])
+        kind = np.array([layout.kind(g) for g in branches])
+        stack = self.state.theta.to(device)[torch.as_tensor(member, device=device)]
+        old = np.flatnonzero(kind == OLD)
+        if old.size:
+            stack[torch.as_tensor(old, device=device)] = self.state.anchor.to(device)[member[old]]
+        perturbed = np.flatnonzero(kind == PERTURBED)
+        noise_std = torch.as_tensor(self.state.noise_std, dtype=torch.float32, device=device)
         direction = np.array([(g % self.per_member) // 2 for g in branches])
-        delta = torch.empty((len(branches), self.space.size), dtype=torch.float32, device=device)
-        for m in np.unique(member):
-            rows = np.flatnonzero(member == m)
+        for m in np.unique(member[perturbed]):
+            rows = perturbed[member[perturbed] == m]
             unique, inverse = np.unique(direction[rows], return_inverse=True)
-            generated = self.directions(iteration, int(m), unique.tolist(), device)
-            delta[torch.as_tensor(rows, device=device)] = generated[torch.as_tensor(inverse, device=device)]
-        return torch.as_tensor(member, device=device), delta
+            generated = self.directions(iteration, int(m), unique.tolist(), device)[
+                torch.as_tensor(inverse, device=device)
+            ]
+            signs = torch.tensor([1.0 if branches[r] % 2 == 0 else -1.0 for r in rows], device=device)
+            at = torch.as_tensor(rows, device=device)
+            stack[at] = stack[at] + (noise_std[int(m)] * signs)[:, None] * generated
+        return stack
 
     # -- one iteration ----------------------------------------------------------------
     def score_branches(self, model: BatchedModel, branches: list[int], iteration: int) -> np.ndarray:
@@ -204,17 +221,13 @@ class ARSTrainer:
         if not branches:
             return np.zeros((0, self.schema.width))
         context = self.task.begin_iteration(iteration, 0, model.device)
-        theta = self.state.theta.to(model.device)
-        noise_std = torch.as_tensor(self.state.noise_std, dtype=torch.float32, device=model.device)
         width = self.cfg.branch_batch
         rows = []
         for start in range(0, len(branches), width):
             chunk = branches[start : start + width]
             padded = chunk + [chunk[-1]] * (width - len(chunk))
-            member, delta = self._perturbations(padded, model.device, iteration)
-            signs = torch.tensor([1.0 if b % 2 == 0 else -1.0 for b in padded], device=model.device)
-            stack = theta[member] + (noise_std[member] * signs)[:, None] * delta
-            outcome = self.task.rewards(model, self.space.to_params(stack), context, chunk)
+            stack = self.branch_params(padded, model.device, iteration)
+            outcome = self.task.rewards(model, self.space.to_params(stack), context, self.layout.episode_ids(chunk))
             rows.append(encode_branches(self.schema, outcome))
         return np.concatenate(rows)
 
@@ -268,10 +281,10 @@ class ARSTrainer:
 
         gathered = decode_branches(self.schema, rows)
         rewards, samples = gathered.rewards, gathered.samples
-        by_member = rewards.reshape(self.cfg.population, self.per_member)
+        by_member, judge = self.layout.split(rewards)
         steps = self._ars_steps(by_member)
         done: PopulationRecord = self.population.advance(
-            j, by_member, steps, lambda member, step: self.step_vector(member, step, j)
+            j, by_member, steps, lambda member, step: self.step_vector(member, step, j), judge
         )
         skipped = [st.skipped for st in steps if st.skipped]
         self.skipped_steps += len(skipped)

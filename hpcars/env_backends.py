@@ -7,7 +7,9 @@ environments, behind two calls:
 * ``reset(key, indices)`` — start episodes ``indices`` of ``key`` (run seed, stream,
   iteration, member); their first observations [n, d]. Episode ``index`` of a key
   starts from the same state whatever rank runs it, alone or beside others — part
-  of the world-size invariance. Each index appears at most once in a batch.
+  of the world-size invariance. An index may appear more than once in a batch:
+  each copy starts from the same state (annealing's judge plays one episode with
+  two policies, ``hpcars.population.judge``).
 * ``step(actions, rows)`` — step the episodes ``rows`` (positions in the reset
   batch, ascending; ``actions[k]`` for ``rows[k]``): their next observations,
   rewards and done flags (terminated or truncated). A done episode is never
@@ -30,7 +32,9 @@ Backends:
   every env of the pool is reset until it has been reset j + 1 times, whichever
   episodes this rank then runs. A reset costs ~7 µs per env; making a pool ~1.4–3.5
   ms per env — which is paid only when a pool must grow to cover new indices, or
-  replay its resets (a resumed run, the same episodes asked for twice). The two
+  replay its resets (a resumed run, the same episodes asked for twice). An index
+  asked for twice in one batch is played by a twin pool made with the same seeds
+  (family key + copy number), so both copies start from the same state. The two
   backends give different episodes for the same run seed; their return
   distributions agree (tested, BENCHMARKS.md).
 """
@@ -125,8 +129,8 @@ class EnvPoolBackend:
         self.observation_space = probe.observation_space
         self.action_space = probe.action_space
         probe.close()
-        self._pools: dict[tuple[int, int, int], _Pool] = {}
-        self._live: tuple[_Pool, np.ndarray] | None = None
+        self._pools: dict[tuple[int, int, int, int], _Pool] = {}
+        self._live: list[tuple[_Pool, np.ndarray, np.ndarray]] = []  # (pool, its envs, their batch rows)
 
     def _make(self, key: EpisodeKey, lo: int, hi: int) -> _Pool:
         base = stream_key(key.seed ^ key.stream, 0, key.member, 0) % ENVPOOL_BASES
@@ -135,13 +139,28 @@ class EnvPoolBackend:
 
     def reset(self, key: EpisodeKey, indices: Sequence[int]) -> np.ndarray:
         wanted = np.asarray(indices, dtype=np.int64)
+        obs = np.zeros((wanted.size, *self.observation_space.shape))
+        self._live = []
         if wanted.size == 0:
-            return np.zeros((0, *self.observation_space.shape))
+            return obs
         if wanted.min() < 0 or wanted.max() >= ENVPOOL_INDICES:
             raise ValueError(f"EnvPool episode indices must lie in [0, {ENVPOOL_INDICES})")
-        if len(np.unique(wanted)) != wanted.size:
-            raise ValueError("EnvPool plays each episode index at most once per batch")
-        family = (key.seed, key.stream, key.member)
+        # the k-th occurrence of an index in this batch is played by copy k of the pool
+        order = np.argsort(wanted, kind="stable")
+        first = np.searchsorted(wanted[order], wanted[order])
+        copy = np.empty_like(wanted)
+        copy[order] = np.arange(wanted.size) - first
+        for c in np.unique(copy):
+            rows = np.flatnonzero(copy == c)
+            pool, envs = self._reset_copy((key.seed, key.stream, key.member, int(c)), key, wanted[rows])
+            self._live.append((pool, envs, rows))
+            obs[rows] = pool.obs[envs]
+        return obs
+
+    def _reset_copy(
+        self, family: tuple[int, int, int, int], key: EpisodeKey, wanted: np.ndarray
+    ) -> tuple[_Pool, np.ndarray]:
+        """The pool of ``family`` reset for ``key.iteration`` and covering ``wanted`` (distinct indices)."""
         pool = self._pools.get(family)
         lo, hi = int(wanted.min()), int(wanted.max()) + 1
         if pool is not None:
@@ -158,13 +177,24 @@ class EnvPoolBackend:
             pool.obs = pool.pool.reset()[0]
             pool.used = np.zeros(pool.size, dtype=bool)
             pool.resets += 1
-        envs = wanted - pool.lo
-        self._live = (pool, envs)
-        return pool.obs[envs]
+        return pool, wanted - pool.lo
 
     def step(self, actions: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        pool, envs = self._live
-        ids = envs[rows]
+        if len(self._live) == 1:  # the usual batch: distinct indices, one pool
+            pool, envs, _ = self._live[0]
+            return self._step_pool(pool, envs[rows], actions)
+        obs = np.empty((len(rows), *self.observation_space.shape))
+        rewards = np.empty(len(rows))
+        done = np.empty(len(rows), dtype=bool)
+        for pool, envs, batch_rows in self._live:
+            mine = np.flatnonzero(np.isin(rows, batch_rows))
+            if mine.size:
+                ids = envs[np.searchsorted(batch_rows, rows[mine])]
+                obs[mine], rewards[mine], done[mine] = self._step_pool(pool, ids, actions[mine])
+        return obs, rewards, done
+
+    @staticmethod
+    def _step_pool(pool: _Pool, ids: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         pool.used[ids] = True
         ob, reward, terminated, truncated, info = pool.pool.step(actions, ids)
         where = np.empty(pool.size, dtype=np.int64)

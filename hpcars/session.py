@@ -50,10 +50,11 @@ class TargetReached:
     """When the evaluation score first reached ``--target`` (the paper's Table 1 measure)."""
 
     iteration: int
-    episodes: int
+    episodes: int  # training episodes of all members (annealing's judge included) up to here
     samples: int
     wall_s: float
     score: float
+    member: int = 0  # the member whose policy the evaluation measured (the best by fitness)
 
 
 def progress_line(record: IterationRecord, unit: str) -> str:
@@ -218,8 +219,9 @@ class Session:
             self.best = BestPolicy(record.iteration, score, spread, params, stat)
         newly = self.reached is None and score >= self.cfg.target  # never true for target = nan
         if newly:
+            member = self.trainer.best if evaluated is None else 0
             self.reached = TargetReached(
-                record.iteration, record.total_episodes, record.total_samples, self.elapsed(), score
+                record.iteration, record.total_episodes, record.total_samples, self.elapsed(), score, member
             )
         if self.lead:
             row = self.metrics.write(record)
@@ -260,6 +262,24 @@ class Session:
         spread = self.best.spread if math.isfinite(self.best.spread) else None  # NaN: a one-unit evaluation
         return {"iteration": self.best.iteration, "score": self.best.score, "spread": spread}
 
+    def episode_count(self) -> dict[str, Any]:
+        """How summary.json's episode figures were counted (``episodes`` and ``reached_target``)."""
+        cfg, trainer, task = self.cfg, self.trainer, self.task
+        per_member = trainer.iteration * trainer.per_member * task.episodes_per_branch
+        judge = trainer.iteration * 2 * trainer.layout.judge_pairs * task.episodes_per_branch
+        evaluations = 1 + sum(1 for row in self.metrics.rows if row.get("score", "") != "")
+        return {
+            "rule": "training episodes of all members, annealing's judge episodes included, up to the first "
+            "evaluation (of the best member by fitness) whose score reached the target; evaluation episodes "
+            "are not training episodes and are counted apart",
+            "members": cfg.population,
+            "episodes_by_member": [per_member] * cfg.population,
+            "judge_episodes": judge * cfg.population,
+            "evaluated_member": trainer.best,
+            "evaluations": evaluations,
+            "evaluation_episodes": evaluations * task.eval_units if task.episodes_per_branch else 0,
+        }
+
     def finish(self, first_eval: dict, last_eval: dict, interrupted: int) -> None:
         """Rank 0: close the metrics, write summary.json (unless interrupted), print the result."""
         cfg, trainer, out = self.cfg, self.trainer, self.out
@@ -279,6 +299,7 @@ class Session:
         summary = {
             "iterations": trainer.iteration,
             "episodes": trainer.total_episodes,
+            "episode_count": self.episode_count(),
             self.task.sample_unit.replace(" ", "_"): trainer.total_samples,
             "wall_s": round(self.elapsed(), 3),
             "world_sizes": self.world_sizes,

@@ -84,7 +84,8 @@ def _synchronous(session: Session, stop: StopRequest, last_eval: dict[str, float
     while trainer.iteration < cfg.iterations:
         received_before = transport.bytes_moved
         record = trainer.step()
-        last = trainer.iteration == cfg.iterations
+        budget = cfg.max_episodes and trainer.total_episodes + trainer.episodes_per_iteration > cfg.max_episodes
+        last = trainer.iteration == cfg.iterations or bool(budget)
         if (cfg.eval_every and trainer.iteration % cfg.eval_every == 0) or last:
             last_eval = trainer.evaluate()
             record = dataclasses.replace(record, eval=last_eval)
@@ -101,6 +102,8 @@ def _synchronous(session: Session, stop: StopRequest, last_eval: dict[str, float
         if stopping:
             return last_eval, stopping
         if newly and cfg.stop_at_target:
+            break
+        if last:
             break
     return last_eval, 0
 

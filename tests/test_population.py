@@ -16,7 +16,7 @@ from hpcars.engine import ARSTrainer
 from hpcars.population import agreed
 from hpcars.population.annealing import AnnealingParams, acceptance_probability
 from hpcars.population.layer import Population, PopulationParams
-from hpcars.population.repulsion import RepulsionParams, repel
+from hpcars.population.repulsion import RepulsionParams, repel, tabu_radius
 from hpcars.population.state import PopulationState
 from hpcars.population.swarm import SwarmParams
 from hpcars.population.truncation import TruncationParams, killed, plan, rank
@@ -95,7 +95,7 @@ def test_pbt_perturbation_multiplies_clone_hyperparameters():
 def _annealing_population(members: int, t0: float, seed: int = 0) -> Population:
     params = PopulationParams(members, TruncationParams(), AnnealingParams(t0, 1.0), SwarmParams(), RepulsionParams())
     state = PopulationState.start(torch.zeros(3), members, 0.1, 0.1, annealing=True, swarm=False)
-    return Population(params, seed, state)
+    return Population(params, seed, state, torch.zeros(3))
 
 
 def _rewards(mean: float, members: int) -> np.ndarray:
@@ -105,14 +105,16 @@ def _rewards(mean: float, members: int) -> np.ndarray:
 
 @pytest.mark.parametrize("worsening, temp", [(0.5, 1.0), (1.0, 1.0), (2.0, 1.0), (1.0, 0.25), (-1.0, 1.0)])
 def test_annealing_acceptance_rate_matches_metropolis(worsening, temp):
-    """A controlled objective: every member's step worsens its fitness by exactly Δ (in reward std units)."""
+    """A controlled objective: the judge finds every member's step worse by exactly Δ (in reward std units)."""
     members = 4000
     pop = _annealing_population(members, temp, seed=int(1000 * worsening + 10 * temp))
     step = ARSStep(np.array([0]), np.array([1.0]), 1.0)
     moved = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
-    pop.advance(0, _rewards(0.0, members), [step] * members, lambda m, s: moved)
+    nothing_pending = np.zeros((members, 1, 2))
+    pop.advance(0, _rewards(0.0, members), [step] * members, lambda m, s: moved, nothing_pending)
     assert torch.equal(pop.state.theta, moved.float().expand(members, 3))
-    record = pop.advance(1, _rewards(-worsening, members), [step] * members, lambda m, s: moved)
+    judge = np.tile([[[0.0, -worsening]]], (members, 1, 1))  # old side 0, new side worse by Δ
+    record = pop.advance(1, _rewards(0.0, members), [step] * members, lambda m, s: moved, judge)
     expected = float(acceptance_probability(np.array([worsening]), temp)[0])
     rate = record.sa_accepted / record.sa_judged
     assert record.sa_judged == members
@@ -168,17 +170,59 @@ def test_swarm_inertia_carries_the_previous_velocity():
 
 
 def test_repulsion_pushes_to_the_radius():
-    params = RepulsionParams(strength=1.0, radius=1.0)
-    best = torch.zeros(4, dtype=torch.float64)
-    radius = 0.1 * math.sqrt(4)  # ν √P
-    inside = torch.tensor([0.05, 0.0, 0.0, 0.0], dtype=torch.float64)
-    moved, pushed = repel(params, inside, best, 0.1)
-    assert pushed and math.isclose(float(moved.norm()), radius) and moved[1:].abs().sum() == 0
-    half, _ = repel(RepulsionParams(0.5, 1.0), inside, best, 0.1)
-    assert math.isclose(float(half.norm()), 0.05 + 0.5 * (radius - 0.05))
-    outside = torch.tensor([0.3, 0.0, 0.0, 0.0], dtype=torch.float64)
-    assert repel(params, outside, best, 0.1) == (outside, False)
-    assert repel(params, best.clone(), best, 0.1)[1] is False  # a clone sitting on the best
+    params = RepulsionParams(strength=1.0, radius=0.1)
+    best = torch.tensor([2.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    radius = tabu_radius(params, best, torch.zeros(4, dtype=torch.float64))
+    assert math.isclose(radius, 0.2)  # a tenth of the way the best has come from θ0
+    inside = best + torch.tensor([0.05, 0.0, 0.0, 0.0], dtype=torch.float64)
+    moved, pushed = repel(params, inside, best, radius)
+    assert pushed and math.isclose(float((moved - best).norm()), radius) and moved[1:].abs().sum() == 0
+    half, _ = repel(RepulsionParams(0.5, 0.1), inside, best, radius)
+    assert math.isclose(float((half - best).norm()), 0.05 + 0.5 * (radius - 0.05))
+    outside = best + torch.tensor([0.3, 0.0, 0.0, 0.0], dtype=torch.float64)
+    assert repel(params, outside, best, radius) == (outside, False)
+    assert repel(params, best.clone(), best, radius)[1] is False  # a clone sitting on the best
+
+
+def _repulsion_iteration(theta: torch.Tensor) -> tuple[int, float]:
+    """One population iteration with repulsion on and zero ARS steps; member 0 is the best."""
+    members, size = theta.shape
+    params = PopulationParams(
+        members, TruncationParams(), AnnealingParams(), SwarmParams(), RepulsionParams(strength=1.0, radius=0.1)
+    )
+    state = PopulationState.start(torch.zeros(size), members, 0.02, 0.03, annealing=False, swarm=False)
+    state.theta = theta.clone()
+    pop = Population(params, 0, state, torch.zeros(size))
+    rewards = np.tile(np.array([[1.0, -1.0]]), (members, 1)) - np.arange(members)[:, None]  # member 0 best
+    record = pop.advance(
+        0,
+        rewards,
+        [ARSStep(np.array([0]), np.array([0.0]), 1.0)] * members,
+        lambda m, s: torch.zeros(size, dtype=torch.float64),
+    )
+    return record.repelled, record.repel_radius
+
+
+def test_repulsion_fires_on_a_crowded_population_and_not_on_a_spread_one():
+    """Ten members 100-D: the best has come ‖θ_b − θ_0‖ = 10 from the start, so R = 1.
+    Crowded: the others 0.2–0.5 from the best (clones a few steps old) -> all nine pushed
+    to R; spread: the others 3–8 away (their own routes) -> none."""
+    g = torch.Generator().manual_seed(0)
+    best = torch.zeros(100)
+    best[0] = 10.0
+    offsets = torch.randn(9, 100, generator=g)
+    offsets /= offsets.norm(dim=1, keepdim=True)
+    crowded = torch.cat([best[None], best + offsets * torch.linspace(0.2, 0.5, 9)[:, None]])
+    spread = torch.cat([best[None], best + offsets * torch.linspace(3.0, 8.0, 9)[:, None]])
+    assert _repulsion_iteration(crowded) == (9, pytest.approx(1.0))
+    assert _repulsion_iteration(spread) == (0, pytest.approx(1.0))
+
+
+def test_repulsion_fires_in_a_truncated_run_and_is_logged(tmp_path):
+    """In a real population run with truncation, clones crowd the best and get pushed."""
+    t = trainer(population=4, directions=2, generation_every=2, repulsion=1.0)
+    fired = [t.step().population.repelled for _ in range(8)]
+    assert sum(fired) > 0, fired
 
 
 def test_members_without_operators_are_independent_learners():

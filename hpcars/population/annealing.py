@@ -3,15 +3,20 @@
 Kirkpatrick, Gelatt & Vecchi, "Optimization by simulated annealing", Science 1983;
 the Metropolis rule applied to the steps of a stochastic-gradient-like learner.
 
-A member's step from θ to θ' is judged one iteration later, when the member's
-fitness at θ' has been measured (the mean of its 2N branch rewards — no extra
-evaluations). With f the fitness measured at θ and f' at θ':
+A member's step from θ (the anchor) to θ' is judged one iteration later by
+``hpcars.population.judge``: J pairs of evaluations score θ and θ' on the same
+randomness (the iteration's mini-batch; the same episode seeds), and with f, f'
+their mean scores:
 
 * f' ≥ f: the step is kept;
 * otherwise the worsening Δ = (f − f') / s, in units of s, the standard deviation of
-  the member's 2N rewards at θ' (so T does not depend on the task's reward scale),
-  is kept with probability exp(−Δ / T_j), and reverted with the rest: the member
-  goes back to θ and this iteration's step, estimated around θ', is dropped.
+  the member's 2N branch rewards at θ' (so T does not depend on the task's reward
+  scale), is kept with probability exp(−Δ / T_j), and reverted with the rest: the
+  member goes back to θ and this iteration's step, estimated around θ', is dropped.
+
+The judge's 2J evaluations per member and iteration are training episodes and are
+counted as such. (Judged instead by the fitness of θ measured an iteration earlier,
+on other batches or seeds, batch-to-batch noise reads as worsening: BENCHMARKS.md.)
 
 The temperature falls geometrically, T_j = t0 · cooling^j, so worsening moves
 become harder to accept as training goes on (the seed project's "difficulty
@@ -30,6 +35,7 @@ import numpy as np
 class AnnealingParams:
     t0: float = 0.0  # initial temperature, in reward standard deviations; 0 = off
     cooling: float = 0.99  # T_j = t0 * cooling**j
+    pairs: int = 1  # J, judge pairs per member and iteration
 
     @property
     def enabled(self) -> bool:

@@ -19,7 +19,8 @@ import torch
 from hpcars.ars import ARSStep
 from hpcars.population import agreed
 from hpcars.population.annealing import AnnealingParams, accept, reward_scale, temperature
-from hpcars.population.repulsion import RepulsionParams, repel
+from hpcars.population.judge import judged_worsening
+from hpcars.population.repulsion import RepulsionParams, repel, tabu_radius
 from hpcars.population.state import PopulationState
 from hpcars.population.swarm import SwarmParams, velocity
 from hpcars.population.truncation import TruncationParams, plan, rank
@@ -46,6 +47,7 @@ class PopulationRecord:
     sa_accepted: int  # ... of which kept (improving or accepted worsening)
     clones: int  # members replaced by truncation this iteration
     repelled: int  # members pushed out of the ball around the best
+    repel_radius: float  # its radius R (NaN without repulsion)
     update_norm: float  # mean ‖θ_new − θ_old‖ of the moves applied: the ARS step, or with the swarm v
 
     def columns(self) -> dict[str, float]:
@@ -63,26 +65,33 @@ def best_member(fitness: np.ndarray) -> int:
 
 
 class Population:
-    def __init__(self, params: PopulationParams, seed: int, state: PopulationState) -> None:
+    def __init__(self, params: PopulationParams, seed: int, state: PopulationState, origin: torch.Tensor) -> None:
         self.params = params
         self.seed = seed
         self.state = state
+        self.origin = origin.to(torch.float64)  # θ_0, where every member started
 
     def advance(
-        self, iteration: int, rewards: np.ndarray, steps: Sequence[ARSStep], step_fn: StepFn
+        self,
+        iteration: int,
+        rewards: np.ndarray,
+        steps: Sequence[ARSStep],
+        step_fn: StepFn,
+        judge: np.ndarray | None = None,
     ) -> PopulationRecord:
-        """Iteration ``iteration`` given every member's rewards [M, 2N] and ARS steps."""
+        """Iteration ``iteration`` given every member's rewards [M, 2N] and ARS steps, and
+        with annealing the judge pairs [M, J, 2] (old, new) of ``population.judge``."""
         p, s = self.params, self.state
         members = s.members
         measured = np.where(np.isfinite(rewards).all(axis=1), rewards.mean(axis=1), np.nan)
 
-        # 1. annealing: judge last iteration's steps by this iteration's measurements
+        # 1. annealing: judge last iteration's steps, old and new θ on common random numbers
         keep = np.ones(members, dtype=bool)
         temp, judged, kept = float("nan"), 0, 0
         if p.annealing.enabled:
             temp = temperature(p.annealing, iteration)
             scale = np.array([reward_scale(r) for r in rewards])
-            worsening = np.where(np.isfinite(s.anchor_fitness), (s.anchor_fitness - measured) / scale, -np.inf)
+            worsening = np.where(s.pending, judged_worsening(judge, scale), -np.inf)
             u = agreed.member_uniforms(self.seed, agreed.ANNEALING, iteration, members, 1)[:, 0]
             ok = accept(worsening, temp, u)
             judged, kept = int(s.pending.sum()), int((s.pending & ok).sum())
@@ -92,10 +101,11 @@ class Population:
             kept_rows, back_rows = (torch.as_tensor(m, device=s.theta.device) for m in (keep, ~keep))
             # kept: the current point becomes the reference for the next step
             s.anchor[kept_rows] = s.theta[kept_rows]
-            s.anchor_fitness[keep] = measured[keep]
+            s.anchor_fitness = judge[:, :, 1].mean(axis=1)  # the judge's score of θ' (kept) ...
             # rejected: back to where the member was; its step from there is dropped
             s.theta[back_rows] = s.anchor[back_rows]
-            measured[~keep] = s.anchor_fitness[~keep]
+            s.anchor_fitness[~keep] = judge[~keep, :, 0].mean(axis=1)  # ... or of θ (reverted)
+            measured[~keep] = s.anchor_fitness[~keep]  # the fitness of where the member now is
             if s.velocity is not None:
                 s.velocity[back_rows] = 0.0
             s.pending = keep & np.array([not st.skipped for st in steps])
@@ -131,12 +141,13 @@ class Population:
 
         # 5. repulsion from the population best
         best = best_member(measured)
-        repelled = 0
+        repelled, radius = 0, float("nan")
         if p.repulsion.enabled:
             anchor = s.theta[best].to(torch.float64)
+            radius = tabu_radius(p.repulsion, anchor, self.origin.to(anchor.device))
             for m in range(members):
                 if m != best:
-                    moved, pushed = repel(p.repulsion, s.theta[m].to(torch.float64), anchor, float(s.noise_std[m]))
+                    moved, pushed = repel(p.repulsion, s.theta[m].to(torch.float64), anchor, radius)
                     if pushed:
                         s.theta[m] = moved.to(torch.float32)
                         repelled += 1
@@ -157,6 +168,7 @@ class Population:
             sa_accepted=kept,
             clones=clones,
             repelled=repelled,
+            repel_radius=radius,
             update_norm=float(np.mean(norms)) if norms else 0.0,
         )
 

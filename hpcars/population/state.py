@@ -26,7 +26,7 @@ class PopulationState:
     lineage: np.ndarray  # [K, 3] int64 rows (iteration, child, parent), every cloning so far
     accepted: np.ndarray  # [M] int64, annealing: steps judged and kept
     rejected: np.ndarray  # [M] int64, annealing: steps judged and reverted
-    # simulated annealing (None when off): θ before the pending step and its fitness
+    # simulated annealing (None when off): θ before the pending step, and the judge's latest score of it
     anchor: torch.Tensor | None = None
     anchor_fitness: np.ndarray = field(default_factory=lambda: np.zeros(0))
     pending: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
