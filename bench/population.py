@@ -3,9 +3,10 @@
     mpirun -n 2 python bench/population.py [--tasks regression digits swimmer] [--seeds 0 1 2 3 4]
 
 For each task every variant trains M members with N directions each for the same
-number of iterations, so every variant spends exactly 2N·M·iterations training
-evaluations (mini-batch losses or episodes); the operators add none (fitness is
-the mean of a member's branch rewards). The score is the final evaluation of the
+number of iterations, so every variant spends 2N·M·iterations training
+evaluations (mini-batch losses or episodes), plus, with annealing, its judge's
+2J·M·iterations (old and new parameters on the same batch or episode seeds; the
+table's ``evaluations`` column says what each variant spent). The score is the final evaluation of the
 member with the best fitness — −held-out loss (regression), held-out accuracy
 (digits), mean return of 100 episodes (Swimmer-v5) — reported as the median over
 seeds, with the interquartile range and in how many seeds it beat plain ARS with
@@ -24,6 +25,7 @@ Last line: one JSON object.
 from __future__ import annotations
 
 import argparse
+import csv
 import io
 import json
 import os
@@ -57,7 +59,7 @@ OPERATORS = {
     "truncation+pbt": lambda it: dict(generation_every=max(1, it // GENERATIONS), pbt_perturb=True),
     "annealing": lambda it: dict(anneal_t0=1.0, anneal_cooling=FINAL_TEMPERATURE ** (1 / it)),
     "swarm": lambda it: dict(swarm=True),
-    "repulsion": lambda it: dict(repulsion=0.5, repulsion_radius=1.0),
+    "repulsion": lambda it: dict(repulsion=0.5),  # radius: the default fraction of the way learnt
 }
 COMBINATIONS = (
     ("truncation", "annealing"),
@@ -105,6 +107,16 @@ def config(task: str, variant: str, options: dict, seed: int, run_dir: Path) -> 
     )
 
 
+def _repulsion_rate(metrics: Path, cfg: TrainConfig) -> float:
+    """Members repelled per generation (``generation_every`` iterations; 10 without truncation)."""
+    if not cfg.repulsion:
+        return 0.0
+    with metrics.open() as f:
+        pushed = sum(int(float(row["repelled"] or 0)) for row in csv.DictReader(f))
+    generation = cfg.generation_every or max(1, cfg.iterations // GENERATIONS)
+    return pushed * generation / cfg.iterations
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
@@ -125,6 +137,8 @@ def main() -> None:
         table = variants(TASKS[task]["iterations"])
         names = [v for v in table if args.variants is None or v in args.variants or v == "plain"]
         scores: dict[str, list[float]] = {}
+        spent: dict[str, int] = {}
+        fired: dict[str, list[float]] = {name: [] for name in names}
         for name in names:
             scores[name] = []
             for seed in args.seeds:
@@ -132,6 +146,9 @@ def main() -> None:
                 done = run(cfg, transport, out=io.StringIO())
                 summary = json.loads((done.run_dir / "summary.json").read_text()) if lead else {}
                 scores[name].append(transport.bcast(summary.get("final", {}).get("score")))
+                if lead:
+                    spent[name] = done.trainer.per_member * MEMBERS * done.trainer.iteration
+                    fired[name].append(_repulsion_rate(done.run_dir / "metrics.csv", cfg))
         rows = {}
         for name in names:
             values = scores[name]
@@ -143,16 +160,22 @@ def main() -> None:
                 "q3": q[2],
                 "wins_vs_plain": wins,
                 "scores": values,
+                "training_evaluations": spent.get(name),
+                "repelled_per_generation": statistics.mean(fired[name]) if fired[name] else None,
                 "options": {k: v for k, v in table[name].items()},
             }
             if lead:
                 print(
                     f"{task:10s} {name:42s} median {rows[name]['median']:10.4f}  IQR [{q[0]:.4f}, {q[2]:.4f}]  "
-                    f"beats plain in {wins}/{len(values)} seeds",
+                    f"beats plain in {wins}/{len(values)} seeds  evaluations {spent.get(name)}"
+                    + (
+                        f"  repelled/generation {rows[name]['repelled_per_generation']:.2f}"
+                        if "repulsion" in name
+                        else ""
+                    ),
                     flush=True,
                 )
-        budget = 2 * TASKS[task]["directions"] * MEMBERS * TASKS[task]["iterations"]
-        result["tasks"][task] = {"config": TASKS[task], "training_evaluations": budget, "variants": rows}
+        result["tasks"][task] = {"config": TASKS[task], "variants": rows}
     if lead:
         shutil.rmtree(root, ignore_errors=True)
         print(json.dumps(result))
