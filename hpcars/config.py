@@ -72,7 +72,10 @@ def _run(default: Any, help: str, choices: Sequence[str] | None = None) -> Any:
 @dataclass(frozen=True)
 class TrainConfig:
     preset: str = _report(
-        "", "the ARS paper's settings for a MuJoCo task; the config file and command line override it", PRESETS
+        "",
+        "the ARS paper's settings for a MuJoCo task, or TASK-pop: a population of them (truncation + PBT; "
+        "README 'Population presets'); the config file and command line override it",
+        PRESETS,
     )
     task: str = _result(
         "regression",
