@@ -101,7 +101,10 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--variants", default=",".join(ALL_VARIANTS), help="run only these (comma-separated)")
+    parser.add_argument("--cap", type=int, default=0, help="training-episode cap for every task (0: CAPS)")
     args = parser.parse_args()
+    if args.cap:
+        CAPS.update(dict.fromkeys(CAPS, args.cap))
     chosen = args.variants.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     plan = [
