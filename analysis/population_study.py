@@ -1,0 +1,206 @@
+"""Plain ARS against a population preset on the same seeds and the same episode budget.
+
+    python -m analysis.population_study --study swimmer SEEDS_SWEEP POP_SWEEP [AUTHORS_JSON] \\
+        [--study hopper ...] [--out DIR]
+
+Each ``--study`` names a task, the sweep of the plain preset (``jobs/examples/seeds-TASK.toml``),
+the sweep of the population preset (``jobs/examples/pop-TASK.toml``) and, optionally, the
+output of ``bench/fidelity.py --variants authors`` on the same seeds (its last line, a JSON
+object). Only finished runs count (a ``summary.json``), and only seeds finished in both
+hpcars arms, so the arms are compared seed by seed.
+
+Per task and arm: the success fraction; the median and 90th percentile of the training
+episodes to the threshold over all seeds (all members' episodes up to the first
+evaluation at the threshold; a seed that did not get there counts as never); the median
+wall clock of a run (to the threshold, or to the end of its budget); and the expected
+training episodes to one solved run when a failed run is restarted with a fresh seed:
+
+    E = mean cost of a successful run + (1 − p) / p · mean cost of a failed run
+
+where a failed run costs all the episodes it spent (its whole budget). Writes
+``population-study.md`` (the table), ``population-study.csv`` and
+``population-study.png`` (episodes to the threshold per seed, plain vs population).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One finished run: did it reach the threshold, and at what cost."""
+
+    seed: int
+    episodes: float  # training episodes to the threshold; inf when not reached
+    spent: int  # training episodes the run spent in all
+    wall_s: float  # to the threshold, or the whole run
+
+
+def read_sweep(root: Path) -> dict[int, Outcome]:
+    """Every finished run under ``root``, by seed."""
+    out = {}
+    for summary_path in sorted(Path(root).rglob("summary.json")):
+        summary = json.loads(summary_path.read_text())
+        seed = json.loads((summary_path.parent / "config.json").read_text())["seed"]
+        hit = summary.get("reached_target")
+        episodes = float(hit["episodes"]) if hit else math.inf
+        wall = float(hit["wall_s"]) if hit else float(summary["wall_s"])
+        out[int(seed)] = Outcome(int(seed), episodes, int(summary["episodes"]), wall)
+    return out
+
+
+def read_authors(path: Path, task: str) -> dict[int, Outcome]:
+    """bench/fidelity.py's runs of the authors' port for ``task``, by seed."""
+    lines = [line for line in Path(path).read_text().splitlines() if line.startswith("{")]
+    runs = json.loads(lines[-1])["runs"]
+    out = {}
+    for key, run in runs.items():
+        name, variant, seed = key.rsplit(" ", 2)[0], key.split(" ")[1], int(key.rsplit(" ", 1)[1])
+        if name == task and variant == "authors":
+            episodes = float(run["episodes"]) if run["episodes"] is not None else math.inf
+            out[seed] = Outcome(seed, episodes, -1, float(run["wall_s"]))
+    return out
+
+
+def expected_to_solve(outcomes: list[Outcome]) -> float:
+    """Expected training episodes to one solved run, restarting failed runs (inf if none solved)."""
+    solved = [o.episodes for o in outcomes if math.isfinite(o.episodes)]
+    failed = [o.spent for o in outcomes if not math.isfinite(o.episodes)]
+    if not solved:
+        return math.inf
+    p = len(solved) / len(outcomes)
+    return float(np.mean(solved) + ((1 - p) / p) * (np.mean(failed) if failed else 0.0))
+
+
+def arm_row(task: str, arm: str, outcomes: list[Outcome]) -> dict[str, object]:
+    episodes = np.array([o.episodes for o in outcomes])
+    reached = int(np.isfinite(episodes).sum())
+
+    def pct(q: float) -> float:
+        value = float(np.percentile(episodes, q, method="lower"))  # a seed's own count
+        return value
+
+    return {
+        "task": task,
+        "arm": arm,
+        "seeds": len(outcomes),
+        "reached": reached,
+        "success": reached / len(outcomes),
+        "median_episodes": pct(50),
+        "p90_episodes": pct(90),
+        "median_wall_s": float(np.median([o.wall_s for o in outcomes])),
+        "expected_episodes_to_solve": expected_to_solve(outcomes) if arm != "authors" else math.nan,
+    }
+
+
+def _cell(value: float, budget: int) -> str:
+    if isinstance(value, float) and math.isinf(value):
+        return f"> {budget:,}"
+    if isinstance(value, float) and math.isnan(value):
+        return "—"
+    return f"{value:,.0f}"
+
+
+def markdown(table: pd.DataFrame, budgets: dict[str, int]) -> str:
+    lines = [
+        "| task | arm | seeds reached | median episodes | p90 episodes | median wall (s) "
+        "| expected episodes to a solved run |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in table.itertuples():
+        b = budgets[row.task]
+        lines.append(
+            f"| {row.task} | {row.arm} | {row.reached}/{row.seeds} ({row.success:.0%}) "
+            f"| {_cell(row.median_episodes, b)} | {_cell(row.p90_episodes, b)} | {row.median_wall_s:,.0f} "
+            f"| {_cell(row.expected_episodes_to_solve, b)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def figure(studies: dict[str, dict[str, dict[int, Outcome]]], budgets: dict[str, int], path: Path) -> None:
+    fig, axes = plt.subplots(1, len(studies), figsize=(5.5 * len(studies), 4), squeeze=False)
+    styles = {"plain": ("o", "C0"), "population": ("^", "C1"), "authors": ("x", "C2")}
+    for ax, (task, arms) in zip(axes[0], studies.items(), strict=True):
+        budget = budgets[task]
+        for k, (arm, runs) in enumerate(arms.items()):
+            marker, color = styles[arm]
+            seeds = sorted(runs)
+            x = np.array(seeds) + (k - 1) * 0.2
+            y = np.array([runs[s].episodes for s in seeds])
+            hit = np.isfinite(y)
+            ax.scatter(x[hit], y[hit], marker=marker, color=color, label=f"{arm} ({hit.sum()}/{len(y)})")
+            ax.scatter(
+                x[~hit],
+                np.full((~hit).sum(), budget * 1.08),
+                marker=marker,
+                facecolors="none",
+                edgecolors=color if marker != "x" else None,
+                color=color if marker == "x" else None,
+            )
+        ax.axhline(budget, color="k", ls="--", lw=0.8)
+        ax.text(ax.get_xlim()[0], budget * 1.12, "not reached within the budget", fontsize=7, va="bottom")
+        ax.set_ylim(0, budget * 1.25)
+        ax.set_title(task)
+        ax.set_xlabel("seed")
+        ax.set_ylabel("training episodes to the threshold (all members)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--study",
+        nargs="+",
+        action="append",
+        required=True,
+        metavar="TASK PLAIN POP [AUTHORS]",
+        help="a task, its plain and population sweeps, and optionally bench/fidelity.py's output",
+    )
+    parser.add_argument("--out", default=".", help="where the table and plot go (default: .)")
+    args = parser.parse_args(argv)
+    rows, studies, budgets = [], {}, {}
+    for study in args.study:
+        if len(study) not in (3, 4):
+            parser.error("--study: TASK PLAIN POP [AUTHORS]")
+        task, plain_dir, pop_dir = study[:3]
+        plain, pop = read_sweep(Path(plain_dir)), read_sweep(Path(pop_dir))
+        seeds = sorted(set(plain) & set(pop))
+        if not seeds:
+            parser.error(f"--study {task}: no seed finished in both sweeps")
+        arms = {"plain": {s: plain[s] for s in seeds}, "population": {s: pop[s] for s in seeds}}
+        if len(study) == 4:
+            authors = read_authors(Path(study[3]), task)
+            arms["authors"] = {s: authors[s] for s in seeds if s in authors}
+        budgets[task] = max(o.spent for o in [*arms["plain"].values(), *arms["population"].values()])
+        studies[task] = arms
+        rows += [arm_row(task, arm, list(runs.values())) for arm, runs in arms.items() if runs]
+    table = pd.DataFrame(rows)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "population-study.csv", index=False)
+    text = markdown(table, budgets)
+    (out / "population-study.md").write_text(text)
+    figure(studies, budgets, out / "population-study.png")
+    print(text, end="")
+    print(f"wrote {out / 'population-study.md'}, .csv, .png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

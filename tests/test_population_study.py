@@ -1,0 +1,46 @@
+"""analysis/population_study.py: the cost of a solved run, and the table from real run directories."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from analysis.population_study import Outcome, expected_to_solve, main, read_sweep
+from tests.conftest import run_train
+
+
+def test_expected_episodes_count_failed_runs_whole_budget():
+    # p = 1/2: one success at 100, one failure spending 600 -> 100 + 1 · 600
+    assert expected_to_solve([Outcome(0, 100.0, 100, 1.0), Outcome(1, math.inf, 600, 2.0)]) == 700.0
+    # p = 3/4: mean success 200, failures cost 900 -> 200 + (1/3) · 900
+    runs = [Outcome(s, e, int(e), 1.0) for s, e in enumerate((100.0, 200.0, 300.0))] + [Outcome(3, math.inf, 900, 1.0)]
+    assert expected_to_solve(runs) == pytest.approx(500.0)
+    assert expected_to_solve([Outcome(0, math.inf, 600, 1.0)]) == math.inf
+    assert expected_to_solve([Outcome(0, 50.0, 50, 1.0)]) == 50.0
+
+
+def test_study_table_from_real_sweeps(tmp_path):
+    """Two tiny CartPole sweeps (plain, population of 2) on seeds 0 and 1: the table counts every
+    member's episodes to the first evaluation at the target; a seed missing from one arm is left out."""
+    base = ["--task", "CartPole-v1", "--directions", "2", "--iterations", "4", "--eval-every", "1"]
+    base += ["--eval-episodes", "2", "--target", "30", "--stop-at-target", "true"]
+    for arm, extra, seeds in (("plain", [], (0, 1, 2)), ("pop", ["--population", "2"], (0, 1))):
+        for seed in seeds:
+            run_dir = tmp_path / arm / f"seed={seed}"
+            done = run_train(base + extra + ["--seed", str(seed), "--run-dir", str(run_dir)])
+            assert done.returncode == 0, done.stderr
+    plain, pop = read_sweep(tmp_path / "plain"), read_sweep(tmp_path / "pop")
+    assert sorted(plain) == [0, 1, 2] and sorted(pop) == [0, 1]
+    for seed, outcome in pop.items():
+        summary = json.loads((tmp_path / "pop" / f"seed={seed}" / "summary.json").read_text())
+        assert outcome.spent == summary["episodes"] == sum(summary["episode_count"]["episodes_by_member"])
+        if summary["reached_target"]:
+            assert outcome.episodes == summary["reached_target"]["episodes"]
+            assert outcome.episodes % (2 * 2 * 2) == 0  # whole iterations of both members' 2N branches
+    out = tmp_path / "report"
+    assert main(["--study", "cartpole", str(tmp_path / "plain"), str(tmp_path / "pop"), "--out", str(out)]) == 0
+    table = (out / "population-study.md").read_text().splitlines()
+    assert len(table) == 4 and "| cartpole | plain |" in table[2] and "/2 (" in table[2]
+    assert (out / "population-study.png").stat().st_size > 1000
