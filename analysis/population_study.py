@@ -12,7 +12,9 @@ hpcars arms, so the arms are compared seed by seed.
 Per task and arm: the success fraction; the median and 90th percentile of the training
 episodes to the threshold over all seeds (all members' episodes up to the first
 evaluation at the threshold; a seed that did not get there counts as never); the median
-wall clock of a run (to the threshold, or to the end of its budget); and the expected
+wall clock and training env steps of a run (to the threshold, or to the end of its
+budget; runs that share a machine with others have comparable env steps, not wall
+clocks); and the expected
 training episodes to one solved run when a failed run is restarted with a fresh seed:
 
     E = mean cost of a successful run + (1 − p) / p · mean cost of a failed run
@@ -27,10 +29,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -46,31 +50,42 @@ class Outcome:
     episodes: float  # training episodes to the threshold; inf when not reached
     spent: int  # training episodes the run spent in all
     wall_s: float  # to the threshold, or the whole run
+    steps: float  # training env steps (samples), to the threshold or the whole run
 
 
-def read_sweep(root: Path) -> dict[int, Outcome]:
-    """Every finished run under ``root``, by seed."""
-    out = {}
+def budget(config: dict) -> int:
+    """The training episodes a run may spend: --max-episodes, else its iterations' worth."""
+    if config.get("max_episodes"):
+        return int(config["max_episodes"])
+    judge = config.get("anneal_pairs", 1) if config.get("anneal_t0") else 0
+    return int(config["iterations"]) * int(config["population"]) * 2 * (int(config["directions"]) + judge)
+
+
+def read_sweep(root: Path) -> tuple[dict[int, Outcome], int]:
+    """Every finished run under ``root``, by seed, and the largest budget among them."""
+    out, most = {}, 0
     for summary_path in sorted(Path(root).rglob("summary.json")):
         summary = json.loads(summary_path.read_text())
-        seed = json.loads((summary_path.parent / "config.json").read_text())["seed"]
+        config = json.loads((summary_path.parent / "config.json").read_text())
+        seed, most = config["seed"], max(most, budget(config))
         hit = summary.get("reached_target")
         episodes = float(hit["episodes"]) if hit else math.inf
         wall = float(hit["wall_s"]) if hit else float(summary["wall_s"])
-        out[int(seed)] = Outcome(int(seed), episodes, int(summary["episodes"]), wall)
-    return out
+        steps = float(hit["samples"]) if hit else float(summary.get("env_steps", math.nan))
+        out[int(seed)] = Outcome(int(seed), episodes, int(summary["episodes"]), wall, steps)
+    return out, most
 
 
 def read_authors(path: Path, task: str) -> dict[int, Outcome]:
-    """bench/fidelity.py's runs of the authors' port for ``task``, by seed."""
-    lines = [line for line in Path(path).read_text().splitlines() if line.startswith("{")]
-    runs = json.loads(lines[-1])["runs"]
+    """The authors' port's runs for ``task``, by seed, from bench/fidelity.py's per-run lines
+    (``swimmer  authors  seed 100: 420`` or ``...: not reached``); one file or several joined."""
     out = {}
-    for key, run in runs.items():
-        name, variant, seed = key.rsplit(" ", 2)[0], key.split(" ")[1], int(key.rsplit(" ", 1)[1])
-        if name == task and variant == "authors":
-            episodes = float(run["episodes"]) if run["episodes"] is not None else math.inf
-            out[seed] = Outcome(seed, episodes, -1, float(run["wall_s"]))
+    for line in Path(path).read_text().splitlines():
+        words = line.replace(":", " ").split()
+        if len(words) >= 5 and words[0] == task and words[1] == "authors" and words[2] == "seed":
+            seed = int(words[3])
+            episodes = math.inf if words[4] == "not" else float(words[4])
+            out[seed] = Outcome(seed, episodes, -1, math.nan, math.nan)
     return out
 
 
@@ -101,6 +116,7 @@ def arm_row(task: str, arm: str, outcomes: list[Outcome]) -> dict[str, object]:
         "median_episodes": pct(50),
         "p90_episodes": pct(90),
         "median_wall_s": float(np.median([o.wall_s for o in outcomes])),
+        "median_env_steps": float(np.median([o.steps for o in outcomes])),
         "expected_episodes_to_solve": expected_to_solve(outcomes) if arm != "authors" else math.nan,
     }
 
@@ -115,15 +131,16 @@ def _cell(value: float, budget: int) -> str:
 
 def markdown(table: pd.DataFrame, budgets: dict[str, int]) -> str:
     lines = [
-        "| task | arm | seeds reached | median episodes | p90 episodes | median wall (s) "
+        "| task | arm | seeds reached | median episodes | p90 episodes | median env steps | median wall (s) "
         "| expected episodes to a solved run |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in table.itertuples():
         b = budgets[row.task]
         lines.append(
             f"| {row.task} | {row.arm} | {row.reached}/{row.seeds} ({row.success:.0%}) "
-            f"| {_cell(row.median_episodes, b)} | {_cell(row.p90_episodes, b)} | {row.median_wall_s:,.0f} "
+            f"| {_cell(row.median_episodes, b)} | {_cell(row.p90_episodes, b)} "
+            f"| {_cell(row.median_env_steps, b)} | {_cell(row.median_wall_s, b)} "
             f"| {_cell(row.expected_episodes_to_solve, b)} |"
         )
     return "\n".join(lines) + "\n"
@@ -154,6 +171,7 @@ def figure(studies: dict[str, dict[str, dict[int, Outcome]]], budgets: dict[str,
         ax.set_ylim(0, budget * 1.25)
         ax.set_title(task)
         ax.set_xlabel("seed")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel("training episodes to the threshold (all members)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
@@ -179,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         if len(study) not in (3, 4):
             parser.error("--study: TASK PLAIN POP [AUTHORS]")
         task, plain_dir, pop_dir = study[:3]
-        plain, pop = read_sweep(Path(plain_dir)), read_sweep(Path(pop_dir))
+        (plain, plain_budget), (pop, pop_budget) = read_sweep(Path(plain_dir)), read_sweep(Path(pop_dir))
+        if plain_budget != pop_budget:
+            print(f"note: {task}: budgets differ, plain {plain_budget}, population {pop_budget}", file=sys.stderr)
         seeds = sorted(set(plain) & set(pop))
         if not seeds:
             parser.error(f"--study {task}: no seed finished in both sweeps")
@@ -187,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(study) == 4:
             authors = read_authors(Path(study[3]), task)
             arms["authors"] = {s: authors[s] for s in seeds if s in authors}
-        budgets[task] = max(o.spent for o in [*arms["plain"].values(), *arms["population"].values()])
+        budgets[task] = max(plain_budget, pop_budget)
         studies[task] = arms
         rows += [arm_row(task, arm, list(runs.values())) for arm, runs in arms.items() if runs]
     table = pd.DataFrame(rows)

@@ -13,12 +13,13 @@ from tests.conftest import run_train
 
 def test_expected_episodes_count_failed_runs_whole_budget():
     # p = 1/2: one success at 100, one failure spending 600 -> 100 + 1 · 600
-    assert expected_to_solve([Outcome(0, 100.0, 100, 1.0), Outcome(1, math.inf, 600, 2.0)]) == 700.0
+    assert expected_to_solve([Outcome(0, 100.0, 100, 1.0, 0.0), Outcome(1, math.inf, 600, 2.0, 0.0)]) == 700.0
     # p = 3/4: mean success 200, failures cost 900 -> 200 + (1/3) · 900
-    runs = [Outcome(s, e, int(e), 1.0) for s, e in enumerate((100.0, 200.0, 300.0))] + [Outcome(3, math.inf, 900, 1.0)]
+    runs = [Outcome(s, e, int(e), 1.0, 0.0) for s, e in enumerate((100.0, 200.0, 300.0))]
+    runs.append(Outcome(3, math.inf, 900, 1.0, 0.0))
     assert expected_to_solve(runs) == pytest.approx(500.0)
-    assert expected_to_solve([Outcome(0, math.inf, 600, 1.0)]) == math.inf
-    assert expected_to_solve([Outcome(0, 50.0, 50, 1.0)]) == 50.0
+    assert expected_to_solve([Outcome(0, math.inf, 600, 1.0, 0.0)]) == math.inf
+    assert expected_to_solve([Outcome(0, 50.0, 50, 1.0, 0.0)]) == 50.0
 
 
 def test_study_table_from_real_sweeps(tmp_path):
@@ -31,7 +32,8 @@ def test_study_table_from_real_sweeps(tmp_path):
             run_dir = tmp_path / arm / f"seed={seed}"
             done = run_train(base + extra + ["--seed", str(seed), "--run-dir", str(run_dir)])
             assert done.returncode == 0, done.stderr
-    plain, pop = read_sweep(tmp_path / "plain"), read_sweep(tmp_path / "pop")
+    (plain, plain_budget), (pop, pop_budget) = read_sweep(tmp_path / "plain"), read_sweep(tmp_path / "pop")
+    assert plain_budget == 4 * 2 * 2 and pop_budget == 4 * 2 * 2 * 2  # iterations · M · 2N
     assert sorted(plain) == [0, 1, 2] and sorted(pop) == [0, 1]
     for seed, outcome in pop.items():
         summary = json.loads((tmp_path / "pop" / f"seed={seed}" / "summary.json").read_text())
