@@ -27,6 +27,25 @@ from hpcars.config import fields_with_role
 CHECKPOINT = re.compile(r"ckpt-(\d+)\.h5$")
 #: options that never define a setting (they name where, how or how long a run ran)
 NOT_SETTINGS = {"seed", *fields_with_role("run")}
+#: options that act only when another is on (truthy): not a setting among runs where it is off
+#: (e.g. runs of one sweep made before and after a default changed)
+ACTIVE_WITH = {
+    "repulsion_radius": "repulsion",
+    "anneal_pairs": "anneal_t0",
+    "anneal_cooling": "anneal_t0",
+    "kill_fraction": "generation_every",
+    "clone_from": "generation_every",
+    "pbt_perturb": "generation_every",
+    "swarm_inertia": "swarm",
+    "swarm_cognitive": "swarm",
+    "swarm_social": "swarm",
+}
+
+
+def _effective(config: dict[str, Any], key: str) -> Any:
+    """The value of option ``key`` as far as the result goes (None when it cannot act)."""
+    parent = ACTIVE_WITH.get(key)
+    return config.get(key) if parent is None or config.get(parent) else None
 
 
 def run_dirs(root: Path) -> list[Path]:
@@ -81,7 +100,7 @@ def load_sweep(root: Path) -> pd.DataFrame:
     varying = sorted(
         key
         for key in set().union(*configs.values())
-        if key not in NOT_SETTINGS and len({json.dumps(c.get(key)) for c in configs.values()}) > 1
+        if key not in NOT_SETTINGS and len({json.dumps(_effective(c, key)) for c in configs.values()}) > 1
     )
     table = pd.concat(frames, ignore_index=True)
     for key in ["task", "seed", "target", *varying]:
