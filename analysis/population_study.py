@@ -174,7 +174,7 @@ def figure(studies: dict[str, dict[str, dict[int, Outcome]]], budgets: dict[str,
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel("training episodes to the threshold (all members)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="center left", framealpha=0.7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
