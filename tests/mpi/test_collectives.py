@@ -50,7 +50,8 @@ def test_only_scalars_cross_ranks():
 @pytest.mark.mpi(min_size=2)
 def test_population_sends_only_scalars():
     """With every population operator on, an iteration (a generation's end included)
-    moves one row of scalars per branch, whatever the parameter count."""
+    moves one row of scalars per branch (annealing's judge rows included), whatever the
+    parameter count."""
     transport = make_transport()
     cfg = TrainConfig(
         directions=3, device="cpu", population=4, generation_every=2, anneal_t0=1.0, swarm=True, repulsion=0.5
@@ -60,7 +61,8 @@ def test_population_sends_only_scalars():
         trainer = ARSTrainer(cfg, Quadratic(size=size), transport, [torch.device("cpu")])
         per_iteration[size] = [trainer.step().comm_bytes for _ in range(4)]
         assert len(trainer.state.lineage) == 2 * 2  # two generations happened
-    assert per_iteration[10] == per_iteration[10_000] == [4 * 2 * 3 * 2 * 8] * 4
+    # M members x (2N branches + 2J annealing judge rows) x (reward, samples) x 8 bytes
+    assert per_iteration[10] == per_iteration[10_000] == [4 * (2 * 3 + 2 * 1) * 2 * 8] * 4
 
 
 @pytest.mark.mpi(min_size=2)
