@@ -101,11 +101,11 @@ class Population:
             kept_rows, back_rows = (torch.as_tensor(m, device=s.theta.device) for m in (keep, ~keep))
             # kept: the current point becomes the reference for the next step
             s.anchor[kept_rows] = s.theta[kept_rows]
-            s.anchor_fitness = judge[:, :, 1].mean(axis=1)  # the judge's score of θ' (kept) ...
             # rejected: back to where the member was; its step from there is dropped
             s.theta[back_rows] = s.anchor[back_rows]
-            s.anchor_fitness[~keep] = judge[~keep, :, 0].mean(axis=1)  # ... or of θ (reverted)
-            measured[~keep] = s.anchor_fitness[~keep]  # the fitness of where the member now is
+            # the judge's score of where the member now is: θ' if kept, θ if reverted
+            s.anchor_fitness = np.where(keep, judge[:, :, 1].mean(axis=1), judge[:, :, 0].mean(axis=1))
+            measured[~keep] = s.anchor_fitness[~keep]
             if s.velocity is not None:
                 s.velocity[back_rows] = 0.0
             s.pending = keep & np.array([not st.skipped for st in steps])
