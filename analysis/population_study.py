@@ -104,8 +104,7 @@ def arm_row(task: str, arm: str, outcomes: list[Outcome]) -> dict[str, object]:
     reached = int(np.isfinite(episodes).sum())
 
     def pct(q: float) -> float:
-        value = float(np.percentile(episodes, q, method="lower"))  # a seed's own count
-        return value
+        return float(np.percentile(episodes, q, method="lower"))  # a seed's own count, never interpolated
 
     return {
         "task": task,
