@@ -1,13 +1,14 @@
 """Plain ARS against a population preset on the same seeds and the same episode budget.
 
-    python -m analysis.population_study --study swimmer SEEDS_SWEEP POP_SWEEP [AUTHORS_JSON] \\
-        [--study hopper ...] [--out DIR]
+    python -m analysis.population_study --study swimmer SEEDS_SWEEP POP_SWEEP [AUTHORS_LOG] \\
+        [--study hopper ...] [--arm hopper NAME SWEEP] [--out DIR]
 
 Each ``--study`` names a task, the sweep of the plain preset (``jobs/examples/seeds-TASK.toml``),
 the sweep of the population preset (``jobs/examples/pop-TASK.toml``) and, optionally, the
-output of ``bench/fidelity.py --variants authors`` on the same seeds (its last line, a JSON
-object). Only finished runs count (a ``summary.json``), and only seeds finished in both
-hpcars arms, so the arms are compared seed by seed.
+output of ``bench/fidelity.py --variants authors`` on the same seeds (its per-run lines; logs
+of several invocations may be joined). ``--arm`` adds a named arm to a task, e.g. a control
+run with other settings. Only finished runs count (a ``summary.json``), and only seeds
+finished in both hpcars arms, so the arms are compared seed by seed.
 
 Per task and arm: the success fraction; the median and 90th percentile of the training
 episodes to the threshold over all seeds (all members' episodes up to the first
@@ -148,12 +149,14 @@ def markdown(table: pd.DataFrame, budgets: dict[str, int]) -> str:
 def figure(studies: dict[str, dict[str, dict[int, Outcome]]], budgets: dict[str, int], path: Path) -> None:
     fig, axes = plt.subplots(1, len(studies), figsize=(5.5 * len(studies), 4), squeeze=False)
     styles = {"plain": ("o", "C0"), "population": ("^", "C1"), "authors": ("x", "C2")}
+    extra_styles = [("s", "C3"), ("D", "C4"), ("v", "C5")]  # arms added with --arm, in order
     for ax, (task, arms) in zip(axes[0], studies.items(), strict=True):
         budget = budgets[task]
+        extras = iter(extra_styles)
         for k, (arm, runs) in enumerate(arms.items()):
-            marker, color = styles[arm]
+            marker, color = styles[arm] if arm in styles else next(extras)
             seeds = sorted(runs)
-            x = np.array(seeds) + (k - 1) * 0.2
+            x = np.array(seeds) + (k - (len(arms) - 1) / 2) * 0.2
             y = np.array([runs[s].episodes for s in seeds])
             hit = np.isfinite(y)
             ax.scatter(x[hit], y[hit], marker=marker, color=color, label=f"{arm} ({hit.sum()}/{len(y)})")
@@ -189,6 +192,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="TASK PLAIN POP [AUTHORS]",
         help="a task, its plain and population sweeps, and optionally bench/fidelity.py's output",
     )
+    parser.add_argument(
+        "--arm",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("TASK", "NAME", "SWEEP"),
+        help="one more arm for a --study task, e.g. a control with other settings (default: none)",
+    )
     parser.add_argument("--out", default=".", help="where the table and plot go (default: .)")
     args = parser.parse_args(argv)
     rows, studies, budgets = [], {}, {}
@@ -206,9 +217,16 @@ def main(argv: list[str] | None = None) -> int:
         if len(study) == 4:
             authors = read_authors(Path(study[3]), task)
             arms["authors"] = {s: authors[s] for s in seeds if s in authors}
+        for arm_task, name, sweep in args.arm:
+            if arm_task == task:
+                runs, _ = read_sweep(Path(sweep))
+                arms[name] = {s: runs[s] for s in seeds if s in runs}
         budgets[task] = max(plain_budget, pop_budget)
         studies[task] = arms
         rows += [arm_row(task, arm, list(runs.values())) for arm, runs in arms.items() if runs]
+    unknown = {task for task, _, _ in args.arm} - set(studies)
+    if unknown:
+        parser.error(f"--arm: task {sorted(unknown)[0]!r} has no --study (allowed: {', '.join(studies)})")
     table = pd.DataFrame(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -46,3 +46,8 @@ def test_study_table_from_real_sweeps(tmp_path):
     table = (out / "population-study.md").read_text().splitlines()
     assert len(table) == 4 and "| cartpole | plain |" in table[2] and "/2 (" in table[2]
     assert (out / "population-study.png").stat().st_size > 1000
+    # a named control arm (here the plain sweep again) joins the task's rows on the same seeds
+    more = ["--arm", "cartpole", "control", str(tmp_path / "plain"), "--out", str(out)]
+    assert main(["--study", "cartpole", str(tmp_path / "plain"), str(tmp_path / "pop")] + more) == 0
+    table = (out / "population-study.md").read_text().splitlines()
+    assert len(table) == 5 and table[4].replace("control", "plain") == table[2]
