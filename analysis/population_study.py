@@ -28,6 +28,7 @@ where a failed run costs all the episodes it spent (its whole budget). Writes
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -152,7 +153,7 @@ def figure(studies: dict[str, dict[str, dict[int, Outcome]]], budgets: dict[str,
     extra_styles = [("s", "C3"), ("D", "C4"), ("v", "C5")]  # arms added with --arm, in order
     for ax, (task, arms) in zip(axes[0], studies.items(), strict=True):
         budget = budgets[task]
-        extras = iter(extra_styles)
+        extras = itertools.cycle(extra_styles)
         for k, (arm, runs) in enumerate(arms.items()):
             marker, color = styles[arm] if arm in styles else next(extras)
             seeds = sorted(runs)
