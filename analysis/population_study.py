@@ -203,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", default=".", help="where the table and plot go (default: .)")
     args = parser.parse_args(argv)
+    tasks = [study[0] for study in args.study]
+    unknown = sorted({task for task, _, _ in args.arm} - set(tasks))
+    if unknown:  # checked before any sweep is read
+        parser.error(f"--arm: task {unknown[0]!r} has no --study (allowed: {', '.join(tasks)})")
     rows, studies, budgets = [], {}, {}
     for study in args.study:
         if len(study) not in (3, 4):
@@ -225,9 +229,6 @@ def main(argv: list[str] | None = None) -> int:
         budgets[task] = max(plain_budget, pop_budget)
         studies[task] = arms
         rows += [arm_row(task, arm, list(runs.values())) for arm, runs in arms.items() if runs]
-    unknown = {task for task, _, _ in args.arm} - set(studies)
-    if unknown:
-        parser.error(f"--arm: task {sorted(unknown)[0]!r} has no --study (allowed: {', '.join(studies)})")
     table = pd.DataFrame(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
