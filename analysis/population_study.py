@@ -20,7 +20,12 @@ training episodes to one solved run when a failed run is restarted with a fresh 
 
     E = mean cost of a successful run + (1 − p) / p · mean cost of a failed run
 
-where a failed run costs all the episodes it spent (its whole budget). Writes
+where a failed run costs all the episodes it spent (its whole budget) — that is, all the
+episodes the arm spent over its seeds divided by the seeds it solved. Twenty seeds leave
+E uncertain, so beside it stand a 95 % bootstrap interval (seeds resampled with
+replacement, 2,000 draws, a fixed generator: the same table every time) and, for every
+arm run on the plain arm's seeds, the ratio of its E to plain's with its interval from
+the same draws (the seeds are resampled in pairs: both arms ran them). Writes
 ``population-study.md`` (the table), ``population-study.csv`` and
 ``population-study.png`` (episodes to the threshold per seed, plain vs population).
 """
@@ -101,13 +106,44 @@ def expected_to_solve(outcomes: list[Outcome]) -> float:
     return float(np.mean(solved) + ((1 - p) / p) * (np.mean(failed) if failed else 0.0))
 
 
-def arm_row(task: str, arm: str, outcomes: list[Outcome]) -> dict[str, object]:
+BOOTSTRAP_DRAWS = 2000
+
+
+def expected_draws(outcomes: list[Outcome], draws: int = BOOTSTRAP_DRAWS) -> np.ndarray:
+    """``expected_to_solve`` of ``draws`` bootstrap resamples of the seeds [draws] (inf where a
+    resample solved none). Arms with as many seeds get the same resamples (paired by position)."""
+    n = len(outcomes)
+    picks = np.random.default_rng(0).integers(0, n, size=(draws, n))
+    episodes = np.array([o.episodes for o in outcomes])[picks]
+    solved = np.isfinite(episodes)
+    cost = np.where(solved, episodes, np.array([o.spent for o in outcomes], dtype=float)[picks])
+    n_solved = solved.sum(axis=1)
+    with np.errstate(divide="ignore"):
+        return np.where(n_solved > 0, cost.sum(axis=1) / n_solved, math.inf)
+
+
+def interval(values: np.ndarray) -> tuple[float, float]:
+    """The central 95 % of ``values`` (inf allowed), from the sorted values themselves."""
+    ordered = np.sort(values)
+    return float(ordered[int(0.025 * len(ordered))]), float(ordered[math.ceil(0.975 * len(ordered)) - 1])
+
+
+def arm_row(task: str, arm: str, outcomes: list[Outcome], plain: list[Outcome] | None = None) -> dict[str, object]:
+    """One row of the table; ``plain``: the plain arm's outcomes on the same seeds, in the same
+    order, for the ratio of expected episodes (None: no ratio)."""
     episodes = np.array([o.episodes for o in outcomes])
     reached = int(np.isfinite(episodes).sum())
 
     def pct(q: float) -> float:
         return float(np.percentile(episodes, q, method="lower"))  # a seed's own count, never interpolated
 
+    draws = expected_draws(outcomes) if arm != "authors" else np.full(2, math.nan)
+    low, high = interval(draws)
+    ratio = ratio_low = ratio_high = math.nan
+    if plain is not None and arm != "authors":
+        ratio = expected_to_solve(outcomes) / expected_to_solve(plain)
+        with np.errstate(invalid="ignore"):
+            ratio_low, ratio_high = interval(draws / expected_draws(plain))
     return {
         "task": task,
         "arm": arm,
@@ -119,6 +155,11 @@ def arm_row(task: str, arm: str, outcomes: list[Outcome]) -> dict[str, object]:
         "median_wall_s": float(np.median([o.wall_s for o in outcomes])),
         "median_env_steps": float(np.median([o.steps for o in outcomes])),
         "expected_episodes_to_solve": expected_to_solve(outcomes) if arm != "authors" else math.nan,
+        "expected_low": low,
+        "expected_high": high,
+        "expected_vs_plain": ratio,
+        "expected_vs_plain_low": ratio_low,
+        "expected_vs_plain_high": ratio_high,
     }
 
 
@@ -130,11 +171,23 @@ def _cell(value: float, budget: int) -> str:
     return f"{value:,.0f}"
 
 
+def _span(low: float, high: float, fmt: str) -> str:
+    if math.isnan(low) or math.isnan(high):
+        return ""
+    return f" ({fmt.format(low) if math.isfinite(low) else '∞'}–{fmt.format(high) if math.isfinite(high) else '∞'})"
+
+
+def _ratio(row) -> str:
+    if math.isnan(row.expected_vs_plain):
+        return "—"
+    return f"{row.expected_vs_plain:.2f}{_span(row.expected_vs_plain_low, row.expected_vs_plain_high, '{:.2f}')}"
+
+
 def markdown(table: pd.DataFrame, budgets: dict[str, int]) -> str:
     lines = [
         "| task | arm | seeds reached | median episodes | p90 episodes | median env steps | median wall (s) "
-        "| expected episodes to a solved run |",
-        "|---|---|---|---|---|---|---|---|",
+        "| expected episodes to a solved run (95 % interval) | vs plain (95 % interval) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in table.itertuples():
         b = budgets[row.task]
@@ -142,7 +195,8 @@ def markdown(table: pd.DataFrame, budgets: dict[str, int]) -> str:
             f"| {row.task} | {row.arm} | {row.reached}/{row.seeds} ({row.success:.0%}) "
             f"| {_cell(row.median_episodes, b)} | {_cell(row.p90_episodes, b)} "
             f"| {_cell(row.median_env_steps, b)} | {_cell(row.median_wall_s, b)} "
-            f"| {_cell(row.expected_episodes_to_solve, b)} |"
+            f"| {_cell(row.expected_episodes_to_solve, b)}{_span(row.expected_low, row.expected_high, '{:,.0f}')} "
+            f"| {_ratio(row)} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -228,7 +282,11 @@ def main(argv: list[str] | None = None) -> int:
                 arms[name] = {s: runs[s] for s in seeds if s in runs}
         budgets[task] = max(plain_budget, pop_budget)
         studies[task] = arms
-        rows += [arm_row(task, arm, list(runs.values())) for arm, runs in arms.items() if runs]
+        base = [arms["plain"][s] for s in seeds]
+        for arm, runs in arms.items():
+            if runs:
+                paired = base if arm != "plain" and sorted(runs) == seeds else None
+                rows.append(arm_row(task, arm, [runs[s] for s in sorted(runs)], paired))
     table = pd.DataFrame(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

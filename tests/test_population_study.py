@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from analysis.population_study import Outcome, expected_to_solve, main, read_sweep
+from analysis.population_study import Outcome, arm_row, expected_draws, expected_to_solve, main, read_sweep
 from tests.conftest import run_train
 
 
@@ -20,6 +20,24 @@ def test_expected_episodes_count_failed_runs_whole_budget():
     assert expected_to_solve(runs) == pytest.approx(500.0)
     assert expected_to_solve([Outcome(0, math.inf, 600, 1.0, 0.0)]) == math.inf
     assert expected_to_solve([Outcome(0, 50.0, 50, 1.0, 0.0)]) == 50.0
+
+
+def test_bootstrap_interval_of_expected_episodes():
+    runs = [Outcome(s, e, int(e), 1.0, 0.0) for s, e in enumerate((100.0, 200.0, 300.0, 400.0))]
+    runs.append(Outcome(4, math.inf, 900, 1.0, 0.0))
+    draws = expected_draws(runs)
+    # each draw is the resample's total spend over its solved seeds; one draw of every seed once is E itself
+    assert draws.shape == (2000,) and (draws >= 100.0).all()
+    assert expected_to_solve(runs) == pytest.approx((100 + 200 + 300 + 400 + 900) / 4)
+    assert (draws == expected_draws(runs)).all()  # a fixed generator: the same table every time
+    row = arm_row("t", "pop", runs, plain=runs)
+    assert row["expected_low"] < row["expected_episodes_to_solve"] < row["expected_high"]
+    # the same seeds resampled in pairs: an arm identical to plain has ratio 1, interval (1, 1)
+    assert (row["expected_vs_plain"], row["expected_vs_plain_low"], row["expected_vs_plain_high"]) == (1, 1, 1)
+    # a resample without a solved seed costs inf, and equal costs leave no spread
+    assert (expected_draws([Outcome(0, math.inf, 600, 1.0, 0.0)]) == math.inf).all()
+    flat = arm_row("t", "plain", [Outcome(s, 50.0, 50, 1.0, 0.0) for s in range(5)])
+    assert flat["expected_low"] == flat["expected_high"] == 50.0 and math.isnan(flat["expected_vs_plain"])
 
 
 def test_study_table_from_real_sweeps(tmp_path):
@@ -45,9 +63,12 @@ def test_study_table_from_real_sweeps(tmp_path):
     assert main(["--study", "cartpole", str(tmp_path / "plain"), str(tmp_path / "pop"), "--out", str(out)]) == 0
     table = (out / "population-study.md").read_text().splitlines()
     assert len(table) == 4 and "| cartpole | plain |" in table[2] and "/2 (" in table[2]
+    assert table[2].endswith("| — |") and not table[3].endswith("| — |")  # population: its E against plain's
     assert (out / "population-study.png").stat().st_size > 1000
     # a named control arm (here the plain sweep again) joins the task's rows on the same seeds
     more = ["--arm", "cartpole", "control", str(tmp_path / "plain"), "--out", str(out)]
     assert main(["--study", "cartpole", str(tmp_path / "plain"), str(tmp_path / "pop")] + more) == 0
     table = (out / "population-study.md").read_text().splitlines()
-    assert len(table) == 5 and table[4].replace("control", "plain") == table[2]
+    control = table[4].replace("control", "plain").rsplit("|", 2)[0]  # all but the ratio column
+    assert len(table) == 5 and control == table[2].rsplit("|", 2)[0]
+    assert table[4].endswith("| 1.00 (1.00–1.00) |")  # the control is plain itself, seed for seed
