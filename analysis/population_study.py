@@ -202,9 +202,11 @@ def markdown(table: pd.DataFrame, budgets: dict[str, int]) -> str:
 
 
 def figure(studies: dict[str, dict[str, dict[int, Outcome]]], budgets: dict[str, int], path: Path) -> None:
-    fig, axes = plt.subplots(1, len(studies), figsize=(5.5 * len(studies), 4), squeeze=False)
+    rows = max(len(arms) for arms in studies.values())  # legend lines under the tallest panel
+    fig, axes = plt.subplots(1, len(studies), figsize=(5.5 * len(studies), 4 + 0.17 * rows), squeeze=False)
     styles = {"plain": ("o", "C0"), "population": ("^", "C1"), "authors": ("x", "C2")}
-    extra_styles = [("s", "C3"), ("D", "C4"), ("v", "C5")]  # arms added with --arm, in order
+    # arms added with --arm, in order
+    extra_styles = [("s", "C3"), ("D", "C4"), ("v", "C5"), ("P", "C6"), ("*", "C7"), ("h", "C8")]
     for ax, (task, arms) in zip(axes[0], studies.items(), strict=True):
         budget = budgets[task]
         extras = itertools.cycle(extra_styles)
@@ -231,7 +233,7 @@ def figure(studies: dict[str, dict[str, dict[int, Outcome]]], budgets: dict[str,
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel("training episodes to the threshold (all members)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="center left", framealpha=0.7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.15), frameon=False)  # under the panel
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

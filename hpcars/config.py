@@ -73,8 +73,9 @@ def _run(default: Any, help: str, choices: Sequence[str] | None = None) -> Any:
 class TrainConfig:
     preset: str = _report(
         "",
-        "the ARS paper's settings for a MuJoCo task, or TASK-pop: a population of them (truncation + PBT; "
-        "README 'Population presets'); the config file and command line override it",
+        "the ARS paper's settings for a MuJoCo task, or TASK-pop: a population of them (swimmer-, hopper-pop: "
+        "truncation + PBT; halfcheetah-pop: 2 independent lineages; README 'Population presets'); "
+        "the config file and command line override it",
         PRESETS,
     )
     task: str = _result(
