@@ -99,6 +99,8 @@ def population_line(cfg: TrainConfig) -> str:
         parts.append(f"swarm w {cfg.swarm_inertia:g} c1 {cfg.swarm_cognitive:g} c2 {cfg.swarm_social:g}")
     if cfg.repulsion:
         parts.append(f"repulsion {cfg.repulsion:g} radius {cfg.repulsion_radius:g}")
+    if len(parts) == 1:
+        parts.append("independent lineages (no operator on)")
     return ", ".join(parts)
 
 

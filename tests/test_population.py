@@ -20,6 +20,7 @@ from hpcars.population.repulsion import RepulsionParams, repel, tabu_radius
 from hpcars.population.state import PopulationState
 from hpcars.population.swarm import SwarmParams
 from hpcars.population.truncation import TruncationParams, killed, plan, rank
+from hpcars.session import population_line
 from tests.conftest import checkpoint_file, inspect_json, run_cli, run_train
 from tests.tasks_for_tests import Quadratic
 
@@ -234,6 +235,13 @@ def test_members_without_operators_are_independent_learners():
         pop.step()
     assert torch.equal(single.state.theta[0], pop.state.theta[0])
     assert len({tuple(row.tolist()) for row in pop.state.theta}) == 5
+
+
+def test_first_line_names_the_population_operators():
+    assert population_line(TrainConfig()) == ""
+    assert population_line(TrainConfig(population=2)).endswith("independent lineages (no operator on)")
+    line = population_line(TrainConfig(population=2, generation_every=10, pbt_perturb=True))
+    assert "truncation every 10 (kill 0.5, from best, PBT)" in line and "independent" not in line
 
 
 # -- the command line: resume, world sizes, validation ------------------------------------------------
