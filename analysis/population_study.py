@@ -4,7 +4,8 @@
         [--study hopper ...] [--arm hopper NAME SWEEP] [--out DIR]
 
 Each ``--study`` names a task, the sweep of the plain preset (``jobs/examples/seeds-TASK.toml``),
-the sweep of the population preset (``jobs/examples/pop-TASK.toml``) and, optionally, the
+the sweep of the population preset (``jobs/examples/pop-TASK.toml``) — each may be several
+sweep directories joined by commas, to pool seeds — and, optionally, the
 output of ``bench/fidelity.py --variants authors`` on the same seeds (its per-run lines; logs
 of several invocations may be joined). ``--arm`` adds a named arm to a task, e.g. a control
 run with other settings. Only finished runs count (a ``summary.json``), and only seeds
@@ -80,6 +81,19 @@ def read_sweep(root: Path) -> tuple[dict[int, Outcome], int]:
         wall = float(hit["wall_s"]) if hit else float(summary["wall_s"])
         steps = float(hit["samples"]) if hit else float(summary.get("env_steps", math.nan))
         out[int(seed)] = Outcome(int(seed), episodes, int(summary["episodes"]), wall, steps)
+    return out, most
+
+
+def read_sweeps(dirs: str) -> tuple[dict[int, Outcome], int]:
+    """``read_sweep`` of one sweep directory or of several joined by commas (e.g. the study's
+    seeds and a confirmation on other seeds); a seed in two of them is an error."""
+    out, most = {}, 0
+    for root in dirs.split(","):
+        runs, budget_ = read_sweep(Path(root))
+        twice = sorted(set(out) & set(runs))
+        if twice:
+            raise ValueError(f"seed {twice[0]} is in more than one of {dirs}")
+        out, most = {**out, **runs}, max(most, budget_)
     return out, most
 
 
@@ -268,7 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         if len(study) not in (3, 4):
             parser.error("--study: TASK PLAIN POP [AUTHORS]")
         task, plain_dir, pop_dir = study[:3]
-        (plain, plain_budget), (pop, pop_budget) = read_sweep(Path(plain_dir)), read_sweep(Path(pop_dir))
+        try:
+            (plain, plain_budget), (pop, pop_budget) = read_sweeps(plain_dir), read_sweeps(pop_dir)
+        except ValueError as err:
+            parser.error(f"--study {task}: {err}")
         if plain_budget != pop_budget:
             print(f"note: {task}: budgets differ, plain {plain_budget}, population {pop_budget}", file=sys.stderr)
         seeds = sorted(set(plain) & set(pop))
@@ -280,7 +297,10 @@ def main(argv: list[str] | None = None) -> int:
             arms["authors"] = {s: authors[s] for s in seeds if s in authors}
         for arm_task, name, sweep in args.arm:
             if arm_task == task:
-                runs, _ = read_sweep(Path(sweep))
+                try:
+                    runs, _ = read_sweeps(sweep)
+                except ValueError as err:
+                    parser.error(f"--arm {name}: {err}")
                 arms[name] = {s: runs[s] for s in seeds if s in runs}
         budgets[task] = max(plain_budget, pop_budget)
         studies[task] = arms

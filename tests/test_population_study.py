@@ -72,3 +72,11 @@ def test_study_table_from_real_sweeps(tmp_path):
     control = table[4].replace("control", "plain").rsplit("|", 2)[0]  # all but the ratio column
     assert len(table) == 5 and control == table[2].rsplit("|", 2)[0]
     assert table[4].endswith("| 1.00 (1.00–1.00) |")  # the control is plain itself, seed for seed
+    # sweeps joined by commas pool their seeds (here two run directories of the plain sweep);
+    # a seed in two of them is a one-line error, exit status 2
+    pooled = ",".join(str(tmp_path / "plain" / f"seed={seed}") for seed in (0, 1))
+    assert main(["--study", "cartpole", pooled, str(tmp_path / "pop"), "--out", str(out)]) == 0
+    assert (out / "population-study.md").read_text().splitlines()[2] == table[2]
+    with pytest.raises(SystemExit) as stop:
+        main(["--study", "cartpole", f"{pooled},{tmp_path / 'plain'}", str(tmp_path / "pop"), "--out", str(out)])
+    assert stop.value.code == 2
