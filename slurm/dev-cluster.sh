@@ -30,12 +30,17 @@ install() {
 }
 
 write_config() {
-  local host mem
+  local host mem first
   host=$(hostname -s)
   mem=$(awk '/MemTotal/ {print int($2 / 1024 / 2)}' /proc/meminfo)  # advertise half the memory
+  # job ids continue from the clock, not from 1, on every fresh start: MPICH names its
+  # shared-memory files after the job step, and files left by killed ranks under a reused
+  # id make the next step with that id fail in MPI_Init ("Out of memory")
+  first=$(( $(date +%s) / 10 % 50000000 + 1000 ))
   mkdir -p "$dir"/{etc,state,spool,log,run,bin}
   cat >"$conf" <<EOF
 ClusterName=hpcars-dev
+FirstJobId=$first
 SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
