@@ -110,30 +110,28 @@ def read_authors(path: Path, task: str) -> dict[int, Outcome]:
     return out
 
 
-def expected_to_solve(outcomes: list[Outcome]) -> float:
-    """Expected training episodes to one solved run, restarting failed runs (inf if none solved)."""
-    solved = [o.episodes for o in outcomes if math.isfinite(o.episodes)]
-    failed = [o.spent for o in outcomes if not math.isfinite(o.episodes)]
-    if not solved:
-        return math.inf
-    p = len(solved) / len(outcomes)
-    return float(np.mean(solved) + ((1 - p) / p) * (np.mean(failed) if failed else 0.0))
-
-
 BOOTSTRAP_DRAWS = 2000
 
 
-def expected_draws(outcomes: list[Outcome], draws: int = BOOTSTRAP_DRAWS) -> np.ndarray:
-    """``expected_to_solve`` of ``draws`` bootstrap resamples of the seeds [draws] (inf where a
-    resample solved none). Arms with as many seeds get the same resamples (paired by position)."""
-    n = len(outcomes)
-    picks = np.random.default_rng(0).integers(0, n, size=(draws, n))
+def expected_draws(outcomes: list[Outcome], picks: np.ndarray | None = None) -> np.ndarray:
+    """``expected_to_solve`` of each row of ``picks`` [D, n], indices into ``outcomes`` (inf where
+    a row solved none); by default BOOTSTRAP_DRAWS resamples of the seeds with replacement from a
+    fixed generator, so arms with as many seeds get the same resamples (paired by position)."""
+    if picks is None:
+        n = len(outcomes)
+        picks = np.random.default_rng(0).integers(0, n, size=(BOOTSTRAP_DRAWS, n))
     episodes = np.array([o.episodes for o in outcomes])[picks]
     solved = np.isfinite(episodes)
     cost = np.where(solved, episodes, np.array([o.spent for o in outcomes], dtype=float)[picks])
     n_solved = solved.sum(axis=1)
     with np.errstate(divide="ignore"):
         return np.where(n_solved > 0, cost.sum(axis=1) / n_solved, math.inf)
+
+
+def expected_to_solve(outcomes: list[Outcome]) -> float:
+    """Expected training episodes to one solved run, restarting failed runs (inf if none solved):
+    mean solved cost + (1 − p)/p · mean failed cost, which is all the episodes spent / seeds solved."""
+    return float(expected_draws(outcomes, picks=np.arange(len(outcomes))[None])[0])
 
 
 def interval(values: np.ndarray) -> tuple[float, float]:
