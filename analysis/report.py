@@ -5,8 +5,11 @@
 Writes into ``REPORT_DIR`` (default ``SWEEP_DIR/report``):
 
 * ``runs.csv`` — the tidy table (one row per run and iteration);
-* ``curves.png`` — evaluation score against training episodes and against env
-  steps (or samples): median over seeds and the inter-quartile band, per setting;
+* ``curves.png`` / ``curves.csv`` — evaluation score against training episodes and
+  against env steps (or samples): median over seeds and the inter-quartile band, per
+  setting. A run that ended (its ``summary.json`` is written) keeps its last score up to
+  the longest run's end, so runs stopped early at the target still count
+  (``analysis.seeds.score_grid``); a run still going counts up to its latest evaluation;
 * ``threshold.md`` / ``threshold.csv`` — per setting: the fraction of seeds that
   reached the threshold and the median episodes / env steps to it, beside the ARS
   paper's figure where the task is one of its MuJoCo tasks (a seed that never
@@ -45,7 +48,7 @@ from hpcars.paths import PathProblem, writable_directory
 
 from .html import Section, write_html
 from .load import evaluations, load_sweep
-from .seeds import seed_figure, seed_success
+from .seeds import mark_finished, score_grid, seed_figure, seed_success
 
 
 class ReportError(Exception):
@@ -61,19 +64,34 @@ def _x_axes(table: pd.DataFrame) -> list[tuple[str, str]]:
     return axes
 
 
-def curves(table: pd.DataFrame, path: Path) -> Path:
-    """Median and inter-quartile band over seeds of the score, per setting."""
-    evals = evaluations(table)
+def curve_bands(table: pd.DataFrame) -> pd.DataFrame:
+    """Per setting and evaluated iteration: the x columns (median over the runs evaluated there),
+    the runs counted and the score's quartiles over them (``score_grid``: ended runs keep their last)."""
+    x_columns = [column for column, _ in _x_axes(table)]
+    frames = []
+    for setting, group in evaluations(table).groupby("setting"):
+        scores = score_grid(group)
+        quartiles = scores.quantile([0.25, 0.5, 0.75], axis=1).T.set_axis(
+            ["score_q25", "score_median", "score_q75"], axis=1
+        )
+        x = group.groupby("iteration")[x_columns].median().reindex(scores.index)
+        frame = pd.concat([x, scores.notna().sum(axis=1).rename("runs"), quartiles], axis=1).reset_index()
+        frame.insert(0, "setting", setting)
+        frames.append(frame.assign(seeds=group["seed"].nunique()))
+    return pd.concat(frames, ignore_index=True)
+
+
+def curves(table: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Median and inter-quartile band over seeds of the score, per setting; returns the bands drawn."""
+    bands = curve_bands(table)
     axes_spec = _x_axes(table)
     fig, axes = plt.subplots(1, len(axes_spec), figsize=(6 * len(axes_spec), 4), squeeze=False)
     for ax, (column, label) in zip(axes[0], axes_spec, strict=True):
-        for setting, group in evals.groupby("setting"):
-            by_iteration = group.groupby("iteration")
-            x = by_iteration[column].median()
-            q = by_iteration["score"].quantile([0.25, 0.5, 0.75]).unstack()
-            seeds = group["seed"].nunique()
-            ax.plot(x.values, q[0.5].values, label=f"{setting} ({seeds} seeds)")
-            ax.fill_between(x.values, q[0.25].values, q[0.75].values, alpha=0.25)
+        for setting, band in bands.groupby("setting"):
+            ax.plot(
+                band[column].values, band["score_median"].values, label=f"{setting} ({band['seeds'].iloc[0]} seeds)"
+            )
+            ax.fill_between(band[column].values, band["score_q25"].values, band["score_q75"].values, alpha=0.25)
         ax.set_xlabel(label)
         ax.set_ylabel("evaluation score (median, IQR)")
         ax.grid(alpha=0.3)
@@ -82,7 +100,7 @@ def curves(table: pd.DataFrame, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return path
+    return bands
 
 
 def threshold_table(table: pd.DataFrame, threshold: float) -> pd.DataFrame:
@@ -200,8 +218,9 @@ def write_report(sweep_dir: Path, out_dir: Path | None = None, threshold: float 
         out = writable_directory(Path(out_dir or Path(sweep_dir) / "report"))
     except PathProblem as err:
         raise ReportError(f"--out: {err}") from None
+    table = mark_finished(table, sweep_dir)
     table.to_csv(out / "runs.csv", index=False)
-    curves(table, out / "curves.png")
+    curves(table, out / "curves.png").to_csv(out / "curves.csv", index=False)
     summary = (
         f"{table['run'].nunique()} runs, task {table['task'].iloc[0]}, "
         f"swept: {', '.join(table.attrs.get('swept', [])) or 'nothing'}"

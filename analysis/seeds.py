@@ -12,6 +12,10 @@ For a sweep over many seeds this module gives, per setting:
   the 10–90 and 25–75 percentile bands over seeds (a run stopped at the threshold
   keeps its last score); right: the fraction of seeds that reached the threshold
   against training episodes.
+
+``score_grid`` is the scores over seeds that both this figure and the report's
+``curves.png`` take quantiles of: a run that ended keeps its last score up to the
+longest run, so that runs stopped early at the target still count (``mark_finished``).
 """
 
 from __future__ import annotations
@@ -26,9 +30,46 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from hpcars.checkpoint import DIRECTORY as CHECKPOINTS
+
 from .load import evaluations
 
 PERCENTILES = (10, 25, 50, 75, 90)
+#: column of ``mark_finished``: the run ended (it wrote its summary.json)
+FINISHED = "finished"
+#: ``hpcars.output.SUMMARY_FILE``, written when a run ends (not imported: that module pulls in torch)
+SUMMARY_FILE = "summary.json"
+
+
+def mark_finished(table: pd.DataFrame, root: Path) -> pd.DataFrame:
+    """``table`` (of ``load_sweep(root)``) with a ``finished`` column: the run wrote its summary.json."""
+    root = Path(root)
+
+    def finished(run: str) -> bool:
+        run_dir = root if (root / CHECKPOINTS).is_dir() else root / run  # load_sweep of a single run names it
+        return (run_dir / SUMMARY_FILE).exists()
+
+    ended = {run: finished(run) for run in table["run"].unique()}
+    return table.assign(**{FINISHED: table["run"].map(ended)})
+
+
+def score_grid(evals: pd.DataFrame) -> pd.DataFrame:
+    """The evaluation scores of one setting: one row per evaluated iteration, one column per run.
+
+    A run keeps its last score between its evaluations, and a run that ended keeps it at
+    every later iteration up to the longest run's last: seed sweeps stop runs at the target,
+    and quantiles over the runs still going alone would leave out exactly the ones that got
+    there (survivor bias). A run still going has no score past its latest evaluation. Without
+    a ``finished`` column (``mark_finished``) every run counts as ended.
+    """
+    scores = evals.pivot_table(index="iteration", columns="run", values="score").sort_index()
+    last = scores.apply(pd.Series.last_valid_index)
+    ended = set(evals.loc[evals[FINISHED].astype(bool), "run"]) if FINISHED in evals else set(scores.columns)
+    filled = scores.ffill()
+    for run in scores.columns:
+        if run not in ended:
+            filled.loc[filled.index > last[run], run] = np.nan
+    return filled
 
 
 def cost_column(table: pd.DataFrame) -> tuple[str, str]:
@@ -73,7 +114,7 @@ def seed_figure(table: pd.DataFrame, threshold: float, path: Path) -> Path:
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
     reached = episodes_to(table, threshold)
     for setting, group in evals.groupby("setting"):
-        scores = group.pivot_table(index="iteration", columns="run", values="score").sort_index().ffill()
+        scores = score_grid(group)
         x = group.groupby("iteration")[column].max().reindex(scores.index)
         q = np.nanpercentile(scores.to_numpy(), [10, 25, 50, 75, 90], axis=1)
         (line,) = left.plot(x, q[2], label=f"{setting} ({scores.shape[1]} seeds)")

@@ -2,7 +2,7 @@
 
     python bench/ars_reference.py --env HalfCheetah-v5 --seed 0 --n-directions 32 \\
         --deltas-used 4 --step-size 0.02 --delta-std 0.03 --filter MeanStdFilter \\
-        --target 3430 --max-iterations 300 [--workers 4] [--eval-rollouts 100]
+        --target 3430 --max-iterations 300 [--workers 4] [--eval-rollouts 100] [--smoke]
 
 What it reproduces of modestyachts/ARS ``code/ars.py``, ``policies.py``,
 ``filter.py`` and ``shared_noise.py`` (Mania, Guy & Recht 2018, arXiv 1803.07055) —
@@ -44,6 +44,10 @@ Not reproduced: Ray, logging, policy files. The authors' code as published no
 longer runs on a modern stack (``import parser``, gym's old API, NumPy 2).
 
 Last line: one JSON object.
+
+``--smoke``: 10 iterations (one evaluation) of 50-step episodes, 2 evaluation
+episodes and a noise table of 1M entries — seconds, the same code path (for CI;
+``bench/fidelity.py --smoke`` passes it on).
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ import numpy as np
 from hpcars.envs import make_env
 
 TABLE_SEED, TABLE_SIZE = 12345, 250_000_000
+#: ``--smoke``: the same loop at tiny sizes, seconds of run time
+SMOKE = dict(max_iterations=10, rollout_length=50, eval_rollouts=2, table_size=1_000_000)
 
 
 def noise_table(cache: Path, size: int) -> np.ndarray:
@@ -261,6 +267,9 @@ def main() -> None:
     parser.add_argument("--exact-top", action="store_true", help="hpcars' behaviour: keep exactly b directions")
     parser.add_argument("--table-size", type=int, default=TABLE_SIZE)
     parser.add_argument("--noise-cache", default="/tmp/hpcars-bench")
+    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
+    if parser.parse_known_args()[0].smoke:
+        parser.set_defaults(**SMOKE)
     print(json.dumps(train(parser.parse_args())))
 
 

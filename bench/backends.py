@@ -1,6 +1,6 @@
 """Gymnasium against EnvPool: the same trained policy, return distributions over many episodes.
 
-    python bench/backends.py [--tasks swimmer,hopper,halfcheetah,walker2d] [--episodes 200]
+    python bench/backends.py [--tasks swimmer,hopper,halfcheetah,walker2d] [--episodes 200] [--smoke]
 
 Per task: train a policy briefly with the paper's preset (Gymnasium backend,
 ``ITERATIONS``; a policy that moves, not the threshold), then run its best
@@ -9,6 +9,9 @@ parameters noise-free for ``--episodes`` episodes with each backend
 different initial states) and compare the two samples of returns with the
 two-sample Kolmogorov–Smirnov test (scipy's ``ks_2samp``) and a Mann–Whitney U
 test. Agreement: p > 0.01 for both.
+
+``--smoke``: Swimmer only, 1 training iteration, 3 episodes per backend — seconds,
+the same code path (for CI); its p-values mean nothing.
 
 Last line: one JSON object.
 """
@@ -33,11 +36,14 @@ from hpcars.play import evaluate
 from hpcars.policy import load_policy
 
 ITERATIONS = {"swimmer": 60, "hopper": 60, "halfcheetah": 20, "walker2d": 15}
+#: ``--smoke``: the same measurement at tiny sizes, seconds of run time
+SMOKE = dict(tasks="swimmer", episodes=3, iterations=1, eval_episodes=1)
 
 
-def train(task: str, run_dir: Path) -> None:
-    cmd = [sys.executable, "-m", "hpcars.train", "--preset", task, "--iterations", str(ITERATIONS[task])]
-    cmd += ["--eval-every", "5", "--eval-episodes", "5", "--stop-at-target", "false", "--log-every", "1000000"]
+def train(task: str, run_dir: Path, iterations: int, eval_episodes: int) -> None:
+    cmd = [sys.executable, "-m", "hpcars.train", "--preset", task, "--iterations", str(iterations)]
+    cmd += ["--eval-every", "5", "--eval-episodes", str(eval_episodes), "--stop-at-target", "false"]
+    cmd += ["--log-every", "1000000"]
     subprocess.run([*cmd, "--run-dir", str(run_dir)], check=True, capture_output=True, text=True)
 
 
@@ -59,12 +65,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="swimmer,hopper,halfcheetah,walker2d")
     parser.add_argument("--episodes", type=int, default=200)
+    parser.add_argument("--iterations", type=int, default=0, help="training iterations per task (0: ITERATIONS)")
+    parser.add_argument("--eval-episodes", type=int, default=5, help="episodes of each evaluation while training")
+    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
+    if parser.parse_known_args()[0].smoke:
+        parser.set_defaults(**SMOKE)
     args = parser.parse_args()
     result: dict = {"bench": "backends", "episodes": args.episodes, "tasks": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for task in args.tasks.split(","):
             run_dir = Path(tmp) / task
-            train(task, run_dir)
+            train(task, run_dir, args.iterations or ITERATIONS[task], args.eval_episodes)
             one = compare(run_dir, args.episodes)
             result["tasks"][task] = one
             print(

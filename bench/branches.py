@@ -4,7 +4,9 @@ Toy regression (degree-4 polynomial, linear model, batch 2048), 32 directions =
 64 branches, one rank, one thread. Both sides regenerate the same directions and
 score the same mini-batch; the rewards are checked to agree before timing.
 
-    python bench/branches.py [--directions 32] [--repeats 30]
+    python bench/branches.py [--directions 32] [--repeats 30] [--smoke]
+
+``--smoke``: 4 directions, 2 repeats — seconds, the same code path (for CI).
 
 Last line: one JSON object with the figures.
 """
@@ -19,6 +21,7 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -26,16 +29,24 @@ import torch.nn.functional as F
 from hpcars.comm import SingleProcess
 from hpcars.config import TrainConfig
 from hpcars.engine import ARSTrainer
-from hpcars.tasks.supervised import Regression
+from hpcars.tasks.supervised import Batch, Regression
+
+#: ``--smoke``: the same measurement at tiny sizes, seconds of run time
+SMOKE = dict(directions=4, repeats=2, branch_batch=8)
 
 
-def looped_rewards(trainer: ARSTrainer, task: Regression, batch) -> torch.Tensor:
+def batched_rewards(trainer: ARSTrainer, branches: list[int]) -> torch.Tensor:
+    """hpcars' way: the trainer scores iteration 0's branches in batched calls (column 0: the reward)."""
+    return torch.from_numpy(trainer.score_branches(trainer.models[0], branches, 0)[:, 0])
+
+
+def looped_rewards(trainer: ARSTrainer, task: Regression, batch: Batch) -> torch.Tensor:
     """The seed's way: for each direction and sign, load θ ± νδ into the model and call it."""
     module = trainer.models[0].module
     spec = trainer.spec
     rewards = []
     for k in range(trainer.cfg.directions):
-        delta = trainer.directions(0, [k], torch.device("cpu"))[0]
+        delta = trainer.directions(0, 0, [k], torch.device("cpu"))[0]  # iteration 0, member 0
         for sign in (1.0, -1.0):
             spec.load(module, trainer.theta + sign * trainer.cfg.noise_std * delta)
             with torch.no_grad():
@@ -44,7 +55,7 @@ def looped_rewards(trainer: ARSTrainer, task: Regression, batch) -> torch.Tensor
     return torch.tensor(rewards, dtype=torch.float64)
 
 
-def timed(fn, repeats: int) -> float:
+def timed(fn: Callable[[], object], repeats: int) -> float:
     fn()  # warm-up
     times = []
     for _ in range(repeats):
@@ -59,6 +70,9 @@ def main() -> None:
     parser.add_argument("--directions", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--branch-batch", type=int, default=64)
+    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
+    if parser.parse_known_args()[0].smoke:
+        parser.set_defaults(**SMOKE)
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -68,11 +82,11 @@ def main() -> None:
     branches = list(range(2 * cfg.directions))
     batch = task.begin_iteration(0, 0, torch.device("cpu"))
 
-    batched = torch.tensor(trainer._score(trainer.models[0], branches)[:, 0])
+    batched = batched_rewards(trainer, branches)
     looped = looped_rewards(trainer, task, batch)
     torch.testing.assert_close(batched, looped, rtol=1e-5, atol=1e-6)
 
-    t_batched = timed(lambda: trainer._score(trainer.models[0], branches), args.repeats)
+    t_batched = timed(lambda: batched_rewards(trainer, branches), args.repeats)
     t_looped = timed(lambda: looped_rewards(trainer, task, batch), args.repeats)
     result = {
         "bench": "branches",

@@ -1,6 +1,6 @@
 """Checkpoint write time as a fraction of training time at the default interval.
 
-    python bench/checkpoint.py [--repeats 3]
+    python bench/checkpoint.py [--repeats 3] [--smoke]
 
 Two cases, one process, one thread:
 
@@ -16,6 +16,9 @@ Two cases, one process, one thread:
 
 Fraction = write time / (checkpoint_every × iteration time), with the default
 ``--checkpoint-every``. Target ≤ 2 %. Last line: one JSON object.
+
+``--smoke``: N = 1, a 64-wide MLP, 2 members, one write — seconds, the same code
+path (for CI); its fractions mean nothing.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ from hpcars.config import TrainConfig, to_dict
 from hpcars.engine import ARSTrainer
 from hpcars.snapshot import snapshot
 from hpcars.tasks import make_task
+
+#: ``--smoke``: the same measurement at tiny sizes, seconds of run time
+SMOKE = dict(repeats=1, directions=1, hidden=64, members=2)
 
 
 def state_of(trainer: ARSTrainer, cfg: TrainConfig, metric_rows: int) -> Checkpoint:
@@ -87,21 +93,31 @@ def measure(cfg: TrainConfig, members: int, repeats: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--directions", type=int, default=32, help="N of both cases")
+    parser.add_argument("--hidden", type=int, default=13_334, help="hidden width of the MLP case (1.0M parameters)")
+    parser.add_argument("--members", type=int, default=64, help="population of the MLP case")
+    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
+    if parser.parse_known_args()[0].smoke:
+        parser.set_defaults(**SMOKE)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    n, top = args.directions, min(4, args.directions)
     cases = {
         "halfcheetah-linear": (
-            TrainConfig(task="HalfCheetah-v5", variant="v2", directions=32, top_directions=4, device="cpu"),
+            TrainConfig(task="HalfCheetah-v5", variant="v2", directions=n, top_directions=top, device="cpu"),
             1,
         ),
-        "mlp-1M-64-members": (TrainConfig(task="digits", hidden=13_334, directions=32, device="cpu"), 64),
+        f"mlp-{args.members}-members": (
+            TrainConfig(task="digits", hidden=args.hidden, directions=n, device="cpu"),
+            args.members,
+        ),
     }
     result: dict = {"bench": "checkpoint", "cases": {}}
     for name, (cfg, members) in cases.items():
         row = measure(cfg, members, args.repeats)
         result["cases"][name] = row
         print(
-            f"{name:20s} {row['file_mb']:8.1f} MB written in {row['write_s']:.3f} s; "
+            f"{name:20s} {row['parameters']:>9,d} params {row['file_mb']:8.1f} MB written in {row['write_s']:.3f} s; "
             f"{row['checkpoint_every']} iterations take {row['checkpoint_every'] * row['iteration_s']:.1f} s: "
             f"{100 * row['fraction']:.3f} %",
             flush=True,

@@ -1,6 +1,6 @@
 """Bytes communicated per ARS iteration vs what broadcasting the parameters would cost.
 
-    mpirun -n 2 python bench/comm.py [--directions 8]
+    mpirun -n 2 python bench/comm.py [--directions 8] [--smoke]
 
 Trains a few iterations of three models of very different size (the toy
 regression's 5 parameters, the digits MLP with 2.4k, and a digits MLP widened to
@@ -8,6 +8,9 @@ regression's 5 parameters, the digits MLP with 2.4k, and a digits MLP widened to
 collectives per iteration. Beside them it times an MPI broadcast of the 1M
 parameters (float32) — what a master/worker design (the ARS reference, OpenAI ES)
 sends to every worker each iteration. Last line: one JSON object.
+
+``--smoke``: N = 2, the wide MLP 256 wide (19k parameters) — seconds, the same code
+path (for CI).
 """
 
 from __future__ import annotations
@@ -28,13 +31,28 @@ from hpcars.config import TrainConfig
 from hpcars.engine import ARSTrainer
 from hpcars.tasks import make_task
 
-MODELS = {"regression": ("regression", 32), "digits-2k": ("digits", 32), "digits-1M": ("digits", 13_334)}
+#: label -> (task, hidden width); the widest model's label says its size (``--wide-hidden``)
+MODELS = {"regression": ("regression", 32), "digits-2k": ("digits", 32), "digits-wide": ("digits", 13_334)}
+#: ``--smoke``: the same measurement at tiny sizes, seconds of run time
+SMOKE = dict(directions=2, wide_hidden=256)
+
+
+def size_label(parameters: int) -> str:
+    """A parameter count in a label: 1,000,060 -> 1M, 50,698 -> 50k, 5 -> 5."""
+    for unit, suffix in ((10**6, "M"), (10**3, "k")):
+        if parameters >= unit:
+            return f"{parameters // unit}{suffix}"
+    return str(parameters)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--directions", type=int, default=8)
     parser.add_argument("--iterations", type=int, default=2)
+    parser.add_argument("--wide-hidden", type=int, default=13_334, help="hidden width of the widest model")
+    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
+    if parser.parse_known_args()[0].smoke:
+        parser.set_defaults(**SMOKE)
     args = parser.parse_args()
     torch.set_num_threads(1)
     transport = make_transport()
@@ -43,12 +61,16 @@ def main() -> None:
 
     result: dict = {"bench": "comm", "world_size": transport.size, "directions": args.directions, "models": {}}
     for label, (task_name, hidden) in MODELS.items():
+        if label == "digits-wide":
+            hidden = args.wide_hidden
         cfg = TrainConfig(task=task_name, hidden=hidden, directions=args.directions, branch_batch=16, device="cpu")
         trainer = ARSTrainer(cfg, make_task(cfg), transport, [torch.device("cpu")])
         per_iteration = []
         for _ in range(args.iterations):
             record = trainer.step()
             per_iteration.append(record.comm_bytes)
+        if label == "digits-wide":
+            label = f"digits-{size_label(trainer.spec.size)}"
         result["models"][label] = {
             "parameters": trainer.spec.size,
             "bytes_per_iteration": per_iteration[-1],
@@ -56,7 +78,7 @@ def main() -> None:
             "iteration_s": round(record.rollout_s + record.comm_s + record.update_s, 3),
         }
 
-    size = result["models"]["digits-1M"]["parameters"]
+    size = max(m["parameters"] for m in result["models"].values())
     params = np.zeros(size, dtype=np.float32)
     transport.comm.Barrier()
     t = time.perf_counter()

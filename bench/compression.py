@@ -1,6 +1,6 @@
 """Compressed search spaces: accuracy of pruned / weight-shared digits MLPs, and a 1M-parameter subspace.
 
-    python bench/compression.py [--seeds 5] [--budget-s 10] [--skip-large]
+    python bench/compression.py [--seeds 5] [--budget-s 10] [--skip-large] [--smoke]
 
 Part 1 (one process, one thread; the digits MLP 64-32-10 pre-trained with Adam to a
 plateau exactly as in ``bench/posttrain.py``). For sparsity 0.5 / 0.8 / 0.9 / 0.95
@@ -20,6 +20,10 @@ and directions (equal evaluations): held-out accuracy, time per iteration, noise
 regeneration time; then the time per iteration for d = 100, 1,000, 10,000; and the
 cost of the dense-in-chunks projection this bench rejected, measured on a slice of
 the parameters and scaled. Last line: one JSON object.
+
+``--smoke``: one seed, 2 pre-training epochs, 0.1 s per arm; part 2 on a 256-wide MLP
+(19k parameters), one iteration per setting — seconds, the same code path (for CI);
+its figures mean nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from posttrain import ARS, pretrain
+from posttrain import ARS, PRETRAIN_EPOCHS, pretrain
 from torch.func import functional_call
 
 from hpcars.comm import SingleProcess
@@ -46,6 +50,10 @@ from hpcars.tasks.plugin import problem_task
 from hpcars.tasks.supervised import digits_problem
 
 SETTINGS = [("pruned", {"sparsity": s}) for s in (0.5, 0.8, 0.9, 0.95)] + [("shared", {"bits": b}) for b in (2, 3, 4)]
+#: part 2: the subspace dimensions timed
+SUBSPACE_DIMS = (100, 1_000, 10_000)
+#: ``--smoke``: the same measurement at tiny sizes, seconds of run time
+SMOKE = dict(seeds=1, budget_s=0.1, pretrain_epochs=2, large_hidden=256, large_iterations=1)
 
 
 def accuracy(trainer: ARSTrainer, z: torch.Tensor) -> float:
@@ -87,11 +95,11 @@ def ars_retrain(trainer: ARSTrainer, budget_s: float) -> tuple[float, int]:
     return accuracy(trainer, trainer.state.theta[0]), trainer.iteration
 
 
-def part_one(seeds: int, budget_s: float) -> dict:
+def part_one(seeds: int, budget_s: float, pretrain_epochs: int) -> dict:
     rows: dict[str, list[dict]] = {}
     for seed in range(seeds):
         problem = digits_problem(seed, 32)
-        model, _ = pretrain(problem, seed)
+        model, _ = pretrain(problem, seed, pretrain_epochs)
         pretrained = dataclasses.replace(problem, model=model)
         for space, options in SETTINGS:
             label = f"{space} " + ", ".join(f"{k} {v}" for k, v in options.items())
@@ -144,8 +152,8 @@ def timed_iterations(trainer: ARSTrainer, iterations: int) -> tuple[float, float
     return (time.perf_counter() - start) / iterations, noise_s / iterations
 
 
-def part_two(iterations: int) -> dict:
-    problem = digits_problem(0, 13_334)
+def part_two(iterations: int, hidden: int) -> dict:
+    problem = digits_problem(0, hidden)
     options = dict(directions=8, top_directions=8, step_size=0.02, noise_std=0.02, batch_size=64, eval_every=0)
     out: dict = {}
     for label, space, extra in (("full", "full", {}), ("subspace d=1000", "subspace", {"subspace_dim": 1000})):
@@ -159,19 +167,20 @@ def part_two(iterations: int) -> dict:
             "noise_s_per_iteration": noise,
         }
         print(
-            f"1M MLP {label:16s} {iterations} it: accuracy {out[label]['accuracy']:.4f}, {per_it:.2f} s/it "
-            f"(noise {noise:.3f} s)",
+            f"{t.spec.size:,d}-parameter MLP {label:16s} {iterations} it: accuracy {out[label]['accuracy']:.4f}, "
+            f"{per_it:.2f} s/it (noise {noise:.3f} s)",
             flush=True,
         )
     growth = {}
-    for d in (100, 1_000, 10_000):
+    for d in SUBSPACE_DIMS:
         t = trainer_for(problem, 0, "subspace", {"subspace_dim": d}, options)
-        per_it, noise = timed_iterations(t, 3)
+        per_it, noise = timed_iterations(t, min(3, iterations))
         growth[d] = {"s_per_iteration": per_it, "noise_s_per_iteration": noise}
         print(f"subspace d={d:6d}: {per_it:.2f} s/it (noise {noise:.4f} s)", flush=True)
     out["time_vs_d"] = growth
     # the rejected alternative: a dense P regenerated in chunks, applied to one batch of 16 branches
-    params, d, rows, part = out["full"]["parameters"], 1000, 16, 1 << 16
+    params, d, rows = out["full"]["parameters"], 1000, 16
+    part = min(1 << 16, params)
     start = time.perf_counter()
     g = torch.Generator().manual_seed(0)
     z = torch.randn(rows, d)
@@ -192,18 +201,23 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--budget-s", type=float, default=10.0)
     parser.add_argument("--large-iterations", type=int, default=30)
+    parser.add_argument("--large-hidden", type=int, default=13_334, help="part 2: hidden width (1.0M parameters)")
     parser.add_argument("--skip-large", action="store_true", help="only part 1")
+    parser.add_argument("--pretrain-epochs", type=int, default=PRETRAIN_EPOCHS, help="cap on Adam pre-training")
+    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
+    if parser.parse_known_args()[0].smoke:
+        parser.set_defaults(**SMOKE)
     args = parser.parse_args()
     torch.set_num_threads(1)
     result: dict = {"bench": "compression", "budget_s": args.budget_s, "ars": ARS}
-    result["digits"] = part_one(args.seeds, args.budget_s)
+    result["digits"] = part_one(args.seeds, args.budget_s, args.pretrain_epochs)
     for label, row in result["digits"].items():
         print(
             f"median {label:22s} as is {row['as_is']:.4f}  ARS {row['ars']:.4f}  gradient {row['gradient']:.4f}  "
             f"ratio {row['ratio']:.1f}x  ARS > gradient on {row['ars_beats_gradient_seeds']} seeds"
         )
     if not args.skip_large:
-        result["large"] = part_two(args.large_iterations)
+        result["large"] = part_two(args.large_iterations, args.large_hidden)
     print(json.dumps(result))
 
 

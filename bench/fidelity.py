@@ -1,11 +1,11 @@
 """Episodes to the paper's thresholds: hpcars against a port of the authors' code, same seeds.
 
-    python bench/fidelity.py [--tasks swimmer,halfcheetah,hopper] [--seeds 0,1,2,3,4] [--jobs 2]
+    python bench/fidelity.py [--tasks swimmer,halfcheetah,hopper] [--seeds 0,1,2,3,4] [--jobs 2] [--smoke]
 
 For every task and seed, five runs with the paper's hyper-parameters (hpcars'
-presets), 20-episode evaluations every 10 iterations (the paper's 100 would
-dominate the clock; both sides use the same), stopping at the threshold or at a cap
-of ``CAPS`` training episodes:
+presets), 20-episode evaluations (``--eval-episodes``) every 10 iterations (the
+paper's 100 would dominate the clock; both sides use the same), stopping at the
+threshold or at a cap of ``CAPS`` training episodes:
 
 * ``authors`` — ``bench/ars_reference.py``, the authors' loop as published;
 * ``authors+clip`` — the same with actions clipped to their bounds (hpcars' default);
@@ -21,6 +21,10 @@ got there, and the median episodes over all seeds (a seed that did not get there
 counts as never: "> cap" when fewer than half did).
 
 Last line: one JSON object.
+
+``--smoke``: Swimmer, seed 0, a cap of 4 episodes (2 iterations), 1-episode
+evaluations, the reference at its own ``--smoke`` sizes — seconds, the same code path
+(for CI); its episodes mean nothing.
 """
 
 from __future__ import annotations
@@ -49,13 +53,15 @@ HPCARS_OPTIONS = {
     "hpcars no-clip": ["--clip-actions", "false"],
     "hpcars envpool": ["--env-backend", "envpool"],
 }
+#: ``--smoke``: the same runs at tiny sizes, seconds of run time
+SMOKE = dict(tasks="swimmer", seeds="0", cap=4, eval_episodes=1)
 
 
 def preset(task: str) -> dict:
     return tomllib.loads((PRESET_DIR / f"{task}.toml").read_text())
 
 
-def reference_cmd(task: str, seed: int) -> list[str]:
+def reference_cmd(task: str, seed: int, eval_episodes: int) -> list[str]:
     """The reference loop with the preset's settings (b = 0 in hpcars means all N)."""
     p = preset(task)
     n = p["directions"]
@@ -71,15 +77,17 @@ def reference_cmd(task: str, seed: int) -> list[str]:
         "--filter": filt,
         "--target": p["target"],
         "--max-iterations": CAPS[task] // (2 * n),
-        "--eval-rollouts": 20,
+        "--eval-rollouts": eval_episodes,
     }
     return [sys.executable, str(HERE / "ars_reference.py"), *(x for k, v in numbers.items() for x in (k, str(v)))]
 
 
-def run(task: str, variant: str, seed: int, root: Path) -> dict:
+def run(task: str, variant: str, seed: int, root: Path, eval_episodes: int, smoke: bool) -> dict:
+    """One run; ``smoke`` runs the reference at its ``--smoke`` sizes."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if variant.startswith("authors"):
-        cmd = reference_cmd(task, seed) + (["--clip-actions"] if variant == "authors+clip" else [])
+        cmd = reference_cmd(task, seed, eval_episodes) + (["--clip-actions"] if variant == "authors+clip" else [])
+        cmd += ["--smoke"] if smoke else []
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
         result = json.loads(out.strip().splitlines()[-1])
         hit = result["reached"]
@@ -87,7 +95,7 @@ def run(task: str, variant: str, seed: int, root: Path) -> dict:
     run_dir = root / f"{task}-{variant.replace(' ', '_')}-{seed}"
     n = preset(task)["directions"]
     cmd = [sys.executable, "-m", "hpcars.train", "--preset", task, "--seed", str(seed)]
-    cmd += ["--eval-episodes", "20", "--iterations", str(CAPS[task] // (2 * n)), "--log-every", "1000000"]
+    cmd += ["--eval-episodes", str(eval_episodes), "--iterations", str(CAPS[task] // (2 * n)), "--log-every", "1000000"]
     cmd += ["--run-dir", str(run_dir), *HPCARS_OPTIONS[variant]]
     subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -102,6 +110,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--variants", default=",".join(ALL_VARIANTS), help="run only these (comma-separated)")
     parser.add_argument("--cap", type=int, default=0, help="training-episode cap for every task (0: CAPS)")
+    parser.add_argument("--eval-episodes", type=int, default=20, help="episodes per evaluation, both sides")
+    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
+    if parser.parse_known_args()[0].smoke:
+        parser.set_defaults(**SMOKE)
     args = parser.parse_args()
     if args.cap:
         CAPS.update(dict.fromkeys(CAPS, args.cap))
@@ -116,7 +128,7 @@ def main() -> None:
     ]
     result: dict = {"bench": "fidelity", "caps": CAPS, "runs": {}, "summary": {}}
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
-        futures = {key: pool.submit(run, *key, Path(tmp)) for key in plan}
+        futures = {key: pool.submit(run, *key, Path(tmp), args.eval_episodes, args.smoke) for key in plan}
         for (task, variant, seed), future in futures.items():
             one = future.result()
             result["runs"][f"{task} {variant} {seed}"] = one

@@ -1,6 +1,6 @@
 """Episodes to the ARS paper's thresholds (Table 1) on the Gymnasium v5 MuJoCo tasks.
 
-    python bench/paper.py [--tasks swimmer halfcheetah hopper] [--seeds 0 1 2] [--ranks 2]
+    python bench/paper.py [--tasks swimmer halfcheetah hopper] [--seeds 0 1 2] [--ranks 2] [--smoke]
 
 Each (task, seed) runs ``mpirun -n RANKS python -m hpcars.train --preset TASK --seed S``
 — the paper's variant and hyper-parameters, evaluation of 100 episodes every 10
@@ -10,6 +10,9 @@ only, as in the paper. Reported per task: the median over seeds of episodes, env
 steps and wall clock to the threshold, beside the paper's average of 3 seeds.
 
 Last line: one JSON object.
+
+``--smoke``: Swimmer, seed 0, 2 ranks, 2 iterations, a 2-episode evaluation —
+seconds, the same code path (for CI); its figures mean nothing.
 """
 
 from __future__ import annotations
@@ -31,9 +34,12 @@ from hpcars.paper import paper_episodes, paper_threshold
 TASKS = {"swimmer": ("Swimmer-v5", "V1"), "halfcheetah": ("HalfCheetah-v5", "V2-t"), "hopper": ("Hopper-v5", "V2-t")}
 # Iteration caps so a seed that does not get there ends the bench in bounded time.
 CAPS = {"swimmer": 300, "halfcheetah": 300, "hopper": 1000}
+#: ``--smoke``: the same runs at tiny sizes, seconds of run time
+SMOKE = dict(tasks=["swimmer"], seeds=[0], ranks=2, iterations=2, eval_episodes=2)
 
 
-def run_one(task: str, seed: int, ranks: int, root: Path) -> dict:
+def run_one(task: str, seed: int, ranks: int, root: Path, iterations: int, eval_episodes: int) -> dict:
+    """One seed under mpirun; ``iterations`` / ``eval_episodes`` 0: CAPS / the preset's."""
     mpirun = shutil.which("mpirun", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     run_dir = root / f"{task}-{seed}"
     cmd = [
@@ -48,12 +54,13 @@ def run_one(task: str, seed: int, ranks: int, root: Path) -> dict:
         "--seed",
         str(seed),
         "--iterations",
-        str(CAPS[task]),
+        str(iterations or CAPS[task]),
         "--log-every",
         "1000000",
         "--run-dir",
         str(run_dir),
     ]
+    cmd += ["--eval-episodes", str(eval_episodes)] if eval_episodes else []
     subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     summary = json.loads((run_dir / "summary.json").read_text())
     hit = summary["reached_target"]
@@ -79,12 +86,19 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--ranks", type=int, default=2)
+    parser.add_argument("--iterations", type=int, default=0, help="iteration cap of every task (0: CAPS)")
+    parser.add_argument("--eval-episodes", type=int, default=0, help="episodes per evaluation (0: the preset's)")
+    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
+    if parser.parse_known_args()[0].smoke:
+        parser.set_defaults(**SMOKE)
     args = parser.parse_args()
     result: dict = {"bench": "paper", "ranks": args.ranks, "seeds": args.seeds, "tasks": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for task in args.tasks:
             env_id, variant = TASKS[task]
-            runs = [run_one(task, seed, args.ranks, Path(tmp)) for seed in args.seeds]
+            runs = [
+                run_one(task, seed, args.ranks, Path(tmp), args.iterations, args.eval_episodes) for seed in args.seeds
+            ]
             row = {
                 "env": env_id,
                 "variant": variant,

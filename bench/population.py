@@ -1,6 +1,6 @@
 """Population operators at an equal evaluation budget: which ones help ARS?
 
-    mpirun -n 2 python bench/population.py [--tasks regression digits swimmer] [--seeds 0 1 2 3 4]
+    mpirun -n 2 python bench/population.py [--tasks regression digits swimmer] [--seeds 0 1 2 3 4] [--smoke]
 
 For each task every variant trains M members with N directions each for the same
 number of iterations, so every variant spends 2N·M·iterations training
@@ -20,6 +20,9 @@ whether the swarm's gain is only its momentum (w = 0.5 makes a steady step
 ``swarm-momentum-only`` (c₁ = c₂ = 0).
 
 Last line: one JSON object.
+
+``--smoke``: the regression, seeds 0 and 1, 2 members, 4 iterations, every variant —
+seconds, the same code path (for CI); its scores mean nothing.
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ COMBINATIONS = (
     ("truncation", "repulsion"),
     ("truncation", "annealing", "swarm", "repulsion"),
 )
+#: ``--smoke``: the same runs at tiny sizes, seconds of run time
+SMOKE = dict(tasks=["regression"], seeds=[0, 1], members=2, iterations=4)
 
 
 def variants(iterations: int) -> dict[str, dict]:
@@ -83,15 +88,17 @@ def variants(iterations: int) -> dict[str, dict]:
     return out
 
 
-def config(task: str, variant: str, options: dict, seed: int, run_dir: Path) -> TrainConfig:
-    base = dict(TASKS[task])
+def config(
+    task: str, variant: str, options: dict, seed: int, run_dir: Path, members: int, iterations: int
+) -> TrainConfig:
+    base = dict(TASKS[task], iterations=iterations)
     options = dict(options)
     base["step_size"] *= options.pop("step_size_factor", 1.0)
     if variant == "single":  # the population's whole budget in one learner
-        base["directions"] *= MEMBERS
+        base["directions"] *= members
         population = 1
     else:
-        population = MEMBERS
+        population = members
     return validate(
         TrainConfig(
             **base,
@@ -122,6 +129,11 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--variants", nargs="+", default=None, help="subset of variants (default: all)")
+    parser.add_argument("--members", type=int, default=MEMBERS, help="M of every population variant")
+    parser.add_argument("--iterations", type=int, default=0, help="iterations of every run (0: the task's)")
+    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
+    if parser.parse_known_args()[0].smoke:
+        parser.set_defaults(**SMOKE)
     args = parser.parse_args()
     transport = make_transport()
     lead = transport.rank == 0
@@ -129,12 +141,13 @@ def main() -> None:
     result: dict = {
         "bench": "population",
         "ranks": transport.size,
-        "members": MEMBERS,
+        "members": args.members,
         "seeds": args.seeds,
         "tasks": {},
     }
     for task in args.tasks:
-        table = variants(TASKS[task]["iterations"])
+        iterations = args.iterations or TASKS[task]["iterations"]
+        table = variants(iterations)
         names = [v for v in table if args.variants is None or v in args.variants or v == "plain"]
         scores: dict[str, list[float]] = {}
         spent: dict[str, int] = {}
@@ -142,12 +155,12 @@ def main() -> None:
         for name in names:
             scores[name] = []
             for seed in args.seeds:
-                cfg = config(task, name, table[name], seed, root / f"{task}-{name}-{seed}")
+                cfg = config(task, name, table[name], seed, root / f"{task}-{name}-{seed}", args.members, iterations)
                 done = run(cfg, transport, out=io.StringIO())
                 summary = json.loads((done.run_dir / "summary.json").read_text()) if lead else {}
                 scores[name].append(transport.bcast(summary.get("final", {}).get("score")))
                 if lead:
-                    spent[name] = done.trainer.per_member * MEMBERS * done.trainer.iteration
+                    spent[name] = done.trainer.per_member * args.members * done.trainer.iteration
                     fired[name].append(_repulsion_rate(done.run_dir / "metrics.csv", cfg))
         rows = {}
         for name in names:
@@ -175,7 +188,7 @@ def main() -> None:
                     ),
                     flush=True,
                 )
-        result["tasks"][task] = {"config": TASKS[task], "variants": rows}
+        result["tasks"][task] = {"config": dict(TASKS[task], iterations=iterations), "variants": rows}
     if lead:
         shutil.rmtree(root, ignore_errors=True)
         print(json.dumps(result))

@@ -1,6 +1,6 @@
 """What keeping every member on every rank costs: update time and bytes per iteration.
 
-    mpirun -n 2 python bench/population_cost.py
+    mpirun -n 2 python bench/population_cost.py [--hidden 32 512] [--members 1 8 64] [--smoke]
 
 hpcars replicates all M members' parameters on every rank, so a clone is a local
 row copy and an iteration sends only the per-branch scalar rows — no parameters,
@@ -13,10 +13,14 @@ the bytes moved per iteration, beside the bytes one broadcast of each clone's
 parameters would have cost.
 
 Last line: one JSON object.
+
+``--smoke``: width 32, M = 1 and 2, 2 timed iterations — seconds, the same code path
+(for CI).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -28,16 +32,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-from hpcars.comm import make_transport
+from hpcars.comm import Transport, make_transport
 from hpcars.config import TrainConfig
 from hpcars.engine import ARSTrainer
 from hpcars.population.truncation import killed
 from hpcars.tasks import make_task
 
 ITERATIONS = 6
+#: ``--smoke``: the same measurement at tiny sizes, seconds of run time
+SMOKE = dict(hidden=[32], members=[1, 2], iterations=2)
 
 
-def measure(members: int, hidden: int, transport) -> dict:
+def measure(members: int, hidden: int, transport: Transport, iterations: int) -> dict:
     cfg = TrainConfig(
         task="digits",
         hidden=hidden,
@@ -49,7 +55,7 @@ def measure(members: int, hidden: int, transport) -> dict:
     )
     trainer = ARSTrainer(cfg, make_task(cfg), transport, [torch.device("cpu")])
     trainer.step()  # warm-up
-    records = [trainer.step() for _ in range(ITERATIONS)]
+    records = [trainer.step() for _ in range(iterations)]
     rollout = statistics.median(r.rollout_s for r in records)
     update = statistics.median(r.update_s for r in records)
     comm = sorted({r.comm_bytes for r in records})
@@ -67,8 +73,16 @@ def measure(members: int, hidden: int, transport) -> dict:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hidden", nargs="+", type=int, default=[32, 512], help="MLP widths")
+    parser.add_argument("--members", nargs="+", type=int, default=[1, 8, 64], help="population sizes M")
+    parser.add_argument("--iterations", type=int, default=ITERATIONS, help="timed iterations per case")
+    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
+    if parser.parse_known_args()[0].smoke:
+        parser.set_defaults(**SMOKE)
+    args = parser.parse_args()
     transport = make_transport()
-    rows = [measure(m, h, transport) for h in (32, 512) for m in (1, 8, 64)]
+    rows = [measure(m, h, transport, args.iterations) for h in args.hidden for m in args.members]
     if transport.rank == 0:
         for r in rows:
             print(

@@ -1,6 +1,6 @@
 """ARS post-training of gradient-pretrained models vs continuing Adam, at equal wall clock.
 
-    python bench/posttrain.py [--seeds 5] [--budget-s 20] [--problems digits,breast_cancer]
+    python bench/posttrain.py [--seeds 5] [--budget-s 20] [--problems digits,breast_cancer] [--smoke]
 
 For each problem and seed, one process, one thread:
 
@@ -18,6 +18,9 @@ Problems: ``digits`` (scikit-learn's 8×8 digits, the built-in task's MLP 64-32-
 and ``breast_cancer`` (scikit-learn's Wisconsin breast cancer set, 30 standardised
 features, MLP 30-32-2) — both ship with scikit-learn, no download. Last line: one
 JSON object.
+
+``--smoke``: one seed, 2 pre-training epochs, 0.1 s per arm — seconds, the same code
+path (for CI); its accuracies mean nothing.
 """
 
 from __future__ import annotations
@@ -47,6 +50,10 @@ from hpcars.tasks.plugin import problem_task
 from hpcars.tasks.supervised import digits_problem
 
 ARS = dict(directions=32, top_directions=16, step_size=0.005, noise_std=0.005, batch_size=256, eval_every=0)
+#: pre-training stops at a plateau or after this many epochs
+PRETRAIN_EPOCHS = 1000
+#: ``--smoke``: the same measurement at tiny sizes, seconds of run time
+SMOKE = dict(seeds=1, budget_s=0.1, pretrain_epochs=2)
 
 
 def breast_cancer_problem(seed: int, hidden: int = 32) -> SupervisedProblem:
@@ -89,8 +96,8 @@ def adam_epochs(model, x, y, opt, generator, epochs=1, batch=64):
             opt.step()
 
 
-def pretrain(problem: SupervisedProblem, seed: int) -> tuple[torch.nn.Module, int]:
-    """Adam to a plateau: early stopping on a validation fifth of the training split."""
+def pretrain(problem: SupervisedProblem, seed: int, max_epochs: int = PRETRAIN_EPOCHS) -> tuple[torch.nn.Module, int]:
+    """Adam to a plateau: early stopping on a validation fifth of the training split (at most ``max_epochs``)."""
     x, y = problem.train
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(y), generator=g)
@@ -99,7 +106,7 @@ def pretrain(problem: SupervisedProblem, seed: int) -> tuple[torch.nn.Module, in
     model = problem.model
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     best, best_state, since, epoch = float("inf"), None, 0, 0
-    while since < 15 and epoch < 1000:
+    while since < 15 and epoch < max_epochs:
         adam_epochs(model, x[fit], y[fit], opt, g)
         epoch += 1
         with torch.no_grad():
@@ -141,6 +148,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--budget-s", type=float, default=20.0, help="wall clock of each post-training arm")
     parser.add_argument("--problems", default="digits,breast_cancer")
+    parser.add_argument("--pretrain-epochs", type=int, default=PRETRAIN_EPOCHS, help="cap on Adam pre-training")
+    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
+    if parser.parse_known_args()[0].smoke:
+        parser.set_defaults(**SMOKE)
     args = parser.parse_args()
     torch.set_num_threads(1)
     result: dict = {"bench": "posttrain", "budget_s": args.budget_s, "ars": ARS, "problems": {}}
@@ -148,7 +159,7 @@ def main() -> None:
         rows = []
         for seed in range(args.seeds):
             problem = PROBLEMS[name](seed)
-            model, epochs = pretrain(problem, seed)
+            model, epochs = pretrain(problem, seed, args.pretrain_epochs)
             before = accuracy(model.eval(), *problem.test)
             with tempfile.TemporaryDirectory() as tmp:
                 weights = Path(tmp) / "pretrained.pt"

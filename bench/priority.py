@@ -1,6 +1,6 @@
 """Uniform vs loss-prioritized mini-batches at an equal evaluation budget.
 
-    python bench/priority.py [--seeds 5]
+    python bench/priority.py [--seeds 5] [--smoke]
 
 Two problems, each trained by ARS from the same start with ``--batch-priority
 uniform`` and ``--batch-priority loss`` (α = 0.6, β 0.4 → 1, the PER paper's
@@ -16,6 +16,9 @@ forward pass of θ per iteration (counted in ``extra_forward_share``).
 
 Median over seeds, and on how many seeds prioritized beat uniform. Last line: one
 JSON object.
+
+``--smoke``: one seed, 3 iterations per arm — seconds, the same code path (for CI);
+its figures mean nothing.
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ SETUPS = {
     "digits": (digits_problem, dict(directions=16, step_size=0.02, noise_std=0.03), 300, "eval_accuracy"),
     "outliers": (outliers_problem, dict(directions=16, step_size=0.02, noise_std=0.03), 1000, "eval_loss"),
 }
+#: ``--smoke``: the same measurement at tiny sizes, seconds of run time
+SMOKE = dict(seeds=1, iterations=3)
 
 
 def train(problem: SupervisedProblem, options: dict, seed: int, iterations: int, priority: str) -> tuple[dict, float]:
@@ -78,10 +83,15 @@ def train(problem: SupervisedProblem, options: dict, seed: int, iterations: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--iterations", type=int, default=0, help="iterations per arm (0: each problem's)")
+    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
+    if parser.parse_known_args()[0].smoke:
+        parser.set_defaults(**SMOKE)
     args = parser.parse_args()
     torch.set_num_threads(1)
     result: dict = {"bench": "priority", "problems": {}}
-    for name, (make, options, iterations, metric) in SETUPS.items():
+    for name, (make, options, default_iterations, metric) in SETUPS.items():
+        iterations = args.iterations or default_iterations
         better = (lambda a, b: a > b) if metric == "eval_accuracy" else (lambda a, b: a < b)
         rows = []
         for seed in range(args.seeds):

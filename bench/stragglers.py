@@ -1,6 +1,6 @@
 """Stragglers: static vs dynamic scheduling vs asynchronous ARS on the paper's MuJoCo presets.
 
-    python bench/stragglers.py [--tasks halfcheetah,hopper] [--seeds 3] [--skip-threshold]
+    python bench/stragglers.py [--tasks halfcheetah,hopper] [--seeds 3] [--skip-threshold] [--smoke]
 
 Every run is ``mpirun -n K python -m hpcars.train --preset TASK --schedule MODE`` with
 20-episode evaluations every 10 iterations (the preset's 100 would dominate the
@@ -10,13 +10,19 @@ spreads evenly.
 1. Throughput: training env steps per second between the first and the last update
    of a 12-iteration run (``metrics.csv``: Δ total env steps / Δ elapsed; start-up and
    evaluations excluded), K = 2 (one rank per core) and K = 3 (two ranks share a core:
-   one real straggler), seed 0.
+   one real straggler; ``--ranks``), seed 0.
 2. To the paper's threshold (``--stop-at-target``, capped at ``--cap`` iterations),
-   K = 3, seeds 0..S−1: wall clock and training episodes (all scored episodes: in the
-   asynchronous mode, dropped updates' episodes count too) at the first evaluation
-   that reached it. Median over seeds, and how many seeds got there.
+   K = 3 (the last of ``--ranks``), seeds 0..S−1: wall clock and training episodes
+   (all scored episodes: in the asynchronous mode, dropped updates' episodes count
+   too) at the first evaluation that reached it. Median over seeds, and how many
+   seeds got there.
 
 Last line: one JSON object.
+
+``--smoke``: Hopper, K = 2, 2 iterations per run, 2-episode evaluations, part 1 only
+(part 2 would be three more mpirun launches; ``--smoke --no-skip-threshold`` adds it,
+one seed capped at 2 iterations) — seconds, the same code path (for CI); its figures
+mean nothing.
 """
 
 from __future__ import annotations
@@ -34,13 +40,15 @@ from pathlib import Path
 
 MODES = ("static", "dynamic", "async")
 CAPS = {"halfcheetah": 200, "hopper": 400}  # iterations: 12,800 and 6,400 training episodes
+#: ``--smoke``: the same runs at tiny sizes, seconds of run time
+SMOKE = dict(tasks="hopper", seeds=1, ranks="2", iterations=2, cap=2, eval_episodes=2, skip_threshold=True)
 
 
 def mpirun() -> str:
     return shutil.which("mpirun", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
 
 
-def train(task: str, mode: str, ranks: int, seed: int, extra: list[str], run_dir: Path) -> dict:
+def train(task: str, mode: str, ranks: int, seed: int, eval_episodes: int, extra: list[str], run_dir: Path) -> dict:
     cmd = [
         mpirun(),
         "-n",
@@ -55,7 +63,7 @@ def train(task: str, mode: str, ranks: int, seed: int, extra: list[str], run_dir
         "--seed",
         str(seed),
         "--eval-episodes",
-        "20",
+        str(eval_episodes),
         "--run-dir",
         str(run_dir),
         *extra,
@@ -78,16 +86,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="halfcheetah,hopper")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--skip-threshold", action="store_true")
+    parser.add_argument("--skip-threshold", action=argparse.BooleanOptionalAction, default=False, help="only part 1")
+    parser.add_argument("--ranks", default="2,3", help="world sizes of part 1; part 2 runs on the last")
+    parser.add_argument("--iterations", type=int, default=12, help="iterations of each part-1 run")
+    parser.add_argument("--cap", type=int, default=0, help="part 2: iteration cap of every task (0: CAPS)")
+    parser.add_argument("--eval-episodes", type=int, default=20, help="episodes per evaluation")
+    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
+    if parser.parse_known_args()[0].smoke:
+        parser.set_defaults(**SMOKE)
     args = parser.parse_args()
+    world_sizes = [int(k) for k in args.ranks.split(",")]
     result: dict = {"bench": "stragglers", "throughput": {}, "threshold": {}}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for task in args.tasks.split(","):
-            for ranks in (2, 3):
+            for ranks in world_sizes:
                 for mode in MODES:
-                    extra = ["--iterations", "12", "--stop-at-target", "false", "--eval-every", "0"]
-                    train(task, mode, ranks, 0, extra, root / f"tp-{task}-{ranks}-{mode}")
+                    extra = ["--iterations", str(args.iterations), "--stop-at-target", "false", "--eval-every", "0"]
+                    train(task, mode, ranks, 0, args.eval_episodes, extra, root / f"tp-{task}-{ranks}-{mode}")
                     rate = training_rate(root / f"tp-{task}-{ranks}-{mode}" / "metrics.csv")
                     result["throughput"][f"{task} {ranks} ranks {mode}"] = round(rate)
                     print(f"{task:12s} {ranks} ranks {mode:8s} {rate:8.0f} env steps/s", flush=True)
@@ -96,8 +112,10 @@ def main() -> None:
             runs: dict[str, list[dict]] = {m: [] for m in MODES}
             for seed in range(args.seeds):
                 for mode in MODES:
-                    extra = ["--iterations", str(CAPS[task])]
-                    s = train(task, mode, 3, seed, extra, root / f"th-{task}-{mode}-{seed}")
+                    extra = ["--iterations", str(args.cap or CAPS[task])]
+                    s = train(
+                        task, mode, world_sizes[-1], seed, args.eval_episodes, extra, root / f"th-{task}-{mode}-{seed}"
+                    )
                     hit = s["reached_target"]
                     runs[mode].append(
                         {

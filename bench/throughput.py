@@ -1,7 +1,7 @@
 """Env steps per second of an hpcars rank against the physics limit, per env backend.
 
     python bench/throughput.py [--envs HalfCheetah-v5,Hopper-v5,Swimmer-v5,Walker2d-v5]
-                               [--episodes 32] [--repeats 3] [--iterations 5]
+                               [--episodes 32] [--repeats 3] [--iterations 5] [--smoke]
 
 Part 1, one process, one core, per env: the same linear policy (fixed random
 weights), 32 episodes, timed side by side in alternating repetitions (median CPU
@@ -25,9 +25,13 @@ call, bookkeeping and (EnvPool) resetting every env of the pool once per iterati
 (hpcars − bare), V2's normaliser and statistics (V2 − V1).
 
 Part 2: whole ARS iterations (N = 32, V2-t, HalfCheetah) under ``mpirun -n 1`` and
-``mpirun -n 2`` per backend; training env steps per second of the whole job.
+``mpirun -n 2``, each backend in turn in the same job; training env steps per second
+of the whole job.
 
 Last line: one JSON object.
+
+``--smoke``: Hopper-v5 only, 2 episodes, one repetition; part 2 on Hopper with N = 2,
+one timed iteration — seconds, the same code path (for CI); its rates mean little.
 """
 
 from __future__ import annotations
@@ -55,6 +59,9 @@ from hpcars.env_backends import EpisodeKey
 from hpcars.envs import make_env
 from hpcars.initial import initial_model
 from hpcars.tasks.rl import GymTask
+
+#: ``--smoke``: the same measurement at tiny sizes, seconds of run time
+SMOKE = dict(envs="Hopper-v5", episodes=2, repeats=1, iterations=1, scaling_env="Hopper-v5", directions=2)
 
 
 class BareGym:
@@ -173,26 +180,32 @@ def single_core(env_id: str, episodes: int, repeats: int) -> dict:
     }
 
 
-def worker(env_id: str, backend: str, iterations: int) -> None:
-    """Inside mpirun: time whole ARS iterations; rank 0 prints one JSON line."""
+def worker(env_id: str, backends: list[str], directions: int, iterations: int) -> None:
+    """Inside mpirun: time whole ARS iterations with each backend in turn; rank 0 prints a JSON line per backend."""
     from hpcars.comm import make_transport
     from hpcars.engine import ARSTrainer
     from hpcars.tasks import make_task
 
     torch.set_num_threads(1)
     transport = make_transport()
-    cfg = TrainConfig(task=env_id, variant="v2", directions=32, top_directions=4, device="cpu", env_backend=backend)
-    trainer = ARSTrainer(cfg, make_task(cfg), transport, [torch.device("cpu")])
-    trainer.step()  # warm-up: env creation
-    t = time.perf_counter()
-    steps = sum(trainer.step().samples for _ in range(iterations))
-    if transport.rank == 0:
-        print(json.dumps({"ranks": transport.size, "steps_per_s": steps / (time.perf_counter() - t)}))
+    for backend in backends:
+        top = min(4, directions)
+        cfg = TrainConfig(
+            task=env_id, variant="v2", directions=directions, top_directions=top, device="cpu", env_backend=backend
+        )
+        trainer = ARSTrainer(cfg, make_task(cfg), transport, [torch.device("cpu")])
+        trainer.step()  # warm-up: env creation
+        t = time.perf_counter()
+        steps = sum(trainer.step().samples for _ in range(iterations))
+        if transport.rank == 0:
+            rate = steps / (time.perf_counter() - t)
+            print(json.dumps({"backend": backend, "ranks": transport.size, "steps_per_s": rate}), flush=True)
 
 
-def scaling(env_id: str, backend: str, iterations: int) -> dict:
+def scaling(env_id: str, directions: int, iterations: int) -> dict[str, dict]:
+    """Per backend: training env steps per second under ``mpirun -n 1`` and ``-n 2`` (one job per world size)."""
     mpirun = shutil.which("mpirun", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    rates = {}
+    rates: dict[str, dict[int, float]] = {backend: {} for backend in ENV_BACKENDS}
     for ranks in (1, 2):
         cmd = [
             mpirun,
@@ -203,17 +216,22 @@ def scaling(env_id: str, backend: str, iterations: int) -> dict:
             "--worker",
             "--envs",
             env_id,
-            "--backend",
-            backend,
+            "--directions",
+            str(directions),
             "--iterations",
             str(iterations),
         ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600).stdout
-        rates[ranks] = json.loads(out.strip().splitlines()[-1])["steps_per_s"]
+        for line in out.strip().splitlines()[-len(ENV_BACKENDS) :]:
+            row = json.loads(line)
+            rates[row["backend"]][ranks] = row["steps_per_s"]
     return {
-        "steps_per_s_1_rank": round(rates[1]),
-        "steps_per_s_2_ranks": round(rates[2]),
-        "speedup_2_vs_1": round(rates[2] / rates[1], 3),
+        backend: {
+            "steps_per_s_1_rank": round(rate[1]),
+            "steps_per_s_2_ranks": round(rate[2]),
+            "speedup_2_vs_1": round(rate[2] / rate[1], 3),
+        }
+        for backend, rate in rates.items()
     }
 
 
@@ -223,11 +241,15 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=5, help="timed ARS iterations per world size")
-    parser.add_argument("--backend", default="gymnasium", help=argparse.SUPPRESS)
+    parser.add_argument("--scaling-env", default="HalfCheetah-v5", help="part 2's env")
+    parser.add_argument("--directions", type=int, default=32, help="part 2's N (b = min(4, N))")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
+    if parser.parse_known_args()[0].smoke:
+        parser.set_defaults(**SMOKE)
     args = parser.parse_args()
     if args.worker:
-        worker(args.envs, args.backend, args.iterations)
+        worker(args.envs, list(ENV_BACKENDS), args.directions, args.iterations)
         return
     result: dict = {"bench": "throughput", "episodes": args.episodes, "single_core": {}, "scaling": {}}
     for env_id in args.envs.split(","):
@@ -236,11 +258,10 @@ def main() -> None:
         print(f"{env_id}: steps/s per core (fraction of the mj_step limit; µs per step)")
         for name, rate in one["steps_per_s"].items():
             print(f"  {name:18s} {rate:8d}  ({one['of_limit'][name]:.3f}; {one['us_per_step'][name]:6.2f} µs)")
-    for backend in ENV_BACKENDS:
-        result["scaling"][backend] = scaling("HalfCheetah-v5", backend, args.iterations)
-        r = result["scaling"][backend]
+    result["scaling"] = scaling(args.scaling_env, args.directions, args.iterations)
+    for backend, r in result["scaling"].items():
         print(
-            f"ARS iterations, HalfCheetah, {backend}: 1 rank {r['steps_per_s_1_rank']} steps/s, "
+            f"ARS iterations, {args.scaling_env}, {backend}: 1 rank {r['steps_per_s_1_rank']} steps/s, "
             f"2 ranks {r['steps_per_s_2_ranks']} steps/s, {r['speedup_2_vs_1']}x"
         )
     print(json.dumps(result))

@@ -69,7 +69,7 @@ from hpcars.messages import (
     encode_share,
     update_schema,
 )
-from hpcars.update_log import Applied, AsyncRecord, Incoming, apply_update
+from hpcars.update_log import Applied, AsyncRecord, Incoming, apply_update, replay
 
 TAG_UP, TAG_DOWN, TAG_EVAL = 31, 32, 33
 
@@ -95,7 +95,9 @@ class AsyncLoop:
         self.received = self.transport.bytes_moved
         # version -> (episodes, samples, parameters, V2 statistics) when the marker was sent
         self.marker_totals: dict[int, tuple] = {}
-        self.interrupted = 0
+        self.interrupted = 0  # the stop signal's number, on every rank once the stop has come
+        self.first_version = self.trainer.iteration
+        self.last_evaluation: dict[str, float] = {}  # rank 0: the latest evaluation recorded
 
     # -- messages -----------------------------------------------------------------------
     def _row(self, kind: int, **values) -> np.ndarray:
@@ -126,6 +128,8 @@ class AsyncLoop:
     # -- the loop -----------------------------------------------------------------------
     def run(self) -> int:
         """Loop until the stop; returns the stop signal's number (0: the run's end)."""
+        if self.trainer.iteration >= self.cfg.iterations:  # nothing left: not one update past --iterations
+            return 0
         while True:
             if self.rank == 0:
                 self._sequence()
@@ -176,6 +180,7 @@ class AsyncLoop:
             elif kind == EVAL_MARKER:
                 self._evaluate_share(self._field(row, "version"))
             elif kind == STOP:
+                self.interrupted = self._field(row, "key")  # the signal travels in the key field
                 self.transport.send(0, self._row(DONE, source=[self.rank])[None], TAG_UP)
                 return True
         return False
@@ -268,6 +273,7 @@ class AsyncLoop:
             eval=evaluation,
             asynchronous=AsyncRecord(-1, -1, version, 0, 0),
         )
+        self.last_evaluation = evaluation
         newly = self.session.record(record, print_always=True, evaluated=(params, stat))
         if newly and self.cfg.stop_at_target and self.stopping is None:
             self._announce_stop(0)
@@ -305,6 +311,21 @@ class AsyncLoop:
             else:
                 self.marker_totals.pop(version)
 
+    def final_evaluation(self) -> dict[str, float]:
+        """Collective, after the loop and the guard: the evaluation of the final θ, recorded like
+        every other (a metrics row, ``/best``, the target) — unless the last marker already
+        measured this version. Nothing after a stop signal (as in the synchronous mode)."""
+        t, version = self.trainer, self.trainer.iteration
+        if self.interrupted:
+            return {}
+        if self.cfg.eval_every and version % self.cfg.eval_every == 0 and version > self.first_version:
+            return self.last_evaluation  # rank 0's; the others never need it
+        evaluation = t.evaluate()
+        if self.rank == 0:
+            self.marker_totals[version] = (t.total_episodes, t.total_samples, t.named_params(0), t.obs_stat)
+            self._write_evaluation(version, evaluation)
+        return evaluation
+
     def _wind_down(self) -> None:
         """Rank 0: wait for every rank's confirmation and every evaluation share in flight."""
         if self.rank != 0:
@@ -316,28 +337,13 @@ class AsyncLoop:
 
 def replay_run(cfg, transport, out) -> int:
     """``--replay RUN_DIR``: re-apply the run's update log to θ₀; 0 if it reproduces the
-    run's parameters bitwise, 1 if not. Every rank replays the whole log (no messages)."""
-    from hpcars import checkpoint
-    from hpcars.config import ConfigError
-    from hpcars.devices import choose_devices
-    from hpcars.engine import ARSTrainer
-    from hpcars.initial import InitialWeights
-    from hpcars.tasks import make_task
-    from hpcars.update_log import log_entries, replay
+    run's parameters bitwise, 1 if not. Every rank replays the whole log (no messages).
+    The replay uses the run's own options: one given on the command line that would change
+    the result (``--seed``, ``--directions``, ...) is refused, exit 2."""
+    from hpcars.agreement import agree
 
-    found = checkpoint.locate(Path(cfg.replay))
-    if found is None:
-        raise ConfigError("--replay", f"{cfg.replay} holds no checkpoint")
-    saved = checkpoint.read(found)
-    entries = log_entries(saved.async_log)
-    if not entries:
-        raise ConfigError("--replay", f"{found} holds no update log (only --schedule async runs have one)")
-    devices = choose_devices(cfg.device, transport.local_rank, cfg.devices_per_rank)
-    initial = InitialWeights.read(cfg.init_from, cfg.init_partial) if cfg.init_from else None
-    trainer = ARSTrainer(cfg, make_task(cfg), transport, devices, initial)
-    if initial is not None and initial.obs_stat is not None and trainer.obs_stat is not None:
-        trainer.set_obs_stat(initial.obs_stat)
     start = time.perf_counter()
+    trainer, found, saved, entries = agree(transport, lambda: _replay_setup(cfg, transport))
     replay(trainer, entries, cfg.max_staleness)
     sha = trainer.params_sha256()
     same = sha == saved.params_sha256
@@ -350,4 +356,40 @@ def replay_run(cfg, transport, out) -> int:
             file=out,
             flush=True,
         )
+    trainer.close()
+    close_task = getattr(trainer.task, "close", None)
+    if close_task is not None:
+        close_task()
     return 0 if same else 1
+
+
+def _replay_setup(cfg, transport):
+    """(θ₀'s trainer, checkpoint path, checkpoint, update log) for ``--replay``; refusals are ``ConfigError``."""
+    from hpcars import checkpoint
+    from hpcars.config import ConfigError
+    from hpcars.devices import choose_devices
+    from hpcars.engine import ARSTrainer
+    from hpcars.initial import InitialWeights
+    from hpcars.output import config_differences
+    from hpcars.tasks import make_task
+    from hpcars.update_log import log_entries
+
+    found = checkpoint.locate(Path(cfg.replay))
+    if found is None:
+        raise ConfigError("--replay", f"{cfg.replay} holds no checkpoint")
+    saved = checkpoint.read(found)
+    entries = log_entries(saved.async_log)
+    if not entries:
+        raise ConfigError("--replay", f"{found} holds no update log (only --schedule async runs have one)")
+    changed = config_differences(cfg, saved.config)
+    if changed:
+        raise ConfigError(
+            "--replay",
+            f"replays the run with its own options; these differ from {found}'s: {'; '.join(changed)} (leave them out)",
+        )
+    devices = choose_devices(cfg.device, transport.local_rank, cfg.devices_per_rank)
+    initial = InitialWeights.read(cfg.init_from, cfg.init_partial) if cfg.init_from else None
+    trainer = ARSTrainer(cfg, make_task(cfg), transport, devices, initial)
+    if initial is not None and initial.obs_stat is not None and trainer.obs_stat is not None:
+        trainer.set_obs_stat(initial.obs_stat)
+    return trainer, found, saved, entries

@@ -30,7 +30,9 @@ import numpy as np
 from hpcars.runningstat import RunningStat
 
 FORMAT = "hpcars-checkpoint"
-FORMAT_VERSION = 3  # 2 added /population; 3 added /buffers, /task and init_from; older files are still read
+#: 2 added /population; 3 /buffers, /task and init_from; 4 the initial evaluation, provenance and the population's
+#: origin; older files are still read
+FORMAT_VERSION = 4
 NOISE_SCHEME = "splitmix64-boxmuller/1"
 DIRECTORY = "checkpoints"
 _NAME = re.compile(r"ckpt-(\d+)\.h5$")
@@ -91,6 +93,10 @@ class Checkpoint:
     async_log: dict[str, np.ndarray] = field(default_factory=dict)
     #: the best evaluated parameters so far (None before the first evaluation)
     best: BestPolicy | None = None
+    #: the evaluation of θ₀ at iteration 0 (summary.json's ``initial``; None before format 4)
+    initial: dict[str, float] | None = None
+    #: the software the run was made with (``hpcars.provenance.versions()``)
+    provenance: dict[str, str | None] | None = None
 
 
 def params_sha256(flat: np.ndarray) -> str:
@@ -109,6 +115,14 @@ def listing(run_dir: Path) -> list[Path]:
         return []
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
     return [p for _, p in sorted(found)]
+
+
+def iteration_of(path: Path) -> int:
+    """The iteration in a checkpoint file's name."""
+    match = _NAME.match(Path(path).name)
+    if match is None:
+        raise ValueError(f"{path} is not named like a checkpoint (ckpt-ITERATION.h5)")
+    return int(match.group(1))
 
 
 def latest(run_dir: Path) -> Path | None:
@@ -161,6 +175,8 @@ def _fill(f: h5py.File, ckpt: Checkpoint) -> None:
     f.attrs["param_names"] = json.dumps(list(ckpt.members[0].params))
     f.attrs["init_from"] = json.dumps(ckpt.init_from)
     f.attrs["search_space"] = json.dumps(ckpt.search_space_info)
+    f.attrs["initial"] = json.dumps(ckpt.initial)
+    f.attrs["provenance"] = json.dumps(ckpt.provenance)
     f.create_dataset("world_sizes", data=np.array(ckpt.world_sizes, dtype=np.int64).reshape(-1, 2))
     f.create_dataset("fitness", data=np.array([m.fitness for m in ckpt.members], dtype=np.float64))
     members = f.create_group("members")
@@ -296,6 +312,8 @@ def read(path: Path) -> Checkpoint:
                 search_space_info=json.loads(f.attrs.get("search_space", "null")),
                 async_log=_arrays(f, "async_log"),
                 best=_read_best(f, names),
+                initial=json.loads(f.attrs.get("initial", "null")),
+                provenance=json.loads(f.attrs.get("provenance", "null")),
             )
     except CheckpointError:
         raise

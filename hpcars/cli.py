@@ -118,11 +118,11 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
 
 
 def saved_config(run_dir: Path, option: str = "--resume") -> dict[str, Any]:
-    """The options recorded in a run directory's latest checkpoint (empty if none)."""
+    """The options recorded in a run directory's latest checkpoint, or in a checkpoint file (empty if none)."""
     from hpcars import checkpoint
 
     try:
-        found = checkpoint.latest(run_dir)
+        found = checkpoint.locate(run_dir)  # a run directory's latest, or a checkpoint file
     except OSError as err:
         raise ConfigError(option, f"cannot read {run_dir}: {err.strerror}") from None
     if found is None:

@@ -88,6 +88,8 @@ class WorkCounter(Protocol):
 
     def reset(self, slot: int) -> None: ...
 
+    def close(self) -> None: ...
+
 
 class LocalCounter:
     """The work counter of a one-rank world."""
@@ -101,6 +103,9 @@ class LocalCounter:
 
     def reset(self, slot: int) -> None:
         self.values[slot] = 0
+
+    def close(self) -> None:
+        pass
 
 
 class SingleProcess:
@@ -249,7 +254,14 @@ class NodeCounter:
         node.Barrier()
         if node.Get_rank() == 0:
             path.unlink()
-        atexit.register(os.close, self.fd)
+        atexit.register(self.close)  # a run that never calls close() still gives the descriptor back
+
+    def close(self) -> None:
+        """Give the file descriptor back (safe to call twice)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+            atexit.unregister(self.close)
 
     def claim(self, slot: int) -> int:
         fcntl.flock(self.fd, fcntl.LOCK_EX)

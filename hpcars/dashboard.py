@@ -11,7 +11,7 @@ refused before any work.
 
 ``Clock`` gives the iteration rate of this part of the run and the ETA for
 ``--iterations``, and, inside a Slurm job, how long the job has left (asked once of
-``squeue``: the job's end time).
+``squeue`` by the lead rank only: the job's end time).
 """
 
 from __future__ import annotations
@@ -82,10 +82,12 @@ def slurm_end_time() -> float | None:
 class Clock:
     """Iteration rate and ETA of the current part of a run (resumes start a new part)."""
 
-    def __init__(self, first_iteration: int, iterations: int) -> None:
+    def __init__(self, first_iteration: int, iterations: int, ask_slurm: bool = True) -> None:
+        """``ask_slurm``: whether to ask ``squeue`` for the job's end — the lead rank only, so
+        that a thousand-rank job sends slurmctld one query, not a thousand."""
         self.first, self.iterations = first_iteration, iterations
         self.start = time.perf_counter()
-        self.job_end = slurm_end_time()
+        self.job_end = slurm_end_time() if ask_slurm else None
 
     def line(self, iteration: int) -> str:
         done, elapsed = iteration - self.first, time.perf_counter() - self.start

@@ -348,6 +348,10 @@ class ARSTrainer:
             text = f"best member {self.best} of {self.cfg.population}: " + text
         return text
 
+    def close(self) -> None:
+        """Release what the schedule holds (the dynamic schedule's counter file)."""
+        self.schedule.close()
+
     def named_params(self, member: int) -> dict[str, np.ndarray]:
         """Member ``member``'s model parameters, name -> a float32 array of its own (a copy)."""
         theta = self.space.to_params(self.state.theta[member])

@@ -78,6 +78,8 @@ class EnvBackend(Protocol):
 
     def step(self, actions: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
+    def close(self) -> None: ...
+
 
 class GymnasiumBackend:
     """One Gymnasium env per episode slot, made on first use and kept."""
@@ -96,6 +98,11 @@ class GymnasiumBackend:
         if not self._live:
             return np.zeros((0, *self.observation_space.shape))
         return np.stack([env.reset(seed=gym_seed(key, i))[0] for env, i in zip(self._live, indices, strict=True)])
+
+    def close(self) -> None:
+        for env in self._envs:
+            env.close()
+        self._envs, self._live = [], []
 
     def step(self, actions: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         obs, rewards, done = [], [], []
@@ -131,6 +138,11 @@ class EnvPoolBackend:
         probe.close()
         self._pools: dict[tuple[int, int, int, int], _Pool] = {}
         self._live: list[tuple[_Pool, np.ndarray, np.ndarray]] = []  # (pool, its envs, their batch rows)
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.pool.close()
+        self._pools, self._live = {}, []
 
     def _make(self, key: EpisodeKey, lo: int, hi: int) -> _Pool:
         base = stream_key(key.seed ^ key.stream, 0, key.member, 0) % ENVPOOL_BASES

@@ -2,6 +2,12 @@
 
     python -m hpcars.export runs/HalfCheetah-v5-seed0-001                  # -> RUN_DIR/export/policy-best.npz
     python -m hpcars.export RUN --format torchscript --which last --out policy.pt
+    python -m hpcars.export saved/cheetah.h5                              # -> saved/export/cheetah-policy-best.npz
+
+Without ``--out`` the file goes (``default_out``), for a run directory, to
+``RUN_DIR/export/policy-WHICH.EXT``; for one of its checkpoint files
+(``RUN_DIR/checkpoints/ckpt-N.h5``), to ``RUN_DIR/export/ckpt-N-policy-WHICH.EXT``; for
+any other checkpoint file ``FOLDER/NAME.h5``, beside it: ``FOLDER/export/NAME-policy-WHICH.EXT``.
 
 Each file holds everything needed to act: the parameters, the V2 normaliser (mean
 and 1/std; identity for V1), the action mapping (clip to the Box bounds, or argmax
@@ -34,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hpcars import checkpoint
 from hpcars.checkpoint import CheckpointError
 from hpcars.config import ConfigError
 from hpcars.models import Normalized
@@ -160,6 +167,17 @@ def first_input_width(module: nn.Module) -> int:
     raise ConfigError("--format", "cannot tell the model's input width (no Linear layer); export it yourself")
 
 
+def default_out(target: Path, which: str, fmt: str) -> Path:
+    """Where the export goes without ``--out`` (see the module's docstring): a run's own ``export``
+    folder, or an ``export`` folder beside a checkpoint file that lies outside a run directory."""
+    name = f"policy-{which}{SUFFIX[fmt]}"
+    if not target.is_file():
+        return target / "export" / name
+    folder = target.parent
+    in_run = folder.name == checkpoint.DIRECTORY
+    return (folder.parent if in_run else folder) / "export" / f"{target.stem}-{name}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m hpcars.export",
@@ -169,12 +187,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("target", type=Path, help="a run directory or a checkpoint file")
     parser.add_argument("--format", choices=FORMATS, default="npz", help="file format")
     parser.add_argument("--which", choices=WHICH, default="best", help="the best evaluated parameters, or the last")
-    parser.add_argument("--out", type=Path, default=None, help="output file (default: RUN_DIR/export/policy-WHICH.EXT)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output file (default: RUN_DIR/export/policy-WHICH.EXT; for a checkpoint file outside a run "
+        "directory, FOLDER/export/NAME-policy-WHICH.EXT beside it)",
+    )
     args = parser.parse_args(argv)
     try:
         policy = load_policy(args.target, args.which)
-        run_dir = policy.checkpoint.parent.parent
-        out = args.out or run_dir / "export" / f"policy-{policy.which}{SUFFIX[args.format]}"
+        out = args.out or default_out(args.target, policy.which, args.format)
         try:
             writable_directory(out.parent)
         except PathProblem as err:

@@ -22,7 +22,6 @@ from typing import Any
 
 import submitit
 
-from hpcars.cli import parse_args
 from hpcars.comm import make_transport
 from hpcars.output import SUMMARY_FILE
 from hpcars.signals import StopRequest
@@ -32,6 +31,10 @@ class RunInterrupted(RuntimeError):
     """The run stopped on a signal after writing its checkpoint (and was not requeued)."""
 
 
+class RunRefused(RuntimeError):
+    """The run's input was refused (every rank agreed: none is left waiting); the message is the one line."""
+
+
 class TrainJob(submitit.helpers.Checkpointable):
     """``python -m hpcars.train ARGV`` as a checkpointable callable."""
 
@@ -39,12 +42,17 @@ class TrainJob(submitit.helpers.Checkpointable):
         self.argv = list(argv)
 
     def __call__(self) -> dict[str, Any]:
-        from hpcars.train import run  # after submitit has set up the task's environment
+        from hpcars.train import EXIT_BAD_INPUT, execute  # after submitit has set up the task's environment
 
         stop = StopRequest().install()  # replaces submitit's handlers in this process
-        cfg = parse_args(self.argv)
         transport = make_transport()
-        result = run(cfg, transport, stop=stop)
+        # the command line's own path: refusals agreed by every rank, an unexpected error aborts the job
+        outcome = execute(self.argv, transport, stop)
+        if outcome.status == EXIT_BAD_INPUT:
+            raise RunRefused(outcome.error)
+        if outcome.result is None:
+            raise RuntimeError(f"hpcars.train {' '.join(self.argv)}: exit status {outcome.status}: {outcome.error}")
+        result = outcome.result
         if result.interrupted_by:
             transport.close()  # every rank leaves MPI before the job is requeued
             stop.chain(result.interrupted_by)  # submitit: rank 0 checkpoints the submission and requeues

@@ -32,11 +32,13 @@ from typing import IO, Any
 import numpy as np
 
 from hpcars import checkpoint
+from hpcars.checkpoint import CheckpointError
 from hpcars.config import RESULT_FIELDS, ConfigError, TrainConfig, option_name, to_dict
 from hpcars.engine import IterationRecord
 from hpcars.paths import PathProblem, writable_directory
 from hpcars.population.layer import COLUMNS as POPULATION_COLUMNS
 from hpcars.population.layer import PopulationRecord
+from hpcars.provenance import versions
 from hpcars.update_log import ASYNC_COLUMNS, AsyncRecord
 
 METRICS_FILE = "metrics.csv"
@@ -79,6 +81,12 @@ class RunDir:
 
     path: Path | None  # None only in a plan: a fresh run under runs/, named when it is created
     resume_from: Path | None
+    #: newer checkpoints that could not be read, one line each: set aside (never deleted) when the run opens
+    unreadable: tuple[str, ...] = ()
+    #: why the checkpoint has nothing left to train ("": it trains on)
+    ended: str = ""
+    #: a finished run's ``summary.json`` when it describes that checkpoint: printed again, nothing touched
+    summary: dict[str, Any] | None = None
 
 
 def config_differences(cfg: TrainConfig, saved: dict[str, Any]) -> list[str]:
@@ -91,18 +99,61 @@ def config_differences(cfg: TrainConfig, saved: dict[str, Any]) -> list[str]:
     ]
 
 
+def ended(cfg: TrainConfig, saved: checkpoint.Checkpoint) -> str:
+    """Why a run at checkpoint ``saved`` would train no further under ``cfg`` ("": it would)."""
+    if saved.iteration >= cfg.iterations:
+        return f"it has run {saved.iteration} of --iterations {cfg.iterations}"
+    if cfg.stop_at_target and saved.reached_target:
+        return f"it reached --target {cfg.target:g} and --stop-at-target is on"
+    per_iteration = saved.total_episodes // saved.iteration if saved.iteration else 0
+    if cfg.max_episodes and per_iteration and saved.total_episodes + per_iteration > cfg.max_episodes:
+        return f"another iteration would pass --max-episodes {cfg.max_episodes}"
+    return ""
+
+
+def newest_readable(run_dir: Path) -> tuple[Path | None, checkpoint.Checkpoint | None, list[str]]:
+    """The newest checkpoint that reads, read, and one line for each newer one that does not.
+    ``CheckpointError`` when none reads; (None, None, []) when there is none."""
+    files = checkpoint.listing(run_dir)
+    skipped: list[str] = []
+    first_error: CheckpointError | None = None
+    for candidate in reversed(files):
+        try:
+            return candidate, checkpoint.read(candidate), skipped
+        except CheckpointError as err:
+            first_error = first_error or err
+            skipped.append(str(err))
+    if first_error is not None:
+        raise first_error
+    return None, None, []
+
+
+def _current_summary(run_dir: Path, saved: checkpoint.Checkpoint) -> dict[str, Any] | None:
+    """The run's summary.json if it was written for exactly this checkpoint."""
+    try:
+        summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    same = summary.get("params_sha256") == saved.params_sha256 and summary.get("iterations") == saved.iteration
+    return summary if isinstance(summary, dict) and same else None
+
+
 def plan_run_dir(cfg: TrainConfig) -> RunDir:
     """Decide (rank 0): resume which checkpoint, or start fresh where; ``ConfigError`` if
-    refused. Nothing is created: ``path`` is None for a fresh run under ``runs/``."""
+    refused. Nothing is created: ``path`` is None for a fresh run under ``runs/``.
+
+    The newest checkpoint that reads is resumed: a newer unreadable one (a file cut short
+    by a crashed file system, say) is reported and set aside, never deleted. A run with
+    nothing left to train is not trained again: its summary is printed once more."""
     option = "--resume" if cfg.resume else "--run-dir"
     if not (cfg.resume or cfg.run_dir):
         return RunDir(None, None)
     path = Path(cfg.resume or cfg.run_dir)
     try:
-        found = checkpoint.latest(path)
+        found, saved, unreadable = newest_readable(path)
     except OSError as err:
         raise ConfigError(option, f"cannot read {path}: {err.strerror}") from None
-    if found is None:
+    if found is None or saved is None:
         if cfg.resume:
             raise ConfigError("--resume", f"{path} holds no checkpoint to resume from")
         if (path / METRICS_FILE).exists():
@@ -110,14 +161,28 @@ def plan_run_dir(cfg: TrainConfig) -> RunDir:
                 "--run-dir", f"{path} holds files of an earlier run but no checkpoint; choose a new directory"
             )
         return RunDir(path, None)
-    differences = config_differences(cfg, checkpoint.read_config(found))
+    differences = config_differences(cfg, saved.config)
     if differences and not cfg.force_resume:
         raise ConfigError(
             option,
             f"{path} holds a run with a different config ({'; '.join(differences)}); "
             "pass --force-resume to continue it anyway, or choose a new directory",
         )
-    return RunDir(path, found)
+    why = ended(cfg, saved)
+    summary = _current_summary(path, saved) if why and not unreadable else None
+    return RunDir(path, found, tuple(unreadable), why, summary)
+
+
+def set_aside(run_dir: Path, resume_from: Path) -> list[Path]:
+    """Rename the checkpoints newer than ``resume_from`` out of the listing (``….h5.unreadable``),
+    so the resumed run neither overwrites nor prunes them; returns the new names."""
+    moved = []
+    for path in checkpoint.listing(run_dir):
+        if checkpoint.iteration_of(path) > checkpoint.iteration_of(resume_from):
+            target = path.with_name(path.name + ".unreadable")
+            os.replace(path, target)
+            moved.append(target)
+    return moved
 
 
 def open_run_dir(cfg: TrainConfig, plan: RunDir, root: Path = Path("runs")) -> RunDir:
@@ -126,7 +191,10 @@ def open_run_dir(cfg: TrainConfig, plan: RunDir, root: Path = Path("runs")) -> R
     option = "--resume" if cfg.resume else "--run-dir"
     try:
         if plan.path is not None:
-            return RunDir(writable_directory(plan.path), plan.resume_from)
+            path = writable_directory(plan.path)
+            if plan.unreadable and plan.resume_from is not None:
+                set_aside(path, plan.resume_from)
+            return dataclasses.replace(plan, path=path)
         try:
             writable_directory(root)
         except PathProblem as err:
@@ -204,4 +272,5 @@ def write_json_atomic(path: Path, value: Any) -> None:
 
 
 def write_config(run_dir: Path, cfg: TrainConfig) -> None:
-    write_json_atomic(run_dir / CONFIG_FILE, to_dict(cfg))
+    """``config.json``: every option's value, and the software it runs with (``provenance``)."""
+    write_json_atomic(run_dir / CONFIG_FILE, {**to_dict(cfg), "provenance": versions()})

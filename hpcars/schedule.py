@@ -43,7 +43,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from hpcars.comm import Transport, partition, shares
+from hpcars.comm import Transport, WorkCounter, partition, shares
 
 SCHEDULES = ("static", "dynamic")
 
@@ -65,6 +65,9 @@ class StaticSchedule:
         start = time.perf_counter()
         return self.transport.allgather_rows(local, self.counts), time.perf_counter() - start
 
+    def close(self) -> None:
+        pass
+
 
 def guided_chunks(branches: int, workers: int, smallest: int, largest: int) -> list[range]:
     """Guided self-scheduling: chunk sizes ceil(remaining / workers), clamped to [smallest, largest]."""
@@ -82,10 +85,14 @@ class DynamicSchedule:
         self.chunks = chunks
         self.devices = devices
         self.width = width  # columns of a message row
-        self.counter = transport.work_counter()
+        # made at the first gather, which every rank reaches together: building a schedule is
+        # no collective, so a rank that refuses its input first cannot leave the others in one
+        self.counter: WorkCounter | None = None
 
     def gather(self, score: ScoreFn, iteration: int) -> tuple[np.ndarray, float]:
         """Every branch's row in branch order, and the seconds spent in the collective."""
+        if self.counter is None:
+            self.counter = self.transport.work_counter()
         slot = iteration % 2
         tagged, device = [np.zeros((0, self.width + 1))], 0
         while (claimed := self.counter.claim(slot)) < len(self.chunks):
@@ -98,6 +105,10 @@ class DynamicSchedule:
         if self.transport.node_rank == 0:  # every rank is past its claims on this slot
             self.counter.reset(slot)
         return everything[np.argsort(everything[:, 0], kind="stable"), 1:], waited
+
+    def close(self) -> None:
+        if self.counter is not None:
+            self.counter.close()
 
 
 def make_schedule(

@@ -12,13 +12,17 @@ from __future__ import annotations
 import dataclasses
 import math
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+import torch
+
 from hpcars import checkpoint
-from hpcars.checkpoint import BestPolicy, CheckpointError
+from hpcars.agreement import agree
+from hpcars.checkpoint import BestPolicy, Checkpoint, CheckpointError
 from hpcars.comm import Transport
 from hpcars.config import ConfigError, TrainConfig, to_dict
 from hpcars.dashboard import Clock, TensorBoardLog, check_available
@@ -36,9 +40,11 @@ from hpcars.output import (
     write_config,
     write_json_atomic,
 )
+from hpcars.provenance import differences, versions
 from hpcars.runningstat import RunningStat
 from hpcars.snapshot import restore, snapshot
 from hpcars.tasks import make_task
+from hpcars.tasks.base import Task
 from hpcars.update_log import LogEntry, log_arrays, log_entries
 
 #: parameters (name -> array) and the V2 statistics an evaluation measured
@@ -119,54 +125,125 @@ def on_rank_0(transport: Transport, decide: Callable[[], RunDir]) -> RunDir:
 
 
 class Session:
-    """One process's view of a run: the trainer plus, on rank 0, the files it writes."""
+    """One process's view of a run: the trainer plus, on rank 0, the files it writes.
+
+    Close it (``close``, or ``with Session(...)``) on every path: the metrics file, the
+    TensorBoard writer and the task's environments are released even when a run fails,
+    since hpcars also runs inside other programs."""
 
     def __init__(self, cfg: TrainConfig, transport: Transport, out: TextIO) -> None:
         self.cfg = cfg
         self.transport = transport
         self.lead = transport.rank == 0
         self.out = out
-        # everything that can refuse the input comes before the run directory is touched
-        self.devices = choose_devices(cfg.device, transport.local_rank, cfg.devices_per_rank)
-        check_available(cfg.log)
-        self.task = make_task(cfg)
+        self.task: Task | None = None
+        self.metrics: MetricsLog | None = None
+        self.tensorboard: TensorBoardLog | None = None
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
+        cfg, transport = self.cfg, self.transport
+        # Everything that can refuse the input comes before the run directory is touched, and
+        # every refusal is agreed on (hpcars.agreement): no rank waits for one that gave up.
+        self.devices, self.task = agree(transport, self._local_parts)
         plan = on_rank_0(transport, lambda: plan_run_dir(cfg))
-        fresh = plan.resume_from is None
-        initial = InitialWeights.read(cfg.init_from, cfg.init_partial) if cfg.init_from and fresh else None
-        self.trainer = ARSTrainer(cfg, self.task, transport, self.devices, initial)
+        self.trainer, saved, initial = agree(transport, lambda: self._build(plan))
         self.init_from = self._init_record(initial)
         run_dir = on_rank_0(transport, lambda: open_run_dir(cfg, plan))
         self.run_dir = run_dir.path
+        self.ended = plan.ended  # the checkpoint has nothing left to train: why
+        self.done_summary = plan.summary  # ... and its summary.json, current: printed, nothing touched
         self.world_sizes: list[tuple[int, int]] = []
         self.reached: TargetReached | None = None
         self.elapsed_before = 0.0
         self.async_log: list[LogEntry] = []  # --schedule async: every update sequenced so far
         self.best: BestPolicy | None = None  # the best evaluation so far and its parameters
+        self.initial_eval: dict[str, float] = {}  # the evaluation of θ₀ (kept in every checkpoint)
         previous_metrics = None
-        if not fresh:
-            saved = checkpoint.read(run_dir.resume_from)
-            restore(self.trainer, saved)
+        if saved is not None:
             self.world_sizes = list(saved.world_sizes)
             self.reached = TargetReached(**saved.reached_target) if saved.reached_target else None
             self.elapsed_before = saved.elapsed_s
             self.init_from = saved.init_from
             self.async_log = log_entries(saved.async_log)
             self.best = saved.best
+            self.initial_eval = saved.initial or {}
             previous_metrics = saved.metrics
+            self._warn_resume(plan, saved)
         if not self.world_sizes or self.world_sizes[-1][1] != transport.size:
             self.world_sizes.append((self.trainer.iteration, transport.size))
         columns = metric_columns(
             self.task.eval_columns, population=cfg.population > 1, asynchronous=cfg.schedule == "async"
         )
-        self.metrics = MetricsLog(self.run_dir / METRICS_FILE, columns, previous_metrics) if self.lead else None
-        self.tensorboard = None
-        if self.lead:
+        if self.lead and self.done_summary is None:  # a finished run's files stay byte for byte as they are
+            self.metrics = MetricsLog(self.run_dir / METRICS_FILE, columns, previous_metrics)
             write_config(self.run_dir, cfg)
             self.tensorboard = TensorBoardLog(self.run_dir, cfg.log_every) if cfg.log == "tensorboard" else None
-        self.clock = Clock(self.trainer.iteration, cfg.iterations)
+        self.clock = Clock(self.trainer.iteration, cfg.iterations, ask_slurm=self.lead)
         self.start = time.perf_counter()
         self.last_checkpoint = self.trainer.iteration if run_dir.resume_from else -1
         self.checkpoint_path = run_dir.resume_from  # the latest checkpoint (rank 0 keeps it current)
+
+    def _local_parts(self) -> tuple[list[torch.device], Task]:
+        """What each rank builds on its own (devices depend on the node-local rank; a plug-in
+        factory may read node-local files)."""
+        devices = choose_devices(self.cfg.device, self.transport.local_rank, self.cfg.devices_per_rank)
+        check_available(self.cfg.log)
+        self.task = make_task(self.cfg)  # kept at once, so that close() releases it if a later step refuses
+        return devices, self.task
+
+    def _build(self, plan: RunDir) -> tuple[ARSTrainer, Checkpoint | None, InitialWeights | None]:
+        """The trainer, from ``--init-from`` (fresh) or the planned checkpoint (resumed), on every rank."""
+        fresh = plan.resume_from is None
+        cfg = self.cfg
+        initial = InitialWeights.read(cfg.init_from, cfg.init_partial) if cfg.init_from and fresh else None
+        trainer = ARSTrainer(cfg, self.task, self.transport, self.devices, initial)
+        saved = None if fresh else checkpoint.read(plan.resume_from)
+        if saved is not None:
+            restore(trainer, saved)
+        return trainer, saved, initial
+
+    def _warn_resume(self, plan: RunDir, saved: Checkpoint) -> None:
+        """Rank 0: one line per checkpoint set aside, and one if the software changed since the run began."""
+        for line in plan.unreadable:
+            self.warn(f"{line}; resumed from {plan.resume_from} instead (the unreadable file is kept, renamed)")
+        changed = differences(saved.provenance, versions())
+        if changed:
+            self.warn(
+                f"resuming under other versions than the checkpoint's ({'; '.join(changed)}): "
+                "the run goes on, but need not match an uninterrupted run bit for bit"
+            )
+
+    def warn(self, text: str) -> None:
+        if self.lead:
+            print(f"hpcars.train: warning: {text}", file=sys.stderr, flush=True)
+
+    def close_files(self) -> None:
+        """Rank 0: close the metrics file and the TensorBoard writer (safe to call twice)."""
+        if self.metrics is not None:
+            self.metrics.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+    def close(self) -> None:
+        """Release the files and environments this rank holds (safe to call twice, or after a failed start)."""
+        self.close_files()
+        close_task = getattr(self.task, "close", None)
+        if close_task is not None:
+            close_task()
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            trainer.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _init_record(self, initial: InitialWeights | None) -> dict[str, Any] | None:
         """What --init-from loaded (a fresh start only); V2 statistics carried over from a V2 run."""
@@ -255,6 +332,8 @@ class Session:
             init_from=self.init_from,
             async_log=log_arrays(self.async_log),
             best=self.best,
+            initial=self.initial_eval or None,
+            provenance=versions(),
         )
         self.checkpoint_path = checkpoint.write(self.run_dir, state, self.cfg.keep_checkpoints)
 
@@ -282,12 +361,26 @@ class Session:
             "evaluation_episodes": evaluations * task.eval_units if task.episodes_per_branch else 0,
         }
 
-    def finish(self, first_eval: dict, last_eval: dict, interrupted: int) -> None:
+    def print_done(self) -> None:
+        """Rank 0, a finished run run again: its summary once more; no file is touched."""
+        summary = self.done_summary or {}
+        lines = [
+            f"done already: {self.run_dir} has nothing left to train ({self.ended}); nothing was changed",
+            f"  initial: {summary.get('initial')}",
+            f"  final:   {summary.get('final')}",
+        ]
+        if summary.get("target") is not None:
+            hit = summary.get("reached_target")
+            reached = f"reached at iteration {hit['iteration']}, {hit['episodes']} episodes" if hit else "not reached"
+            lines.append(f"  target {summary['target']:g}: {reached}")
+        lines += [f"  params_sha256 {summary.get('params_sha256')}", f"  results in {self.run_dir}"]
+        self.say("\n".join(lines))
+
+    def finish(self, last_eval: dict, interrupted: int) -> None:
         """Rank 0: close the metrics, write summary.json (unless interrupted), print the result."""
         cfg, trainer, out = self.cfg, self.trainer, self.out
-        self.metrics.close()
-        if self.tensorboard is not None:
-            self.tensorboard.close()
+        first_eval = self.initial_eval
+        self.close_files()
         sha = trainer.params_sha256()
         latest = self.checkpoint_path
         if interrupted:
@@ -313,6 +406,7 @@ class Session:
             "best": self._best_summary(),
             "init_from": self.init_from,
             "checkpoint": str(latest),
+            "provenance": versions(),
         }
         write_json_atomic(self.run_dir / SUMMARY_FILE, summary)
         print(

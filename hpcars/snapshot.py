@@ -35,7 +35,7 @@ def snapshot(trainer: ARSTrainer) -> Checkpoint:
         skipped_steps=trainer.skipped_steps,
         elapsed_s=0.0,
         members=[Member(trainer.named_params(m), float(state.fitness[m])) for m in range(state.members)],
-        population=state.arrays(),
+        population=_population_arrays(trainer),
         obs_stat=trainer.obs_stat,
         params_sha256=trainer.params_sha256(),
         buffers=_buffers(trainer.models[0].module),
@@ -43,6 +43,15 @@ def snapshot(trainer: ARSTrainer) -> Checkpoint:
         search_space=_search_space(trainer),
         search_space_info=trainer.space.describe(),
     )
+
+
+def _population_arrays(trainer: ARSTrainer) -> dict[str, np.ndarray]:
+    """The population's search state, and (repulsion) the origin θ₀ its tabu radius is measured from:
+    on a resume the task's own θ₀ is not the run's after ``--init-from`` or in a compressed space."""
+    arrays = trainer.state.arrays()
+    if trainer.population.params.repulsion.enabled:
+        arrays["origin"] = trainer.population.origin.cpu().numpy()
+    return arrays
 
 
 def _search_space(trainer: ARSTrainer) -> dict[str, np.ndarray]:
@@ -100,6 +109,9 @@ def restore(trainer: ARSTrainer, ckpt: Checkpoint) -> None:
             )
         except KeyError as err:
             raise CheckpointError(f"checkpoint does not fit these population options: {err}") from None
+        if "origin" in ckpt.population:  # format 4; older files: the rebuilt θ₀ (exact without --init-from)
+            origin = np.asarray(ckpt.population["origin"], dtype=np.float64)
+            population.origin = torch.from_numpy(origin).to(population.origin.device)
     trainer.iteration = ckpt.iteration
     trainer.total_episodes = ckpt.total_episodes
     trainer.total_samples = ckpt.total_samples

@@ -25,6 +25,7 @@ from typing import TextIO
 
 import torch
 
+from hpcars.agreement import Refused, agree
 from hpcars.checkpoint import CheckpointError
 from hpcars.cli import parse_args
 from hpcars.comm import Transport, make_transport
@@ -48,34 +49,41 @@ def run(
     cfg: TrainConfig, transport: Transport, out: TextIO | None = None, stop: StopRequest | None = None
 ) -> RunResult:
     """Train per ``cfg`` (fresh or resumed); rank 0 writes the run directory and prints to
-    ``out`` (default: the current ``sys.stdout``)."""
+    ``out`` (default: the current ``sys.stdout``). A run with nothing left to train is not
+    trained again: its summary is printed (and written, if it was missing)."""
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     stop = stop or StopRequest()
-    session = Session(cfg, transport, out or sys.stdout)
-    trainer = session.trainer
-    session.banner()
-    first_eval: dict[str, float] = {}
-    if trainer.iteration == 0:
-        first_eval = trainer.evaluate()
-        session.say("iter     0  " + "  ".join(f"{k} {v:.4g}" for k, v in first_eval.items()))
-    else:
-        session.say(f"resumed at iteration {trainer.iteration} (world sizes so far: {session.world_sizes})")
+    with Session(cfg, transport, out or sys.stdout) as session:
+        trainer = session.trainer
+        if session.done_summary is not None:
+            session.print_done()
+            return RunResult(trainer, session.run_dir, 0)
+        session.banner()
+        if trainer.iteration == 0:
+            session.initial_eval = trainer.evaluate()
+            session.say("iter     0  " + "  ".join(f"{k} {v:.4g}" for k, v in session.initial_eval.items()))
+        else:
+            session.say(f"resumed at iteration {trainer.iteration} (world sizes so far: {session.world_sizes})")
 
-    if cfg.schedule == "async":
-        from hpcars.asynchronous import AsyncLoop
+        if session.ended:  # the last checkpoint is the end, but summary.json was not written for it
+            session.say(f"nothing left to train ({session.ended}): the summary is written from the last checkpoint")
+            last_eval, interrupted = trainer.evaluate(), 0
+        elif cfg.schedule == "async":
+            from hpcars.asynchronous import AsyncLoop
 
-        interrupted = AsyncLoop(session, stop).run()
-        trainer.guard()  # every rank left the loop at the same update: they must agree
-        last_eval = trainer.evaluate()
-        session.save()
-    else:
-        last_eval, interrupted = _synchronous(session, stop, first_eval)
-        if session.last_checkpoint != trainer.iteration:
-            trainer.guard()
+            loop = AsyncLoop(session, stop)
+            interrupted = loop.run()
+            trainer.guard()  # every rank left the loop at the same update: they must agree
+            last_eval = loop.final_evaluation()
             session.save()
-    if session.lead:
-        session.finish(first_eval, last_eval, interrupted)
-    return RunResult(trainer, session.run_dir, interrupted)
+        else:
+            last_eval, interrupted = _synchronous(session, stop, session.initial_eval)
+            if session.last_checkpoint != trainer.iteration:
+                trainer.guard()
+                session.save()
+        if session.lead:
+            session.finish(last_eval, interrupted)
+        return RunResult(trainer, session.run_dir, interrupted)
 
 
 def _synchronous(session: Session, stop: StopRequest, last_eval: dict[str, float]) -> tuple[dict[str, float], int]:
@@ -108,34 +116,45 @@ def _synchronous(session: Session, stop: StopRequest, last_eval: dict[str, float
     return last_eval, 0
 
 
-def main(argv: Sequence[str] | None = None, transport: Transport | None = None) -> int:
-    """The command line; returns the exit status. ``transport`` defaults to MPI (or one
-    process); tests pass ``SingleProcess()`` to run it in process."""
-    stop = StopRequest().install()
-    transport = transport or make_transport()
+@dataclass(frozen=True)
+class Outcome:
+    """How a command-line run ended: its exit status, the result (None unless it trained or
+    was finished already) and the one-line error shown for a failure ("" otherwise)."""
+
+    status: int
+    result: RunResult | None = None
+    error: str = ""
+
+
+def execute(argv: Sequence[str] | None, transport: Transport, stop: StopRequest) -> Outcome:
+    """Parse ``argv`` and run it on every rank of ``transport``, mapping failures to exit statuses.
+
+    Refusals of the input are agreed on by all ranks (``hpcars.agreement``), so every rank
+    returns status 2 together; an unexpected error on one rank of several aborts the MPI job
+    rather than leave the others waiting in a collective."""
     lead = transport.rank == 0
 
-    def fail(err: Exception, status: int) -> int:
+    def fail(err: Exception, status: int) -> Outcome:
         if lead:
             print(f"hpcars.train: error: {err}", file=sys.stderr, flush=True)
-        return status
+        return Outcome(status, error=str(err))
 
     try:
-        cfg = parse_args(argv)
+        cfg = agree(transport, lambda: parse_args(argv))
         if cfg.replay:
             from hpcars.asynchronous import replay_run
 
-            return replay_run(cfg, transport, sys.stdout)
+            return Outcome(replay_run(cfg, transport, sys.stdout))
         result = run(cfg, transport, stop=stop)
     except SystemExit as done:  # --help
-        return int(done.code or 0)
-    except (ConfigError, CheckpointError) as err:
+        return Outcome(int(done.code or 0))
+    except (ConfigError, CheckpointError, Refused) as err:
         return fail(err, EXIT_BAD_INPUT)
     except DivergenceError as err:
         fail(err, EXIT_DIVERGED)
         if transport.size > 1:  # in the asynchronous mode the other ranks are not waiting for this
             transport.abort(EXIT_DIVERGED)
-        return EXIT_DIVERGED
+        return Outcome(EXIT_DIVERGED, error=str(err))
     except NonFiniteRewardError as err:
         return fail(err, 1)
     except BaseException as err:
@@ -144,9 +163,17 @@ def main(argv: Sequence[str] | None = None, transport: Transport | None = None) 
             print(f"hpcars.train: rank {transport.rank}: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
             transport.abort(1)
         raise
+    return Outcome(EXIT_INTERRUPTED if result.interrupted_by else 0, result)
+
+
+def main(argv: Sequence[str] | None = None, transport: Transport | None = None) -> int:
+    """The command line; returns the exit status. ``transport`` defaults to MPI (or one
+    process); tests pass ``SingleProcess()`` to run it in process."""
+    stop = StopRequest().install()
+    try:
+        return execute(argv, transport or make_transport(), stop).status
     finally:
         stop.uninstall()
-    return EXIT_INTERRUPTED if result.interrupted_by else 0
 
 
 if __name__ == "__main__":

@@ -16,11 +16,15 @@
 
 Each run's options are checked with hpcars' own validation before anything is
 submitted; a bad value is a one-line ``SpecError`` naming the run and the option.
+``SweepSpec.check_tasks`` also refuses, once, a task that every run naming it would
+refuse at start: an unregistered Gymnasium id or a plug-in module that does not exist.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import importlib.util
 import itertools
 import re
 import tomllib
@@ -29,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcars.cli import parse_args
-from hpcars.config import ConfigError
+from hpcars.config import SUPERVISED_TASKS, ConfigError, TrainConfig
 from hpcars.paths import PathProblem, read_text
 
 
@@ -65,12 +69,16 @@ class RunSpec:
     options: dict[str, Any]
     seed: int
 
-    def argv(self, run_dir: Path) -> list[str]:
+    def options_argv(self) -> list[str]:
+        """The run's hpcars.train options, seed included, without ``--run-dir`` (it depends on the sweep dir)."""
         argv: list[str] = []
-        for key, value in {**self.options, "seed": self.seed, "run-dir": str(run_dir)}.items():
+        for key, value in {**self.options, "seed": self.seed}.items():
             text = str(value).lower() if isinstance(value, bool) else str(value)
             argv += ["--" + key.replace("_", "-"), text]
         return argv
+
+    def argv(self, run_dir: Path) -> list[str]:
+        return [*self.options_argv(), "--run-dir", str(run_dir)]
 
 
 @dataclass(frozen=True)
@@ -96,9 +104,63 @@ class SweepSpec:
         """Validate every run's options as hpcars.train would."""
         for run in self.runs():
             try:
-                parse_args(run.argv(Path("/nonexistent/run-dir")))
+                parse_args(run.argv(NO_RUN_DIR))
             except ConfigError as err:
                 raise SpecError(f"run {run.name}: {err}") from None
+
+    def check_tasks(self) -> None:
+        """Refuse, once per task, what each run naming it would refuse at start (``check_task``)."""
+        checked: set[str] = set()
+        for run in self.runs():
+            cfg = parse_args(run.argv(NO_RUN_DIR))
+            if cfg.task in checked:
+                continue
+            checked.add(cfg.task)
+            try:
+                check_task(cfg)
+            except ConfigError as err:
+                raise SpecError(f"run {run.name}: {err}") from None
+
+
+NO_RUN_DIR = Path("/nonexistent/run-dir")
+
+
+def check_task(cfg: TrainConfig) -> None:
+    """``ConfigError`` (hpcars' own, as the run would print it) for a plug-in whose module does not
+    exist or a Gymnasium id that is not registered. Cheap: a plug-in's module is looked up, not
+    imported, and no task is built; only a task found wanting goes through hpcars' own loading,
+    which then refuses it with the message the run would print."""
+    from hpcars.tasks import make_task
+    from hpcars.tasks.plugin import is_plugin, load_factory
+
+    if cfg.task in SUPERVISED_TASKS:
+        return
+    if is_plugin(cfg.task):
+        if not _module_exists(cfg.task.rpartition(":")[0]):
+            load_factory(cfg.task)  # refuses; or imports it from the working directory, as the run would
+        return
+    if not _gym_id_registered(cfg.task):
+        make_task(cfg)  # refuses, naming the id and its registered versions
+
+
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except Exception:  # a missing parent package, or one that raises while importing
+        return False
+
+
+def _gym_id_registered(task: str) -> bool:
+    """``Env-v0`` is registered, or ``module:Env-v0`` is once ``module`` is imported (as hpcars does)."""
+    from hpcars.envs import gym_ids
+
+    module, _, env_id = task.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except Exception:
+            return False
+    return env_id in gym_ids()
 
 
 def _safe(text: str) -> str:

@@ -3,22 +3,35 @@
     hpcars-sweep submit jobs/examples/regression.toml            # a fresh sweep directory
     hpcars-sweep submit SPEC --sweep-dir sweeps/NAME-...         # re-submit: skip done, resume the rest
     hpcars-sweep submit SPEC --executor local                    # no Slurm: local processes
+    hpcars-sweep submit SPEC --dry-run                           # print each run's command; submit nothing
     hpcars-sweep status sweeps/NAME-...
 
-A sweep directory holds ``sweep.json`` (the spec and every submission's job ids),
-``runs/RUN_NAME/`` (one hpcars run directory per task) and ``submitit/N/`` (a fresh
-submitit folder per submission: a reused folder could hand back an old result).
+A sweep directory holds ``sweep.json`` (the spec, each run's name and hpcars.train
+options, and every submission's job ids), ``runs/RUN_NAME/`` (one hpcars run
+directory per task) and ``submitit/N/`` (a fresh submitit folder per submission: a
+reused folder could hand back an old result).
 All runs of a submission go to Slurm as one job array (``slurm_array_parallelism``
 tasks at a time); each task is one multi-rank MPI run started by ``srun --mpi=...``
 (never mpirun inside a task) and is requeued from its checkpoint on preemption.
 The local executor runs each run as one process (one rank): by world-size
 invariance its parameters are the same as with more ranks.
+
+Before anything is queued, ``submit`` refuses (one line, exit status 2):
+
+* a spec whose runs differ from those of the sweep directory it re-submits into
+  (runs added or removed, or a run's options changed): such a sweep needs a fresh
+  directory. ``[resources]`` may change between submissions (e.g. a longer
+  ``timeout_min``). A ``sweep.json`` from before options were recorded is checked on
+  the run names only;
+* a task that every run naming it would refuse at start: an unregistered Gymnasium
+  id, or a plug-in ``module:factory`` whose module does not exist.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -29,7 +42,7 @@ from hpcars import checkpoint
 from hpcars.output import SUMMARY_FILE, write_json_atomic
 from hpcars.paths import PathProblem, read_text, writable_directory
 
-from .spec import SpecError, SweepSpec, load
+from .spec import RunSpec, SpecError, SweepSpec, load
 
 SWEEP_FILE = "sweep.json"
 EXAMPLE_DIR = Path(__file__).parent / "examples"
@@ -81,39 +94,112 @@ def make_executor(kind: str, folder: Path, spec: SweepSpec):
     return executor
 
 
-def submit(spec_path: Path, sweep_dir: Path | None, kind: str) -> Path:
-    from hpcars.job import TrainJob
+def fresh_sweep_dir(spec: SweepSpec) -> Path:
+    sweep_dir = Path("sweeps") / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if sweep_dir.exists():
+        raise SpecError(f"{sweep_dir} exists; wait a second or pass --sweep-dir")
+    return sweep_dir
 
+
+def _some(names: list[str], shown: int = 3) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def _option_changes(old: list[str], new: list[str]) -> str:
+    """``--iterations 120 -> 200, --shift (unset) -> 1``: how two option lists (``--key value`` pairs) differ."""
+    before, after = dict(zip(old[::2], old[1::2], strict=True)), dict(zip(new[::2], new[1::2], strict=True))
+    keys = [*before, *(k for k in after if k not in before)]
+    return ", ".join(
+        f"{k} {before.get(k, '(unset)')} -> {after.get(k, '(unset)')}" for k in keys if before.get(k) != after.get(k)
+    )
+
+
+def spec_difference(record: dict[str, Any], runs: dict[str, list[str]]) -> str:
+    """How the runs of a spec (name -> options) differ from those recorded in ``sweep.json``; '' if not."""
+    old_names = list(record["runs"])
+    parts = []
+    added = [name for name in runs if name not in old_names]
+    removed = [name for name in old_names if name not in runs]
+    if added:
+        parts.append(f"runs added: {_some(added)}")
+    if removed:
+        parts.append(f"runs removed: {_some(removed)}")
+    recorded = record.get("argv")  # absent in sweep.json files written before options were recorded
+    if recorded is not None:
+        changed = [name for name in runs if name in recorded and recorded[name] != runs[name]]
+        if changed:
+            first = changed[0]
+            how = _option_changes(recorded[first], runs[first])
+            parts.append(f"options changed in {len(changed)} run(s), e.g. {first}: {how}")
+    return "; ".join(parts)
+
+
+def existing_record(sweep_dir: Path, runs: dict[str, list[str]]) -> dict[str, Any] | None:
+    """The sweep directory's ``sweep.json`` (None for a new sweep); ``SpecError`` if it is of another spec."""
+    if not (sweep_dir / SWEEP_FILE).exists():
+        return None
+    record = read_record(sweep_dir)
+    difference = spec_difference(record, runs)
+    if difference:
+        raise SpecError(
+            f"--sweep-dir: {sweep_dir} holds a sweep of another spec ({difference}); "
+            f"re-submit it with its own spec ({record.get('spec')}), or leave out --sweep-dir for a fresh directory"
+        )
+    return record
+
+
+def print_plan(sweep_dir: Path, kind: str, todo: list[tuple[RunSpec, Path]], done: list[RunSpec]) -> None:
+    """``--dry-run``: each run and the hpcars.train command it would run."""
+    print(f"sweep {sweep_dir} (dry run, nothing submitted or written): {len(todo)} run(s) to submit ({kind})")
+    for run, run_dir in todo:
+        print(f"{run.name}: python -m hpcars.train {shlex.join(run.argv(run_dir))}")
+    for run in done:
+        print(f"{run.name}: done, skipped")
+
+
+def submit(spec_path: Path, sweep_dir: Path | None, kind: str, dry_run: bool = False) -> Path:
+    """Submit the spec's runs that are not done; with ``dry_run``, print them and touch nothing."""
     spec = load(spec_path)
-    if sweep_dir is None:
-        sweep_dir = Path("sweeps") / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if sweep_dir.exists():
-            raise SpecError(f"{sweep_dir} exists; wait a second or pass --sweep-dir")
+    spec.check_tasks()
+    runs = {run.name: run.options_argv() for run in spec.runs()}
+    sweep_dir = fresh_sweep_dir(spec) if sweep_dir is None else sweep_dir
+    record = existing_record(sweep_dir, runs)
+    todo, done = [], []
+    for run in spec.runs():
+        run_dir = sweep_dir / "runs" / run.name
+        if run_state(run_dir)["state"] == "done":
+            done.append(run)
+        else:
+            todo.append((run, run_dir))
+    if dry_run:
+        print_plan(sweep_dir, kind, todo, done)
+        return sweep_dir
     try:
         writable_directory(sweep_dir)  # before anything is submitted
     except PathProblem as err:
         raise SpecError(f"--sweep-dir: {err}") from None
-    record_path = sweep_dir / SWEEP_FILE
-    record: dict[str, Any] = (
-        read_record(sweep_dir)
-        if record_path.exists()
-        else {"name": spec.name, "spec": str(spec_path), "runs": [r.name for r in spec.runs()], "submissions": []}
-    )
-    todo, skipped = [], []
-    for run in spec.runs():
-        run_dir = sweep_dir / "runs" / run.name
-        (skipped if run_state(run_dir)["state"] == "done" else todo).append((run, run_dir))
+    if record is None:
+        record = {"name": spec.name, "spec": str(spec_path), "runs": list(runs), "submissions": []}
+    record["argv"] = runs  # the same as recorded, or recorded now for an older sweep.json
     folder = sweep_dir / "submitit" / str(len(record["submissions"]))
-    jobs: dict[str, str] = {}
-    if todo:
-        executor = make_executor(kind, folder, spec)
-        with executor.batch():
-            submitted = [(run.name, executor.submit(TrainJob(run.argv(run_dir)))) for run, run_dir in todo]
-        jobs = {name: job.job_id for name, job in submitted}
+    jobs = submit_runs(kind, folder, spec, todo)
     record["submissions"].append({"executor": kind, "folder": str(folder), "jobs": jobs, "time": time.time()})
-    write_json_atomic(record_path, record)
-    print(f"sweep {sweep_dir}: submitted {len(todo)} run(s) ({kind}), {len(skipped)} already done")
+    write_json_atomic(sweep_dir / SWEEP_FILE, record)
+    print(f"sweep {sweep_dir}: submitted {len(todo)} run(s) ({kind}), {len(done)} already done")
     return sweep_dir
+
+
+def submit_runs(kind: str, folder: Path, spec: SweepSpec, todo: list[tuple[RunSpec, Path]]) -> dict[str, str]:
+    """Queue the runs as one job array; their job ids by run name."""
+    from hpcars.job import TrainJob
+
+    if not todo:
+        return {}
+    executor = make_executor(kind, folder, spec)
+    with executor.batch():
+        submitted = [(run.name, executor.submit(TrainJob(run.argv(run_dir)))) for run, run_dir in todo]
+    return {name: job.job_id for name, job in submitted}
 
 
 def job_states(record: dict[str, Any]) -> dict[str, str]:
@@ -135,11 +221,14 @@ def read_record(sweep_dir: Path) -> dict[str, Any]:
     """A sweep directory's ``sweep.json``; ``SpecError`` if it is missing or unreadable."""
     record_path = sweep_dir / SWEEP_FILE
     try:
-        return json.loads(read_text(record_path))
+        record = json.loads(read_text(record_path))
     except PathProblem:
         raise SpecError(f"{sweep_dir}: not a sweep directory (no readable {SWEEP_FILE})") from None
     except json.JSONDecodeError as err:
         raise SpecError(f"{record_path}: not valid JSON ({err})") from None
+    if not (isinstance(record, dict) and isinstance(record.get("runs"), list) and "submissions" in record):
+        raise SpecError(f"{record_path}: not a sweep record (needs the keys runs and submissions)")
+    return record
 
 
 def status(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -163,16 +252,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--sweep-dir",
         type=Path,
         default=None,
-        help="existing sweep directory to re-submit into (default: a fresh sweeps/NAME-TIME)",
+        help="existing sweep directory to re-submit into: its done runs are skipped, the rest resume; "
+        "the spec's runs must be those it was made with (default: a fresh sweeps/NAME-TIME)",
     )
     p_submit.add_argument("--executor", choices=EXECUTORS, default="slurm", help="where runs execute (default: slurm)")
+    p_submit.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the spec, print each run to submit and its hpcars.train command; submit and write nothing",
+    )
     p_status = sub.add_parser("status", help="state of every run of a sweep")
     p_status.add_argument("sweep_dir", type=Path)
     p_status.add_argument("--json", action="store_true", help="one JSON object")
     args = parser.parse_args(argv)
     try:
         if args.command == "submit":
-            submit(args.spec, args.sweep_dir, args.executor)
+            submit(args.spec, args.sweep_dir, args.executor, args.dry_run)
             return 0
         rows = status(args.sweep_dir)
     except SpecError as err:

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
 import pytest
 
 from hpcars.jobs.spec import load
@@ -49,3 +55,118 @@ def test_report_bad_paths(tmp_path):
         "hpcars-report: error: ",
     )
     assert "--out: cannot create /proc/hpcars/report" in line
+
+
+# -- submit: what is checked before anything is queued ----------------------------------------------
+TINY_SPEC = 'name = "tiny"\nseeds = {seeds}\n[base]\ntask = "{task}"\niterations = {iterations}\n'
+
+
+def _spec(path: Path, seeds: str = "[0]", task: str = "regression", iterations: int = 2) -> Path:
+    path.write_text(TINY_SPEC.format(seeds=seeds, task=task, iterations=iterations))
+    return path
+
+
+def _sweep(args: list[str], capsys) -> subprocess.CompletedProcess:
+    """``hpcars-sweep ARGS`` in this process (no interpreter start-up to pay): a CompletedProcess."""
+    from hpcars.jobs.sweep import main
+
+    status = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(args, status, captured.out, captured.err)
+
+
+def _wait_until_done(run_dir: Path, timeout: float = 120) -> None:
+    from hpcars.jobs.sweep import run_state
+
+    deadline = time.monotonic() + timeout
+    while run_state(run_dir)["state"] != "done":
+        assert time.monotonic() < deadline, f"{run_dir} not done after {timeout} s"
+        time.sleep(0.5)
+
+
+def test_resubmit_with_another_spec_is_refused(tmp_path, capsys):
+    spec, other, sweep = tmp_path / "tiny.toml", tmp_path / "other.toml", tmp_path / "sweep"
+    done = _sweep(["submit", _spec(spec), "--sweep-dir", sweep, "--executor", "local"], capsys)
+    assert done.returncode == 0, done.stderr
+    _wait_until_done(sweep / "runs" / "seed=0")
+    record = (sweep / "sweep.json").read_bytes()
+    for kwargs, difference in [
+        ({"seeds": "[0, 1]"}, "(runs added: seed=1)"),
+        ({"seeds": "[1]"}, "(runs added: seed=1; runs removed: seed=0)"),
+        ({"iterations": 3}, "(options changed in 1 run(s), e.g. seed=0: --iterations 2 -> 3)"),
+    ]:
+        for dry_run in ([], ["--dry-run"]):
+            args = ["submit", _spec(other, **kwargs), "--sweep-dir", sweep, "--executor", "local", *dry_run]
+            line = _one_line(_sweep(args, capsys), "hpcars-sweep: error: ")
+            assert f"--sweep-dir: {sweep} holds a sweep of another spec {difference}; re-submit it with" in line
+            assert (sweep / "sweep.json").read_bytes() == record  # nothing recorded, nothing queued
+            assert sorted(p.name for p in (sweep / "submitit").iterdir()) == ["0"]
+    plan = _sweep(["submit", spec, "--sweep-dir", sweep, "--executor", "local", "--dry-run"], capsys)
+    assert plan.returncode == 0 and plan.stdout.splitlines()[1:] == ["seed=0: done, skipped"], plan.stdout
+    again = _sweep(["submit", spec, "--sweep-dir", sweep, "--executor", "local"], capsys)
+    assert again.returncode == 0 and "submitted 0 run(s) (local), 1 already done" in again.stdout
+    assert json.loads(record)["argv"] == {"seed=0": ["--task", "regression", "--iterations", "2", "--seed", "0"]}
+
+
+def test_resubmit_into_a_sweep_json_without_options_checks_the_run_names(tmp_path, capsys):
+    """A sweep.json written before the options were recorded stays usable: checked on run names."""
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    old = {"name": "tiny", "spec": "tiny.toml", "runs": ["seed=0"], "submissions": []}
+    (sweep / "sweep.json").write_text(json.dumps(old))
+    args = ["submit", _spec(tmp_path / "s.toml", seeds="[0, 2]"), "--sweep-dir", sweep, "--dry-run"]
+    line = _one_line(_sweep(args, capsys), "hpcars-sweep: error: ")
+    assert line.endswith(
+        "holds a sweep of another spec (runs added: seed=2); re-submit it with its own spec "
+        "(tiny.toml), or leave out --sweep-dir for a fresh directory"
+    )
+    args = ["submit", _spec(tmp_path / "s.toml", iterations=5), "--sweep-dir", sweep, "--dry-run"]
+    assert _sweep(args, capsys).returncode == 0
+
+
+@pytest.mark.parametrize(
+    "task, message",
+    [
+        (
+            "HalfCheetah-v9",
+            "run seed=0: --task: 'HalfCheetah-v9' is not a registered Gymnasium id; registered versions: HalfCheetah-v",
+        ),
+        ("CartPol-v1", "run seed=0: --task: 'CartPol-v1' is not a registered Gymnasium id"),
+        ("no_such_module_hpcars:CartPole-v1", "--task: cannot import 'no_such_module_hpcars' to register CartPole-v1"),
+        ("no_such_module_hpcars:make", "--task: no_such_module_hpcars:make: cannot import 'no_such_module_hpcars'"),
+        ("tests.no_such_plugin:make", "--task: tests.no_such_plugin:make: cannot import 'tests.no_such_plugin'"),
+    ],
+)
+def test_submit_refuses_a_task_every_run_would_refuse(tmp_path, capsys, task, message):
+    pytest.importorskip("gymnasium")
+    spec, sweep = _spec(tmp_path / "s.toml", seeds="[0, 1]", task=task), tmp_path / "sweep"
+    line = _one_line(_sweep(["submit", spec, "--sweep-dir", sweep, "--executor", "local"], capsys), "hpcars-sweep: ")
+    assert line.startswith("hpcars-sweep: error: run seed=0: --task: ") and message in line
+    assert not sweep.exists()
+
+
+@pytest.mark.parametrize("task", ["CartPole-v1", "tests.plugins_for_tests:sphere", "digits"])
+def test_submit_accepts_tasks_that_exist(tmp_path, capsys, task):
+    pytest.importorskip("gymnasium")
+    done = _sweep(["submit", _spec(tmp_path / "s.toml", task=task), "--dry-run"], capsys)
+    assert done.returncode == 0, done.stderr
+
+
+def test_dry_run_prints_each_run_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a fresh sweep directory would be made here: sweeps/tiny-TIME
+    spec = _spec(tmp_path / "tiny.toml", seeds="[3, 4]")
+    done = _sweep(["submit", spec, "--dry-run"], capsys)
+    assert done.returncode == 0, done.stderr
+    header, *runs = done.stdout.splitlines()
+    sweep = re.fullmatch(
+        r"sweep (sweeps/tiny-\d{8}-\d{6}) \(dry run, nothing submitted or written\): 2 run\(s\) to "
+        r"submit \(slurm\)",
+        header,
+    )
+    assert sweep, header
+    assert runs == [
+        f"seed={s}: python -m hpcars.train --task regression --iterations 2 --seed {s} "
+        f"--run-dir {sweep.group(1)}/runs/seed={s}"
+        for s in (3, 4)
+    ]
+    assert list(tmp_path.iterdir()) == [spec]

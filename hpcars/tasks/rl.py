@@ -92,6 +92,10 @@ class GymTask:
         self.low = None if self.discrete else torch.as_tensor(space.low, dtype=torch.float32)
         self.high = None if self.discrete else torch.as_tensor(space.high, dtype=torch.float32)
 
+    def close(self) -> None:
+        """Close the environments (a run that ends or fails gives them back)."""
+        self.backend.close()
+
     # -- model ------------------------------------------------------------------------
     def build_model(self) -> nn.Module:
         if self.policy == "linear":  # the paper's policy: zero-initialised, no bias
