@@ -69,14 +69,25 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame, dict | None] 
                 raise ValueError("not an hpcars checkpoint")
             config = json.loads(f.attrs["config"])
             reached = json.loads(f.attrs["reached_target"])
-            columns = {}
-            for name, dataset in f["metrics"].items():
-                values = dataset.asstr()[()] if h5py.check_string_dtype(dataset.dtype) else dataset[()]
-                columns[name] = np.asarray(values)
+            rows = json.loads(f.attrs.get("history", "null"))  # format 5: the table is in RUN_DIR/history.h5
+            if rows is None:
+                columns = _table(f["metrics"], None)
+        if rows is not None:
+            with h5py.File(run_dir / "history.h5", "r", locking=False) as f:  # never block the run's writer
+                columns = _table(f["metrics"], rows["metrics"]) if rows["metrics"] else {}
     except (OSError, KeyError, ValueError) as err:
         warnings.warn(f"skipping {path}: {err}", stacklevel=2)
         return None
     return config, pd.DataFrame(columns), reached
+
+
+def _table(group: h5py.Group, rows: int | None) -> dict[str, np.ndarray]:
+    """The columns of a metrics group, the first ``rows`` rows (None: all)."""
+    columns = {}
+    for name, dataset in group.items():
+        values = dataset.asstr()[:rows] if h5py.check_string_dtype(dataset.dtype) else dataset[:rows]
+        columns[name] = np.asarray(values)
+    return columns
 
 
 def variant_name(config: dict[str, Any]) -> str:

@@ -115,7 +115,7 @@ class AsyncLoop:
 
     def _incoming(self, row: np.ndarray) -> Incoming:
         c = self.schema.decode(row[None])
-        obs = c["obs"].reshape(self.branches, -1) if self.obs_dim else np.zeros((self.branches, 0))
+        obs = c["obs"][0] if self.obs_dim else np.zeros(0)
         return Incoming(
             int(c["source"][0]),
             int(c["version"][0]),
@@ -151,9 +151,10 @@ class AsyncLoop:
         t = self.trainer
         rows = t.score_branches(t.models[0], list(range(self.branches)), self.next_key)
         got = decode_branches(t.schema, rows)
-        obs = np.zeros((self.branches, 0))
-        if got.obs is not None:
-            obs = np.concatenate([got.obs.count[:, None], got.obs.mean, got.obs.m2], axis=1)
+        obs = np.zeros(0)
+        if got.obs is not None:  # V2: one merged moment, whatever the number of branches
+            moments = got.obs.merged()
+            obs = np.concatenate([[moments.count], moments.mean, moments.m2])
         row = self._row(
             UPDATE,
             source=[self.rank],
@@ -161,7 +162,7 @@ class AsyncLoop:
             key=[self.next_key],
             reward=got.rewards,
             samples=got.samples,
-            obs=obs.reshape(-1),
+            obs=obs,
         )
         self.next_key += self.size
         if self.rank == 0:

@@ -16,6 +16,7 @@ generator counter.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -27,12 +28,13 @@ from typing import Any
 import h5py
 import numpy as np
 
+from hpcars import history as run_history
 from hpcars.runningstat import RunningStat
 
 FORMAT = "hpcars-checkpoint"
 #: 2 added /population; 3 /buffers, /task and init_from; 4 the initial evaluation, provenance and the population's
-#: origin; older files are still read
-FORMAT_VERSION = 4
+#: origin; 5 the metrics and update log in RUN_DIR/history.h5 (attribute ``history``); older files are still read
+FORMAT_VERSION = 5
 NOISE_SCHEME = "splitmix64-boxmuller/1"
 DIRECTORY = "checkpoints"
 _NAME = re.compile(r"ckpt-(\d+)\.h5$")
@@ -40,6 +42,11 @@ _NAME = re.compile(r"ckpt-(\d+)\.h5$")
 
 class CheckpointError(Exception):
     """A checkpoint that cannot be used; ``str(err)`` is one line naming the file."""
+
+
+class HistoryUnavailable(CheckpointError):
+    """The run's ``history.h5`` cannot give the rows a checkpoint names: the run's fault, not the
+    checkpoint's (an older checkpoint would meet the same file)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,10 @@ class Checkpoint:
     initial: dict[str, float] | None = None
     #: the software the run was made with (``hpcars.provenance.versions()``)
     provenance: dict[str, str | None] | None = None
+    #: rows of ``RUN_DIR/history.h5`` that belong to this checkpoint, table -> count (``hpcars.history``).
+    #: None: ``metrics`` and ``async_log`` are stored in the file itself. When set, ``write`` stores
+    #: only the counts (the caller appended the rows) and ``read`` loads those rows into the fields
+    history: dict[str, int] | None = None
 
 
 def params_sha256(flat: np.ndarray) -> str:
@@ -177,6 +188,8 @@ def _fill(f: h5py.File, ckpt: Checkpoint) -> None:
     f.attrs["search_space"] = json.dumps(ckpt.search_space_info)
     f.attrs["initial"] = json.dumps(ckpt.initial)
     f.attrs["provenance"] = json.dumps(ckpt.provenance)
+    if ckpt.history is not None:
+        f.attrs["history"] = json.dumps(ckpt.history)
     f.create_dataset("world_sizes", data=np.array(ckpt.world_sizes, dtype=np.int64).reshape(-1, 2))
     f.create_dataset("fitness", data=np.array([m.fitness for m in ckpt.members], dtype=np.float64))
     members = f.create_group("members")
@@ -192,7 +205,7 @@ def _fill(f: h5py.File, ckpt: Checkpoint) -> None:
         ("buffers", ckpt.buffers),
         ("task", ckpt.task_state),
         ("search_space", ckpt.search_space),
-        ("async_log", ckpt.async_log),
+        ("async_log", {} if ckpt.history is not None else ckpt.async_log),
     ):
         if arrays:
             group = f.create_group(group_name)
@@ -208,6 +221,8 @@ def _fill(f: h5py.File, ckpt: Checkpoint) -> None:
             params.create_dataset(name, data=np.asarray(value, dtype="<f4"))
         if ckpt.best.obs_stat is not None:
             _write_stat(best.create_group("obs_stat"), ckpt.best.obs_stat)
+    if ckpt.history is not None:  # the tables live in RUN_DIR/history.h5
+        return
     metrics = f.create_group("metrics")
     for column, values in ckpt.metrics.items():
         values = np.asarray(values)
@@ -278,8 +293,14 @@ def read_config(path: Path) -> dict[str, Any]:
         raise _unreadable(Path(path), err) from None
 
 
-def read(path: Path) -> Checkpoint:
-    """Load a checkpoint; ``CheckpointError`` for anything that is not a usable one."""
+def read(path: Path, tables: bool = True) -> Checkpoint:
+    """Load a checkpoint; ``CheckpointError`` for anything that is not a usable one.
+
+    Its metrics table and update log come from the file itself (format ≤ 4, or written
+    without a run history) or from ``RUN_DIR/history.h5`` beside its folder (format 5):
+    ``HistoryUnavailable`` when that file cannot give them — the run's history, not the
+    checkpoint, is at fault. ``tables=False`` skips the history file (for readers that need
+    only parameters, e.g. of a checkpoint copied out of its run directory)."""
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
@@ -291,7 +312,7 @@ def read(path: Path) -> Checkpoint:
                 for i, key in enumerate(sorted(f["members"]))
             ]
             obs_stat = _read_stat(f["obs_stat"]) if "obs_stat" in f else None
-            return Checkpoint(
+            ckpt = Checkpoint(
                 config=json.loads(f.attrs["config"]),
                 iteration=int(f.attrs["iteration"]),
                 total_episodes=int(f.attrs["total_episodes"]),
@@ -302,7 +323,7 @@ def read(path: Path) -> Checkpoint:
                 obs_stat=obs_stat,
                 world_sizes=[tuple(int(v) for v in row) for row in np.asarray(f["world_sizes"])],
                 reached_target=json.loads(f.attrs["reached_target"]),
-                metrics={c: _column(f["metrics"][c]) for c in f["metrics"]},
+                metrics={c: _column(f["metrics"][c]) for c in f["metrics"]} if "metrics" in f else {},
                 params_sha256=str(f.attrs["params_sha256"]),
                 population={k: np.asarray(v) for k, v in f["population"].items()} if "population" in f else None,
                 buffers=_arrays(f, "buffers"),
@@ -314,8 +335,16 @@ def read(path: Path) -> Checkpoint:
                 best=_read_best(f, names),
                 initial=json.loads(f.attrs.get("initial", "null")),
                 provenance=json.loads(f.attrs.get("provenance", "null")),
+                history=json.loads(f.attrs.get("history", "null")),
             )
     except CheckpointError:
         raise
     except (OSError, KeyError, ValueError, TypeError) as err:
         raise _unreadable(path, err) from None
+    if ckpt.history is None or not tables:
+        return ckpt
+    try:
+        rows = run_history.read(path.parent.parent, ckpt.history)
+    except run_history.HistoryError as err:
+        raise HistoryUnavailable(f"{err} (the metrics and update log of {path.name})") from None
+    return dataclasses.replace(ckpt, metrics=rows["metrics"], async_log=rows["async_log"])

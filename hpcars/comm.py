@@ -29,9 +29,12 @@ lives in ``hpcars.messages``.
   asynchronous mode: sends never block the sender, ``receive`` returns whatever has
   arrived (possibly nothing) as (source, rows) pairs in arrival order.
 
-Per iteration a run makes two collectives — the rewards gather and the 4-byte stop
-vote — plus an evaluation gather every ``--eval-every`` and a checksum gather every
-``--guard-every`` iterations (and before each checkpoint).
+Per iteration a ``static`` run makes two collectives — the rewards gather and the
+4-byte stop vote — and a ``dynamic`` one three (``allgather_varying`` gathers the
+row counts, 8 bytes per rank, before the rows), plus an evaluation gather every
+``--eval-every`` and a checksum gather every ``--guard-every`` iterations (and before
+each checkpoint). The asynchronous mode makes none per update: its rows travel
+point to point (``send``/``receive``).
 
 ``SingleProcess`` is the same interface for one process (no mpirun, or mpi4py
 missing). ``bytes_moved`` counts the bytes each rank received from collectives, so

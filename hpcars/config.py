@@ -285,6 +285,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         "async needs --population 1 (the population operators judge every member at the same iteration)",
     )
     need(cfg.max_staleness == -1 or cfg.schedule == "async", "max_staleness", "only with --schedule async")
+    need(
+        cfg.batch_priority != "loss" or cfg.schedule != "async",
+        "batch_priority",
+        "loss cannot be used with --schedule async (each rank would draw batches from its own priorities); "
+        "use --schedule static or dynamic, or --batch-priority uniform",
+    )
     space = cfg.search_space
     need(math.isfinite(cfg.sparsity) and 0 <= cfg.sparsity < 1, "sparsity", "must be in [0, 1)")
     need(cfg.sparsity == 0 or space in ("pruned", "shared"), "sparsity", "only with --search-space pruned or shared")

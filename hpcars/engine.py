@@ -18,9 +18,9 @@ every rank:
    ``hpcars.population`` applies the steps and its operators (annealing, swarm,
    repulsion, truncation), so all ranks hold bitwise identical parameters for all
    members without ever sending them;
-4. (V2) folds every branch's input moments, in branch order, into the running
-   statistics (one normaliser shared by the population), which become the
-   (frozen) normaliser of the next iteration.
+4. (V2) merges every branch's input moments, in branch order, into one, and that
+   into the running statistics (one normaliser shared by the population), which
+   become the (frozen) normaliser of the next iteration.
 
 θ_m is the vector ARS searches: with the default ``--search-space full`` the model's
 parameters; otherwise a compressed parameterisation z that ``hpcars.spaces`` maps to
@@ -243,11 +243,13 @@ class ARSTrainer:
         return total
 
     def merge_observations(self, obs: ObsMoments) -> None:
-        """Fold every branch's input moments into the V2 statistics, in branch order."""
-        stat = self.obs_stat
-        for count, mean, m2 in zip(obs.count, obs.mean, obs.m2, strict=True):
-            stat = stat.merge(RunningStat(float(count), mean, m2))
-        self.set_obs_stat(stat)
+        """Fold one iteration's input moments into the V2 statistics: the branches' moments
+        merged in branch order into one (``ObsMoments.merged``), then that into the statistics."""
+        self.absorb_moments(obs.merged())
+
+    def absorb_moments(self, moments: RunningStat) -> None:
+        """Merge one update's input moments into the V2 statistics (and the models' normaliser)."""
+        self.set_obs_stat(self.obs_stat.merge(moments))
 
     def set_obs_stat(self, stat: RunningStat) -> None:
         """Adopt V2 statistics and load their normaliser into every model copy (frozen

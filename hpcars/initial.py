@@ -117,7 +117,7 @@ class InitReport:
 
 def _from_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], RunningStat | None]:
     try:
-        ckpt = checkpoint.read(path)
+        ckpt = checkpoint.read(path, tables=False)
     except CheckpointError as err:
         raise ConfigError("--init-from", str(err)) from None
     best = int(rank(np.array([m.fitness for m in ckpt.members]))[0])

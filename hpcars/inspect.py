@@ -2,10 +2,12 @@
 
 Reads the latest checkpoint of a run directory (or the given checkpoint file) and
 the live ``metrics.csv``: config, counters, world-size history, the best and last
-rewards and scores, the population, and ``params_sha256`` (recomputed from the
+rewards and scores, the population, ``params_sha256`` (recomputed from the
 stored parameters of every member, in member order, and checked against the
-recorded value). ``--json``
-prints the same as one JSON object for scripts. Works while the job is running.
+recorded value), and the provenance: the software the checkpoint was written with
+(``hpcars.provenance``; before the first checkpoint, ``config.json``'s), with the
+versions that differ from this installation's. ``--json`` prints the same as one
+JSON object for scripts. Works while the job is running.
 A missing, truncated, corrupt, foreign or newer file is a one-line error with exit
 status 2; nothing is modified.
 """
@@ -25,7 +27,8 @@ import numpy as np
 
 from hpcars import checkpoint
 from hpcars.checkpoint import CheckpointError
-from hpcars.output import METRICS_FILE
+from hpcars.output import CONFIG_FILE, METRICS_FILE
+from hpcars.provenance import differences, versions
 
 
 def _number(text: str) -> Any:
@@ -44,6 +47,29 @@ def live_metrics(run_dir: Path) -> list[dict[str, Any]]:
         return []
     with open(path, newline="") as f:
         return [{k: _number(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+def _config_provenance(run_dir: Path) -> dict[str, str | None] | None:
+    """The ``provenance`` block of the run's ``config.json`` (None: no file, or none recorded)."""
+    try:
+        provenance = json.loads((run_dir / CONFIG_FILE).read_text()).get("provenance")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return provenance if isinstance(provenance, dict) else None
+
+
+def describe_provenance(provenance: dict[str, str | None] | None) -> str:
+    """One line: ``hpcars 0.1.0 (commit …)  python …  torch …`` (what is recorded and not None)."""
+    if not provenance:
+        return "not recorded"
+    parts = []
+    for name, value in provenance.items():
+        if value is None or name == "git_commit":
+            continue
+        if name == "hpcars" and provenance.get("git_commit"):
+            value = f"{value} (commit {provenance['git_commit']})"
+        parts.append(f"{'MPI library' if name == 'mpi_library' else name} {value}")
+    return "  ".join(parts)
 
 
 def _best(rows: list[dict[str, Any]], key: str) -> float | None:
@@ -80,9 +106,13 @@ def read_run(target: Path) -> dict[str, Any]:
             "best_reward_mean": _best(rows, "reward_mean"),
             "best_score": _best(rows, "score"),
             "metrics": rows[-1],
+            "provenance": _config_provenance(target),
         }
     run_dir = path.parent.parent if path.parent.name == checkpoint.DIRECTORY else path.parent
-    ckpt = checkpoint.read(path)
+    try:
+        ckpt = checkpoint.read(path)
+    except checkpoint.HistoryUnavailable:  # a file copied out of its run: parameters and counters only
+        ckpt = checkpoint.read(path, tables=False)
     flat = np.stack(
         [np.concatenate([np.asarray(v, dtype="<f4").reshape(-1) for v in m.params.values()]) for m in ckpt.members]
     )
@@ -124,7 +154,15 @@ def read_run(target: Path) -> dict[str, Any]:
         "metrics_rows": len(rows),
         "metrics": rows[-1] if rows else {},
         "config": ckpt.config,
+        "provenance": ckpt.provenance,
     }
+
+
+def _print_provenance(provenance: dict[str, str | None] | None) -> None:
+    print(f"software: {describe_provenance(provenance)}")
+    changed = differences(provenance, versions())
+    if changed:
+        print(f"  differs from this installation: {'; '.join(changed)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -142,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if info["checkpoint"] is None:
         print(f"no checkpoint yet; metrics.csv has {info['metrics_rows']} rows")
+        _print_provenance(info["provenance"])
         for key, value in info["metrics"].items():
             print(f"  {key:16s} {value}")
         return 0
@@ -170,6 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "play it: python -m hpcars.play RUN_DIR --which best"
         )
     print(f"schedule {info['schedule']}")
+    _print_provenance(info["provenance"])
     if info["async_log"]:
         a = info["async_log"]
         print(

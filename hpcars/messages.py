@@ -118,12 +118,13 @@ def update_schema(branches: int, obs_dim: int) -> Schema:
     key     1                          its noise / data key; the signal (STOP*)
     reward  2N                         rewards, branch order
     samples 2N                         samples or env steps per branch
-    obs     2N·(1 + 2d)                V2: each branch's count, mean [d], M2 [d]
+    obs     1 + 2d                     V2: count, mean [d], M2 [d] of the inputs all
+                                       2N branches saw, merged in branch order
     ======  =========================  ==============================================
 
     Its size depends on N and d, never on the number of model parameters.
     """
-    obs = branches * (1 + 2 * obs_dim) if obs_dim else 0
+    obs = 1 + 2 * obs_dim if obs_dim else 0
     blocks = [("kind", 1), ("seq", 1), ("source", 1), ("version", 1), ("key", 1)]
     blocks += [("reward", branches), ("samples", branches), ("obs", obs)]
     return Schema(tuple(blocks))

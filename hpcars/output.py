@@ -2,14 +2,18 @@
 
 Layout of ``RUN_DIR``:
 
-* ``config.json`` — the resolved ``TrainConfig``.
+* ``config.json`` — the resolved ``TrainConfig``, and a ``provenance`` block: the
+  software the run is made with (``hpcars.provenance.versions()``: hpcars' version
+  and git commit, Python, torch, NumPy, mpi4py and the MPI library, Gymnasium,
+  MuJoCo, EnvPool, h5py). Checkpoints carry the same as an attribute.
 * ``metrics.csv`` — one row per iteration (``METRIC_COLUMNS`` plus the task's
   evaluation columns, empty where not evaluated), flushed as it grows so it can be
   followed live while the job runs.
 * ``checkpoints/ckpt-ITERATION.h5`` — the full state (``hpcars.checkpoint``;
   layout in ``docs/checkpoint-format.md``); the latest holds the final parameters.
 * ``summary.json`` — written at the end: iterations, episodes, samples or env
-  steps, wall clock, initial and final evaluation, when ``--target`` was reached.
+  steps, wall clock, initial and final evaluation, when ``--target`` was reached,
+  and the ``provenance`` block of the software that finished it.
 
 A run directory that already holds a checkpoint is resumed (same config) or refused
 (different config, unless ``--force-resume``); one that holds files of a run but no
@@ -120,6 +124,8 @@ def newest_readable(run_dir: Path) -> tuple[Path | None, checkpoint.Checkpoint |
     for candidate in reversed(files):
         try:
             return candidate, checkpoint.read(candidate), skipped
+        except checkpoint.HistoryUnavailable:  # every checkpoint of the run would meet it: not theirs to blame
+            raise
         except CheckpointError as err:
             first_error = first_error or err
             skipped.append(str(err))
@@ -245,10 +251,11 @@ class MetricsLog:
         self._file.flush()
         return row
 
-    def columns_for_checkpoint(self) -> dict[str, np.ndarray]:
+    def columns_for_checkpoint(self, start: int = 0) -> dict[str, np.ndarray]:
+        """The table's rows from ``start`` on, column -> values (NaN / "" where not measured)."""
         table = {}
         for c in self.columns:
-            values = [r.get(c, "") for r in self.rows]
+            values = [r.get(c, "") for r in self.rows[start:]]
             if c in TEXT_COLUMNS:
                 table[c] = np.array([str(v) for v in values], dtype=object)
             else:

@@ -52,7 +52,7 @@ def read_checkpoint(target: Path) -> tuple[Path, Checkpoint]:
     path = checkpoint.locate(target)
     if path is None:
         raise CheckpointError(f"{target}: no checkpoint here (is it a run directory or a checkpoint file?)")
-    return path, checkpoint.read(path)
+    return path, checkpoint.read(path, tables=False)  # parameters only: a copied-out file reads too
 
 
 def config_of(

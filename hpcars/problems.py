@@ -15,8 +15,12 @@ The factory returns one of:
 Before calling the factory hpcars seeds torch's (and NumPy's legacy) global random
 generator from the run seed, so a model initialised with the default
 initialisers is the same on every rank and for every world size. Everything the
-built-in tasks have works for plug-ins unchanged: batched branches, V1/V2,
-world-size invariance, checkpoints and resume, populations, sweeps, analysis.
+built-in tasks have works for plug-ins unchanged: batched branches, V1 (and its
+top-b form V1-t), world-size invariance, checkpoints and resume, populations, sweeps,
+analysis. V2 (``--variant v2``) normalises model inputs, so it needs a
+``SupervisedProblem`` whose inputs have shape [n, features]; an ``Objective`` has no
+inputs and is refused with ``--variant v2`` (as with ``--reward metric`` and
+``--batch-priority``, which are for supervised problems), one line, exit 2.
 """
 
 from __future__ import annotations

@@ -7,10 +7,13 @@ between releases of torch, NumPy, MPI, Gymnasium, MuJoCo and EnvPool, so
 ``hpcars-inspect`` shows them, and a resume under different versions says so in one
 line (``differences``).
 
-Versions come from the installed packages' metadata (``importlib.metadata``): nothing
-is imported for it. The MPI library's own version is read only if ``mpi4py.MPI`` is
-already loaded (importing it would initialise MPI). The git commit is recorded when
-hpcars runs from a checkout (``+dirty`` when tracked files differ from it).
+Versions come from the installed packages' metadata (``importlib.metadata``; hpcars'
+own is ``hpcars.__version__``, which falls back to ``pyproject.toml`` in a checkout
+that is not installed): nothing is imported for it. The MPI library's own version is
+read only if ``mpi4py.MPI`` is already loaded (importing it would initialise MPI).
+The git commit is recorded when hpcars runs from a checkout (``+dirty`` when tracked
+files differ from it): two ``git`` calls, once per process, only when the package's
+parent folder holds ``.git``; None outside a checkout, without git, or when git fails.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import importlib.metadata
 import subprocess
 import sys
 from pathlib import Path
+
+import hpcars
 
 #: the packages whose versions can change a run's bits (distribution names)
 PACKAGES = ("torch", "numpy", "mpi4py", "gymnasium", "mujoco", "envpool", "h5py")
@@ -38,7 +43,8 @@ def _mpi_library() -> str | None:
     mpi = sys.modules.get("mpi4py.MPI")
     if mpi is None:
         return None
-    return mpi.Get_library_version().splitlines()[0].strip() or None
+    lines = mpi.Get_library_version().splitlines()
+    return " ".join(lines[0].split()) if lines and lines[0].strip() else None  # 'MPICH Version:\t4.2.0' -> one space
 
 
 def _git_commit() -> str | None:
@@ -65,7 +71,7 @@ def _git_commit() -> str | None:
 @functools.cache
 def _static() -> dict[str, str | None]:
     return {
-        "hpcars": _version("hpcars"),
+        "hpcars": hpcars.__version__,
         "git_commit": _git_commit(),
         "python": sys.version.split()[0],
         **{name: _version(name) for name in PACKAGES},

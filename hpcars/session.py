@@ -21,6 +21,7 @@ from typing import Any, TextIO
 import torch
 
 from hpcars import checkpoint
+from hpcars import history as run_history
 from hpcars.agreement import agree
 from hpcars.checkpoint import BestPolicy, Checkpoint, CheckpointError
 from hpcars.comm import Transport
@@ -164,6 +165,8 @@ class Session:
         self.best: BestPolicy | None = None  # the best evaluation so far and its parameters
         self.initial_eval: dict[str, float] = {}  # the evaluation of θ₀ (kept in every checkpoint)
         previous_metrics = None
+        #: rows of each table already in RUN_DIR/history.h5 (a checkpoint appends only the rest)
+        self.history_rows = dict.fromkeys(run_history.TABLES, 0)
         if saved is not None:
             self.world_sizes = list(saved.world_sizes)
             self.reached = TargetReached(**saved.reached_target) if saved.reached_target else None
@@ -173,6 +176,8 @@ class Session:
             self.best = saved.best
             self.initial_eval = saved.initial or {}
             previous_metrics = saved.metrics
+            if saved.history is not None:
+                self.history_rows.update(saved.history)
             self._warn_resume(plan, saved)
         if not self.world_sizes or self.world_sizes[-1][1] != transport.size:
             self.world_sizes.append((self.trainer.iteration, transport.size))
@@ -180,6 +185,7 @@ class Session:
             self.task.eval_columns, population=cfg.population > 1, asynchronous=cfg.schedule == "async"
         )
         if self.lead and self.done_summary is None:  # a finished run's files stay byte for byte as they are
+            run_history.cut(self.run_dir, self.history_rows)  # rows written after the checkpoint resumed from
             self.metrics = MetricsLog(self.run_dir / METRICS_FILE, columns, previous_metrics)
             write_config(self.run_dir, cfg)
             self.tensorboard = TensorBoardLog(self.run_dir, cfg.log_every) if cfg.log == "tensorboard" else None
@@ -322,15 +328,20 @@ class Session:
         self.last_checkpoint = self.trainer.iteration
         if not self.lead:
             return
+        start = self.history_rows
+        new_rows = {
+            "metrics": self.metrics.columns_for_checkpoint(start["metrics"]),
+            "async_log": log_arrays(self.async_log[start["async_log"] :]),
+        }
+        self.history_rows = run_history.append(self.run_dir, new_rows, start)
         state = dataclasses.replace(
             snapshot(self.trainer),
             config=to_dict(self.cfg),
             elapsed_s=self.elapsed(),
             world_sizes=self.world_sizes,
             reached_target=dataclasses.asdict(self.reached) if self.reached else None,
-            metrics=self.metrics.columns_for_checkpoint(),
+            history=dict(self.history_rows),
             init_from=self.init_from,
-            async_log=log_arrays(self.async_log),
             best=self.best,
             initial=self.initial_eval or None,
             provenance=versions(),

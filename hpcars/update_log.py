@@ -10,8 +10,10 @@ One ``LogEntry`` per sequenced update: ``seq`` (its place in the order), ``sourc
 (the rank that scored it), ``version`` (how many updates had been applied to the θ
 it was scored at), ``key``, ``applied`` (False: dropped as too stale), ``staleness``
 (updates applied between its version and its application), its rewards and samples
-[2N], and (V2) the input moments of each of its branches (count, mean [d], M2 [d]),
-merged into the statistics in branch order, as the synchronous mode does.
+[2N], and (V2) the input moments all its branches saw, merged in branch order into one
+(count, mean [d], M2 [d]) — what the update adds to the statistics, as in the synchronous
+mode. Logs written before checkpoint format 5 hold each branch's moments [2N, 1 + 2d]
+instead; they are replayed the way they were applied, branch by branch.
 ``apply_update`` is the one rule every rank — and the replay — uses:
 
 * staleness s = (updates applied so far) − version; with ``--max-staleness m`` ≥ 0 an
@@ -32,7 +34,7 @@ import numpy as np
 import torch
 
 from hpcars.ars import SKIP_NONFINITE, ARSHyper, ars_step
-from hpcars.tasks.base import ObsMoments
+from hpcars.runningstat import RunningStat
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class LogEntry:
     staleness: int
     rewards: np.ndarray  # [2N] float64, branch order (+, − per direction)
     samples: np.ndarray  # [2N]
-    obs: np.ndarray  # [2N, 1 + 2d] each branch's (count, mean, M2); [2N, 0] without V2
+    obs: np.ndarray  # [1 + 2d] the update's merged (count, mean, M2); [0] without V2
 
 
 @dataclass(frozen=True)
@@ -124,13 +126,24 @@ def apply_update(trainer, incoming: Incoming, seq: int, max_staleness: int) -> A
     state.theta[0] = (state.theta[0].to(torch.float64) + delta).to(torch.float32)
     state.fitness[0] = float(r.mean()) if np.isfinite(r).all() else np.nan
     if trainer.obs_stat is not None:
-        d = (incoming.obs.shape[1] - 1) // 2
-        trainer.merge_observations(ObsMoments(incoming.obs[:, 0], incoming.obs[:, 1 : 1 + d], incoming.obs[:, 1 + d :]))
+        _absorb(trainer, incoming.obs)
     after_step = getattr(trainer.task, "after_step", None)
     if after_step is not None:
         after_step(trainer.models[0], trainer.theta, incoming.key)
     trainer.iteration += 1
     return Applied(entry, step.sigma_r, step.skipped, float(delta.norm()))
+
+
+def _absorb(trainer, obs: np.ndarray) -> None:
+    """Merge an update's logged V2 moments into the trainer's statistics."""
+    d = (obs.shape[-1] - 1) // 2
+    if obs.ndim == 2:  # a log from before format 5: each branch's moments, merged one by one as then
+        stat = trainer.obs_stat
+        for row in obs:
+            stat = stat.merge(RunningStat(float(row[0]), row[1 : 1 + d], row[1 + d :]))
+        trainer.set_obs_stat(stat)
+        return
+    trainer.absorb_moments(RunningStat(float(obs[0]), obs[1 : 1 + d], obs[1 + d :]))
 
 
 def log_arrays(entries: list[LogEntry]) -> dict[str, np.ndarray]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 
@@ -65,3 +67,21 @@ def misfit_model():
 
 def raises():
     raise RuntimeError("the user's factory broke")
+
+
+def refuses_on_rank_1():
+    """Builds the sphere on every MPI rank but 1, where (say) a node-local data file is missing."""
+    if os.environ.get("PMI_RANK") == "1":  # MPICH's launcher names each rank's place
+        raise FileNotFoundError("no data on this node")
+    return sphere()
+
+
+def fails_at_iteration_2():
+    """An objective whose training calls break from iteration 2 on (evaluations still work)."""
+
+    def fn(thetas, context):
+        if context.iteration >= 2 and not context.evaluation:
+            raise RuntimeError("simulated failure in the objective")
+        return -(thetas**2).sum(dim=1)
+
+    return Objective(size=4, fn=fn, name="fails-at-2")

@@ -48,7 +48,7 @@ def test_config_file_then_command_line(tmp_path):
         (["--iterations", "ten"], "--iterations"),
         (["--variant", "v3"], "--variant"),
         (["--device", "tpu"], "--device"),
-        (["--device", "cuda:7"], "--device"),
+        (["--device", "cuda:first"], "--device"),
     ],
 )
 def test_bad_values_are_rejected_in_process(args, option):
@@ -58,6 +58,17 @@ def test_bad_values_are_rejected_in_process(args, option):
 
         choose_devices(cfg.device, 0, 1)
     assert str(err.value).startswith(option)
+
+
+def test_cuda_device_that_is_not_visible_exits_2_with_one_line(tmp_path, capsys):
+    """``cuda:K`` with K the number of visible GPUs cannot exist, whatever machine runs this."""
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    status, lines = train_in_process(["--device", f"cuda:{gpus}", "--run-dir", str(tmp_path / "r")], capsys)
+    assert status == 2
+    assert lines == [f"hpcars.train: error: --device: cuda:{gpus} is not visible here ({gpus} CUDA devices)"]
+    assert not (tmp_path / "r").exists()
 
 
 def test_bad_config_file_keys(tmp_path):

@@ -81,15 +81,25 @@ def test_truncation_in_the_engine_copies_parents_and_keeps_the_best():
 
 
 def test_pbt_perturbation_multiplies_clone_hyperparameters():
-    t = trainer(population=6, directions=2, generation_every=1, pbt_perturb=True, step_size=0.02, noise_std=0.03)
+    """Each clone's α and ν are its parent's times 0.8 or 1.2, the choice made by the agreed
+    uniforms of the truncation stream (row = child; column 1 for α, 2 for ν; < 0.5 -> 0.8)."""
+    options = dict(population=6, directions=2, generation_every=1, pbt_perturb=True, step_size=0.02, noise_std=0.03)
+    t = trainer(seed=1, **options)
     t.step()
     children = t.state.lineage[:, 1]
-    assert len(children) == 3
+    assert len(children) == 3 and set(t.state.lineage[:, 2]) <= set(range(6)) - set(children)
+    u = agreed.member_uniforms(1, agreed.TRUNCATION, 0, 6, 3)  # run seed 1, iteration 0, M = 6
+
+    def factor(x: float) -> float:
+        return 0.8 if x < 0.5 else 1.2
+
     for c in children:
-        assert math.isclose(t.state.step_size[c], 0.016) or math.isclose(t.state.step_size[c], 0.024)
-        assert math.isclose(t.state.noise_std[c], 0.024) or math.isclose(t.state.noise_std[c], 0.036)
+        assert t.state.step_size[c] == 0.02 * factor(u[c, 1])
+        assert t.state.noise_std[c] == 0.03 * factor(u[c, 2])
+    # this seed draws both factors for α and both for ν, so a rule stuck on one of them fails here
+    assert {factor(u[c, 1]) for c in children} == {factor(u[c, 2]) for c in children} == {0.8, 1.2}
     others = [m for m in range(6) if m not in children]
-    assert np.all(t.state.step_size[others] == 0.02)
+    assert np.all(t.state.step_size[others] == 0.02) and np.all(t.state.noise_std[others] == 0.03)
 
 
 # -- simulated annealing ---------------------------------------------------------------------------
@@ -340,5 +350,6 @@ def test_64_members_on_2_and_8_ranks(tmp_path):
 def test_bad_population_options_exit_2(tmp_path, args, message):
     done = run_train(args + ["--run-dir", str(tmp_path / "run")])
     assert done.returncode == 2
-    assert message in done.stderr and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"hpcars.train: error: {message}"), lines
     assert not (tmp_path / "run").exists()

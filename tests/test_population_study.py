@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from analysis.population_study import Outcome, arm_row, expected_draws, expected_to_solve, main, read_sweep
+from hpcars.analysis.population_study import Outcome, arm_row, expected_draws, expected_to_solve, main, read_sweep
 from tests.conftest import run_train
 
 

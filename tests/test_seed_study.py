@@ -52,7 +52,7 @@ def test_seed_success_agrees_with_each_runs_own_record(tmp_path):
 def test_an_option_that_cannot_act_is_not_a_setting():
     """Runs of one sweep made before and after a default changed (repulsion_radius 1 -> 0.1)
     differ only in an option that acts with --repulsion > 0: one setting, not two."""
-    from analysis.load import _effective
+    from hpcars.analysis.load import _effective
 
     before, after = {"repulsion": 0.0, "repulsion_radius": 1.0}, {"repulsion": 0.0, "repulsion_radius": 0.1}
     assert _effective(before, "repulsion_radius") == _effective(after, "repulsion_radius") is None

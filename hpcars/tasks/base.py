@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from hpcars.branches import BatchedModel
+from hpcars.runningstat import RunningStat
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,14 @@ class ObsMoments:
     count: np.ndarray
     mean: np.ndarray
     m2: np.ndarray
+
+    def merged(self) -> RunningStat:
+        """All branches' moments as one, merged in branch order: what one update adds to the
+        V2 statistics (and all the asynchronous mode sends and logs of them)."""
+        total = RunningStat.empty(self.mean.shape[1])
+        for count, mean, m2 in zip(self.count, self.mean, self.m2, strict=True):
+            total = total.merge(RunningStat(float(count), mean, m2))
+        return total
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,11 @@
 Both samplers draw from a CPU ``torch.Generator`` seeded by (run seed, iteration),
 so every rank draws the same batch without communicating.
 
+Devices: a sampler lives on the CPU (``SAMPLER_DEVICE``), whatever devices the rank
+scores on: its priorities are a NumPy array, ``draw`` returns CPU indices and
+weights (the caller copies the weights to each device it scores on), and
+``update`` takes indices and losses from any device and brings them to the CPU.
+
 ``UniformBatches`` — indices uniform with replacement (the built-in default).
 
 ``PrioritizedBatches`` — Prioritized Experience Replay's proportional variant
@@ -31,6 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+SAMPLER_DEVICE = torch.device("cpu")
+
 
 @dataclass(frozen=True)
 class PriorityParams:
@@ -47,7 +54,7 @@ class UniformBatches:
         self.size = size
 
     def draw(self, generator: torch.Generator, batch: int, iteration: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return torch.randint(self.size, (batch,), generator=generator), None
+        return torch.randint(self.size, (batch,), generator=generator, device=SAMPLER_DEVICE), None
 
     def update(self, indices: torch.Tensor, losses: torch.Tensor) -> None:
         pass
@@ -81,17 +88,18 @@ class PrioritizedBatches:
         return min(1.0, p.beta + (1.0 - p.beta) * iteration / p.beta_iterations)
 
     def draw(self, generator: torch.Generator, batch: int, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Indices [batch] drawn by priority and their importance weights [batch] (float32)."""
+        """Indices [batch] drawn by priority and their importance weights [batch] (float32), on the CPU."""
         probs = self.probabilities()
         indices = torch.multinomial(torch.from_numpy(probs), batch, replacement=True, generator=generator)
-        chosen = probs[indices.numpy()]
+        chosen = probs[indices.cpu().numpy()]
         weights = (len(probs) * chosen) ** -self.beta(iteration)
         return indices, torch.from_numpy((weights / weights.max()).astype(np.float32))
 
     def update(self, indices: torch.Tensor, losses: torch.Tensor) -> None:
-        """New priorities |loss| + ε for the samples just used (a repeated index gets its one loss)."""
-        values = np.abs(losses.detach().double().cpu().numpy()) + self.params.eps
-        self.priorities[indices.cpu().numpy()] = values
+        """New priorities |loss| + ε for the samples just used (a repeated index gets its one loss);
+        ``indices`` and ``losses`` may be on any device."""
+        values = np.abs(losses.detach().to(SAMPLER_DEVICE, torch.float64).numpy()) + self.params.eps
+        self.priorities[indices.detach().to(SAMPLER_DEVICE).numpy()] = values
         self.max_priority = max(self.max_priority, float(values.max()))
 
     def arrays(self) -> dict[str, np.ndarray]:

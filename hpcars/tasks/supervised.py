@@ -4,6 +4,12 @@ Every rank draws the same mini-batch for iteration j from a CPU ``torch.Generato
 seeded with ``stream_key(seed ^ DATA_STREAM, j, member, 0)``, so no data is ever
 communicated and the batch does not depend on the world size.
 
+Devices: the draw (the sampler, its priorities, the indices) lives on the CPU; a rank
+draws an iteration's batch once and copies its x, y and importance weights to each
+device that asks (``Batch.to``: a rank with several devices scores branches on each);
+the indices stay on the CPU with the sampler. The priority update after the step
+takes its own copy on θ's device, never the copy a branch device was given.
+
 * ``ProblemTask`` — any ``SupervisedProblem`` (``hpcars.problems``): a finite
   training set, mini-batches drawn uniformly or by priority (``sampling``),
   per-sample losses (optionally importance-weighted), a held-out evaluation of the
@@ -58,6 +64,12 @@ class Batch:
     stat: RunningStat | None = None  # moments of x, for V2
     indices: torch.Tensor | None = None  # which training samples (finite training sets)
     weights: torch.Tensor | None = None  # importance weights of prioritized batches [n]
+
+    def to(self, device: torch.device) -> Batch:
+        """This batch with what a device computes with (x, y, weights) on ``device``; the
+        indices stay where the sampler keeps them (the CPU)."""
+        weights = None if self.weights is None else self.weights.to(device)
+        return Batch(self.x.to(device), self.y.to(device), self.stat, self.indices, weights)
 
 
 def _batch_moments(stat: RunningStat | None, n: int) -> ObsMoments | None:
@@ -119,11 +131,14 @@ class SupervisedTask:
     def sample(self, generator: torch.Generator, iteration: int) -> Batch:
         raise NotImplementedError
 
-    def begin_iteration(self, iteration: int, member: int, device: torch.device) -> Batch:
+    def draw(self, iteration: int, member: int) -> Batch:
+        """The iteration's mini-batch as drawn (on the CPU), with its input moments."""
         batch = self.sample(_generator(self.seed ^ DATA_STREAM, iteration, member), iteration)
-        stat = RunningStat.of(batch.x.double().numpy()) if self.track_obs else None
-        weights = None if batch.weights is None else batch.weights.to(device)
-        return Batch(batch.x.to(device), batch.y.to(device), stat, batch.indices, weights)
+        stat = RunningStat.of(batch.x.double().cpu().numpy()) if self.track_obs else None
+        return Batch(batch.x, batch.y, stat, batch.indices, batch.weights)
+
+    def begin_iteration(self, iteration: int, member: int, device: torch.device) -> Batch:
+        return self.draw(iteration, member).to(device)
 
     def branch_losses(self, model: BatchedModel, stack: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Loss of every row of ``stack`` on the batch [B]."""
@@ -201,19 +216,23 @@ class ProblemTask(SupervisedTask):
         self.eval_fields = ("eval_loss",) + ((f"eval_{self.metric_name}",) if self.metric_fn else ())
         self.eval_columns = ("score", *self.eval_fields)
         self._model = problem.model
-        self._last: tuple[int, Batch] | None = None
+        # the last batch drawn, on the CPU, by (iteration, member): every device of a rank,
+        # and the priority update, get their copy of this one draw
+        self._drawn: tuple[tuple[int, int], Batch] | None = None
 
     def build_model(self) -> nn.Module:
         return copy.deepcopy(self._model).eval()
 
     def sample(self, generator: torch.Generator, iteration: int) -> Batch:
         indices, weights = self.sampler.draw(generator, self.batch_size, iteration)
-        return Batch(self.train_x[indices], self.train_y[indices], indices=indices, weights=weights)
+        x, y = self.train_x[indices.to(self.train_x.device)], self.train_y[indices.to(self.train_y.device)]
+        return Batch(x, y, indices=indices, weights=weights)
 
     def begin_iteration(self, iteration: int, member: int, device: torch.device) -> Batch:
-        batch = super().begin_iteration(iteration, member, device)
-        self._last = (iteration, batch)
-        return batch
+        """The iteration's batch on ``device``: drawn once on the CPU, copied to each device asking."""
+        if self._drawn is None or self._drawn[0] != (iteration, member):
+            self._drawn = ((iteration, member), self.draw(iteration, member))
+        return self._drawn[1].to(device)
 
     def _per_sample(self, fn: Callable, model: BatchedModel, stack: torch.Tensor, batch: Batch) -> torch.Tensor:
         return per_branch(fn, model(stack, batch.x), batch.y)
@@ -239,17 +258,19 @@ class ProblemTask(SupervisedTask):
         one forward pass of the unperturbed θ (every rank, identically)."""
         if not isinstance(self.sampler, PrioritizedBatches):
             return
-        if self._last is None or self._last[0] != iteration:  # a rank that scored no branch
-            self.begin_iteration(iteration, 0, flat.device)
-        batch = self._last[1]
+        # the batch the branches were scored on (drawn here if this rank scored none), copied
+        # to θ's device: a branch device's copy may be on another device
+        batch = self.begin_iteration(iteration, 0, flat.device)
         losses = self.loss_fn(model.single(flat, batch.x), batch.y)
         self.sampler.update(batch.indices, losses)
+        self._drawn = None  # drawn from the priorities just replaced
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         return self.sampler.arrays()
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         self.sampler.load(arrays)
+        self._drawn = None  # drawn from other priorities
 
     def heldout_metrics(self, model: BatchedModel, flat: torch.Tensor) -> list[float]:
         x, y = self.test_x.to(flat.device), self.test_y.to(flat.device)
