@@ -28,7 +28,8 @@ import numpy as np
 
 FILE = "history.h5"
 TABLES = ("metrics", "async_log")
-_CHUNK_BYTES = 1 << 18  # about 256 KiB per chunk
+_CHUNK_BYTES = 1 << 16  # at most 64 KiB and 1,024 rows per chunk: a short run's file stays small
+_CHUNK_ROWS = 1024
 
 
 class HistoryError(Exception):
@@ -85,7 +86,9 @@ def _column(group: h5py.Group, name: str, value: np.ndarray, rows: int) -> h5py.
         shape=(rows, *value.shape[1:]),
         maxshape=(None, *value.shape[1:]),
         # a zero-width column (the log's moments without V2) cannot be chunked by hand
-        chunks=(max(1, _CHUNK_BYTES // row_bytes), *value.shape[1:]) if all(value.shape[1:]) else True,
+        chunks=(min(_CHUNK_ROWS, max(1, _CHUNK_BYTES // row_bytes)), *value.shape[1:])
+        if all(value.shape[1:])
+        else True,
         dtype=value.dtype,
         fillvalue=fill,
     )

@@ -29,6 +29,10 @@ MPI_RANKS = {"comm.py": 2, "population.py": 2, "population_cost.py": 2}
 #: per script, patterns its smoke output must contain: the figures/ratios lines it prints
 EXPECTED: dict[str, list[str]] = {
     "ars_reference.py": [r"iteration\s+10\s+episodes\s+20\s+eval\s+-?[\d.]+"],
+    "async_history.py": [
+        r"per-branch moments, rewritten :\s+[\d,]+ MB\s+[\d.]+ s",
+        r"merged moment, appended\s+:\s+[\d.]+ MB\s+[\d.]+ s\s+\(history.h5 [\d.]+ MB; reading the run back",
+    ],
     "backends.py": [
         r"swimmer\s+gymnasium\s+-?[\d.]+ ±\s+[\d.]+\s+envpool\s+-?[\d.]+ ±\s+[\d.]+\s+KS p [\d.]+\s+"
         r"Mann-Whitney p [\d.]+"
