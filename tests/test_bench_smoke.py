@@ -62,6 +62,11 @@ EXPECTED: dict[str, list[str]] = {
         r"breast_cancer median held-out accuracy",
     ],
     "priority.py": [r"outliers: median eval_loss uniform .*; prioritized better on \d of 1 seeds; time x[\d.]+"],
+    "scale.py": [
+        r"\s+2 ranks\s+ready\s+[\d.]+ s\s+set-up\s+[\d.]+ s\s+comm\s+[\d.]+ ms/iteration\s+bare gather",
+        r"params_sha256 identical on 1, 2 ranks: yes",
+        r"refusal on rank 1 of 2: every rank exited 2 in [\d.]+ s",
+    ],
     "stragglers.py": [r"hopper\s+2 ranks async\s+\d+ env steps/s"],
     "throughput.py": [
         r"hpcars envpool V1\s+\d+\s+\([\d.]+;\s+[\d.]+ µs\)",
