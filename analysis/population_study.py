@@ -1,6 +1,6 @@
 """Plain ARS against a population preset on the same seeds and the same episode budget.
 
-    python -m analysis.population_study --study swimmer SEEDS_SWEEP POP_SWEEP [AUTHORS_LOG] \\
+    python -m hpcars.analysis.population_study --study swimmer SEEDS_SWEEP POP_SWEEP [AUTHORS_LOG] \\
         [--study hopper ...] [--arm hopper NAME SWEEP] [--out DIR]
 
 Each ``--study`` names a task, the sweep of the plain preset (``jobs/examples/seeds-TASK.toml``),

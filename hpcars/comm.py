@@ -217,17 +217,27 @@ class MPITransport:
         self._pending = [(r, d) for r, d in self._pending if not r.Test()]
 
     def receive(self, tag: int) -> list[tuple[int, np.ndarray]]:
-        arrived = []
+        """Every message with ``tag`` that has arrived. A probe that finds nothing also drives
+        MPI's progress (MPICH's: a backlog can surface one message per failed probe), so the
+        draining stops only after two misses in a row — not one message per call."""
+        arrived: list[tuple[int, np.ndarray]] = []
         status = self._mpi.Status()
-        while self.comm.Iprobe(source=self._mpi.ANY_SOURCE, tag=tag, status=status):
+        misses = 0
+        while misses < 2:
+            message = self.comm.Improbe(source=self._mpi.ANY_SOURCE, tag=tag, status=status)
+            if message is None:
+                misses += 1
+                continue
+            misses = 0
             data = np.empty(status.Get_count(self._mpi.DOUBLE), dtype=np.float64)
-            self.comm.Recv(data, source=status.Get_source(), tag=tag)
+            message.Recv(data)  # the matched message itself (Mprobe/Mrecv): no other receive can take it
             self.bytes_moved += data.nbytes
             arrived.append((status.Get_source(), data))
         return arrived
 
     def abort(self, code: int) -> None:
         self.comm.Abort(code)
+        os._exit(code)  # Abort should not return; if it does, no traceback follows the one-line message
 
     def close(self) -> None:
         """Leave MPI cleanly (all ranks): shared-memory segments are released, so a

@@ -250,4 +250,3 @@ def test_exception_on_one_rank_ends_the_job_with_a_message(tmp_path):
     assert done.returncode == 1, done.stderr  # "any other failure": rank 1 aborts the job with MPI_Abort(1)
     lines = done.stderr.strip().splitlines()
     assert lines[0] == "hpcars.train: rank 1: RuntimeError: simulated env failure", lines
-    assert "Traceback" not in done.stderr
