@@ -111,14 +111,50 @@ def test_help_lists_smoke(script: str, helps: dict[str, str]) -> None:
     assert "--smoke" in helps[script], f"bench/{script} --help does not list --smoke:\n{helps[script]}"
 
 
+#: runs every given script with --smoke in one interpreter (torch imported once, not once per
+#: script) and prints {path: {status, stdout, error}} as one JSON object
+SMOKE_ALL = """
+import contextlib, io, json, runpy, sys, traceback
+sys.path.insert(0, "bench")
+runs = {}
+for path in sys.argv[1:]:
+    sys.argv = [path, "--smoke"]
+    out, status, error = io.StringIO(), 0, ""
+    try:
+        with contextlib.redirect_stdout(out):
+            runpy.run_path(path, run_name="__main__")
+    except SystemExit as done:
+        status = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        error = "" if done.code is None or isinstance(done.code, int) else str(done.code)
+    except Exception:
+        status, error = 1, traceback.format_exc()
+    runs[path] = {"status": status, "stdout": out.getvalue(), "error": error}
+print(json.dumps(runs))
+"""
+
+
+@pytest.fixture(scope="module")
+def one_process_runs() -> dict[str, dict]:
+    """The smoke runs of the scripts that are not started under mpirun, all in one interpreter."""
+    paths = [f"bench/{name}" for name in SCRIPTS if name not in MPI_RANKS and name in EXPECTED]
+    done = subprocess.run(
+        [sys.executable, "-c", SMOKE_ALL, *paths], capture_output=True, text=True, timeout=280, cwd=ROOT, env=ENV
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {Path(path).name: run for path, run in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_smoke(script: str) -> None:
+def test_smoke(script: str, request: pytest.FixtureRequest) -> None:
     assert script in EXPECTED, f"bench/{script} is new: give it --smoke and add what it prints to EXPECTED"
-    cmd = [sys.executable, str(Path("bench") / script), "--smoke"]
     if script in MPI_RANKS:
-        cmd = [mpirun(), "-n", str(MPI_RANKS[script]), *cmd]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=ROOT, env=ENV)
-    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+        cmd = [mpirun(), "-n", str(MPI_RANKS[script]), sys.executable, str(Path("bench") / script), "--smoke"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=ROOT, env=ENV)
+        assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    else:
+        run = request.getfixturevalue("one_process_runs")[script]
+        done = subprocess.CompletedProcess(script, run["status"], run["stdout"], run["error"])
+        assert done.returncode == 0, f"bench/{script} --smoke failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
     for pattern in EXPECTED[script]:
         assert re.search(pattern, done.stdout), f"bench/{script} --smoke printed no /{pattern}/:\n{done.stdout}"
     last = json.loads(done.stdout.strip().splitlines()[-1])  # the bench's figures as one JSON object
