@@ -1,6 +1,5 @@
 """Checkpoints: exact resume (also across world sizes), signals, killed ranks, bad files."""
 
-import json
 import os
 import signal
 import subprocess
@@ -198,15 +197,30 @@ def _start_long_run(run_dir: Path, ranks: int, extra: tuple[str, ...] = ()) -> s
     raise AssertionError("the run did not get going")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
-def test_signal_on_one_rank_checkpoints_and_resumes(tmp_path, sig):
+def test_every_stop_signal_is_caught_and_the_first_kept():
+    """SIGTERM, SIGUSR1 and SIGUSR2 all request the stop (the 2-rank path below is the same
+    handler for each, so it runs once, with SIGTERM; test_slurm sends SIGUSR2 for real)."""
+    from hpcars.signals import StopRequest
+
+    for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
+        stop = StopRequest().install()
+        try:
+            os.kill(os.getpid(), sig)
+            os.kill(os.getpid(), signal.SIGUSR2 if sig != signal.SIGUSR2 else signal.SIGTERM)
+            assert stop.signum == sig
+        finally:
+            stop.uninstall()
+
+
+def test_signal_on_one_rank_checkpoints_and_resumes(tmp_path):
+    sig = signal.SIGTERM
     run_dir = tmp_path / "r"
     proc = _start_long_run(run_dir, ranks=2)
     os.kill(_rank_pids(str(run_dir))[1], sig)  # one rank only: the ranks must agree to stop
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 75, err
     assert f"stopped by {signal.Signals(sig).name}" in out
-    stopped = json.loads(run_cli([str(run_dir), "--json"], module="hpcars.inspect").stdout)
+    stopped = inspect_json(run_dir)
     assert stopped["metrics_rows"] == stopped["iteration"] > 8
     done = run_cli(["--resume", str(run_dir), "--iterations", str(stopped["iteration"] + 3)], ranks=2)
     assert done.returncode == 0, done.stderr
