@@ -89,9 +89,14 @@ def worker(args: argparse.Namespace) -> None:
     transport.close()
 
 
+def mpirun(ranks: int) -> list[str]:
+    """The launcher beside this interpreter (the venv's MPICH), or the one on PATH."""
+    beside = Path(sys.executable).parent / "mpirun"
+    return [str(beside if beside.exists() else "mpirun"), "-n", str(ranks)]
+
+
 def launch(ranks: int, args: argparse.Namespace, out: Path) -> dict:
-    mpirun = Path(sys.executable).parent / "mpirun"
-    command = [str(mpirun if mpirun.exists() else "mpirun"), "-n", str(ranks), sys.executable, __file__, "--worker"]
+    command = [*mpirun(ranks), sys.executable, __file__, "--worker"]
     command += ["--directions", str(args.directions), "--iterations", str(args.iterations)]
     command += ["--repeats", str(args.repeats), "--out", str(out), "--t0", repr(time.time())]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=ROOT)
@@ -102,8 +107,7 @@ def launch(ranks: int, args: argparse.Namespace, out: Path) -> dict:
 
 def refusal(ranks: int, out: Path) -> dict:
     """A task factory that raises on rank 1 only: every rank must end with status 2."""
-    mpirun = Path(sys.executable).parent / "mpirun"
-    command = [str(mpirun if mpirun.exists() else "mpirun"), "-n", str(ranks), sys.executable, "-m", "hpcars.train"]
+    command = [*mpirun(ranks), sys.executable, "-m", "hpcars.train"]
     command += ["--task", "tests.plugins_for_tests:refuses_on_rank_1", "--run-dir", str(out / "refused")]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)

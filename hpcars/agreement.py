@@ -60,3 +60,17 @@ def agree(transport: Transport, attempt: Callable[[], T]) -> T:
         raise AssertionError("unreachable: settle raises after a refusal") from err
     settle(transport, None)
     return result
+
+
+def on_rank_0(transport: Transport, decide: Callable[[], T]) -> T:
+    """Rank 0 decides (or refuses); every rank learns the decision, or raises the same refusal."""
+    decision: T | Exception | None = None
+    if transport.rank == 0:
+        try:
+            decision = decide()
+        except REFUSALS as err:
+            decision = err
+    decision = transport.bcast(decision)
+    if isinstance(decision, Exception):
+        raise decision
+    return decision

@@ -20,7 +20,7 @@ from hpcars.population.repulsion import RepulsionParams, repel, tabu_radius
 from hpcars.population.state import PopulationState
 from hpcars.population.swarm import SwarmParams
 from hpcars.population.truncation import TruncationParams, killed, plan, rank
-from hpcars.session import population_line
+from hpcars.progress import population_line
 from tests.conftest import checkpoint_file, inspect_json, run_cli, run_train
 from tests.tasks_for_tests import Quadratic
 
