@@ -43,11 +43,9 @@ from pathlib import Path
 
 import matplotlib
 import matplotlib.ticker
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -215,7 +213,8 @@ def markdown(table: pd.DataFrame, budgets: dict[str, int]) -> str:
 
 def figure(studies: dict[str, dict[str, dict[int, Outcome]]], budgets: dict[str, int], path: Path) -> None:
     rows = max(len(arms) for arms in studies.values())  # legend lines under the tallest panel
-    fig, axes = plt.subplots(1, len(studies), figsize=(5.5 * len(studies), 4 + 0.17 * rows), squeeze=False)
+    fig = Figure(figsize=(5.5 * len(studies), 4 + 0.17 * rows))
+    axes = fig.subplots(1, len(studies), squeeze=False)
     styles = {"plain": ("o", "C0"), "population": ("^", "C1"), "authors": ("x", "C2")}
     # arms added with --arm, in order
     extra_styles = [("s", "C3"), ("D", "C4"), ("v", "C5"), ("P", "C6"), ("*", "C7"), ("h", "C8")]
@@ -248,7 +247,6 @@ def figure(studies: dict[str, dict[str, dict[int, Outcome]]], budgets: dict[str,
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.15), frameon=False)  # under the panel
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:

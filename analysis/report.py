@@ -36,15 +36,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
-from hpcars.paper import paper_episodes, paper_threshold
-from hpcars.paths import PathProblem, writable_directory
+from hpcars.run.paths import PathProblem, writable_directory
+from hpcars.tasks.paper import paper_episodes, paper_threshold
 
 from .html import Section, write_html
 from .load import evaluations, load_sweep
@@ -85,7 +82,8 @@ def curves(table: pd.DataFrame, path: Path) -> pd.DataFrame:
     """Median and inter-quartile band over seeds of the score, per setting; returns the bands drawn."""
     bands = curve_bands(table)
     axes_spec = _x_axes(table)
-    fig, axes = plt.subplots(1, len(axes_spec), figsize=(6 * len(axes_spec), 4), squeeze=False)
+    fig = Figure(figsize=(6 * len(axes_spec), 4))
+    axes = fig.subplots(1, len(axes_spec), squeeze=False)
     for ax, (column, label) in zip(axes[0], axes_spec, strict=True):
         for setting, band in bands.groupby("setting"):
             ax.plot(
@@ -99,7 +97,6 @@ def curves(table: pd.DataFrame, path: Path) -> pd.DataFrame:
     fig.suptitle(f"{table['task'].iloc[0]}: learning curves")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return bands
 
 
@@ -164,7 +161,8 @@ def sensitivity(table: pd.DataFrame, png: Path) -> pd.DataFrame:
             )
     frame = pd.DataFrame(rows)
     if swept:
-        fig, axes = plt.subplots(1, len(swept), figsize=(4.5 * len(swept), 3.6), squeeze=False)
+        fig = Figure(figsize=(4.5 * len(swept), 3.6))
+        axes = fig.subplots(1, len(swept), squeeze=False)
         for ax, key in zip(axes[0], swept, strict=True):
             part = frame[frame["parameter"] == key]
             x = np.arange(len(part))
@@ -181,7 +179,6 @@ def sensitivity(table: pd.DataFrame, png: Path) -> pd.DataFrame:
             ax.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(png, dpi=110)
-        plt.close(fig)
     return frame
 
 

@@ -23,21 +23,18 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
-from hpcars.checkpoint import DIRECTORY as CHECKPOINTS
+from hpcars.run.checkpoint import DIRECTORY as CHECKPOINTS
 
 from .load import evaluations
 
 PERCENTILES = (10, 25, 50, 75, 90)
 #: column of ``mark_finished``: the run ended (it wrote its summary.json)
 FINISHED = "finished"
-#: ``hpcars.output.SUMMARY_FILE``, written when a run ends (not imported: that module pulls in torch)
+#: ``hpcars.run.output.SUMMARY_FILE``, written when a run ends (not imported: that module pulls in torch)
 SUMMARY_FILE = "summary.json"
 
 
@@ -111,7 +108,8 @@ def seed_success(table: pd.DataFrame, threshold: float) -> pd.DataFrame:
 def seed_figure(table: pd.DataFrame, threshold: float, path: Path) -> Path:
     evals = evaluations(table)
     column, label = cost_column(table)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+    fig = Figure(figsize=(12, 4))
+    (left, right) = fig.subplots(1, 2)
     reached = episodes_to(table, threshold)
     for setting, group in evals.groupby("setting"):
         scores = score_grid(group)
@@ -137,5 +135,4 @@ def seed_figure(table: pd.DataFrame, threshold: float, path: Path) -> Path:
     fig.suptitle(f"{table['task'].iloc[0]}: every seed")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -59,7 +59,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpcars.envs import make_env
+from hpcars.tasks.envs import make_env
 
 TABLE_SEED, TABLE_SIZE = 12345, 250_000_000
 #: ``--smoke``: the same loop at tiny sizes, seconds of run time

@@ -5,7 +5,7 @@
 Humanoid-sized V2 (the ARS paper's Humanoid setting: N = 230 directions, a linear
 policy on Humanoid-v5's 348 inputs, 17 outputs), synthetic rewards: the update log
 and metrics rows are built with their real shapes and written with the real code
-(``hpcars.update_log.log_arrays``, ``hpcars.history.append``, ``hpcars.checkpoint.write``)
+(``hpcars.runtime.update_log.log_arrays``, ``hpcars.run.history.append``, ``hpcars.run.checkpoint.write``)
 at the default ``--checkpoint-every``. Three layouts, side by side in one process:
 
 * **per-branch, rewritten** (format ≤ 4): each log entry holds every branch's V2
@@ -38,12 +38,12 @@ from pathlib import Path
 
 import numpy as np
 
-from hpcars import checkpoint
-from hpcars import history as run_history
-from hpcars.checkpoint import Checkpoint, Member
-from hpcars.output import metric_columns
-from hpcars.runningstat import RunningStat
-from hpcars.update_log import LogEntry, log_arrays
+from hpcars.algorithm.runningstat import RunningStat
+from hpcars.run import checkpoint
+from hpcars.run import history as run_history
+from hpcars.run.checkpoint import Checkpoint, Member
+from hpcars.run.output import metric_columns
+from hpcars.runtime.update_log import LogEntry, log_arrays
 
 OBS, ACT, DIRECTIONS = 348, 17, 230  # Humanoid-v5, the ARS paper's N
 #: ``--smoke``: the same measurement on a short log, seconds of run time

@@ -31,9 +31,9 @@ from pathlib import Path
 
 from scipy.stats import ks_2samp, mannwhitneyu
 
-from hpcars.comm import SingleProcess
-from hpcars.play import evaluate
-from hpcars.policy import load_policy
+from hpcars.cli.play import evaluate
+from hpcars.run.policy import load_policy
+from hpcars.runtime.comm import SingleProcess
 
 ITERATIONS = {"swimmer": 60, "hopper": 60, "halfcheetah": 20, "walker2d": 15}
 #: ``--smoke``: the same measurement at tiny sizes, seconds of run time

@@ -26,9 +26,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from hpcars.comm import SingleProcess
 from hpcars.config import TrainConfig
-from hpcars.engine import ARSTrainer
+from hpcars.run.engine import ARSTrainer
+from hpcars.runtime.comm import SingleProcess
 from hpcars.tasks.supervised import Batch, Regression
 
 #: ``--smoke``: the same measurement at tiny sizes, seconds of run time

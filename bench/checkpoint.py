@@ -38,12 +38,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hpcars import checkpoint
-from hpcars.checkpoint import Checkpoint
-from hpcars.comm import SingleProcess
 from hpcars.config import TrainConfig, to_dict
-from hpcars.engine import ARSTrainer
-from hpcars.snapshot import snapshot
+from hpcars.run import checkpoint
+from hpcars.run.checkpoint import Checkpoint
+from hpcars.run.engine import ARSTrainer
+from hpcars.run.snapshot import snapshot
+from hpcars.runtime.comm import SingleProcess
 from hpcars.tasks import make_task
 
 #: ``--smoke``: the same measurement at tiny sizes, seconds of run time

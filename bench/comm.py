@@ -26,9 +26,9 @@ import time
 import numpy as np
 import torch
 
-from hpcars.comm import MPITransport, make_transport
 from hpcars.config import TrainConfig
-from hpcars.engine import ARSTrainer
+from hpcars.run.engine import ARSTrainer
+from hpcars.runtime.comm import MPITransport, make_transport
 from hpcars.tasks import make_task
 
 #: label -> (task, hidden width); the widest model's label says its size (``--wide-hidden``)

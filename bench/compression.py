@@ -43,9 +43,9 @@ import torch.nn.functional as F
 from posttrain import ARS, PRETRAIN_EPOCHS, pretrain
 from torch.func import functional_call
 
-from hpcars.comm import SingleProcess
 from hpcars.config import TrainConfig
-from hpcars.engine import ARSTrainer
+from hpcars.run.engine import ARSTrainer
+from hpcars.runtime.comm import SingleProcess
 from hpcars.tasks.plugin import problem_task
 from hpcars.tasks.supervised import digits_problem
 

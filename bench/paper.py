@@ -28,9 +28,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hpcars.paper import paper_episodes, paper_threshold
+from hpcars.tasks.paper import paper_episodes, paper_threshold
 
-# The preset's variant per task; thresholds and the paper's episodes come from hpcars.paper.
+# The preset's variant per task; thresholds and the paper's episodes come from hpcars.tasks.paper.
 TASKS = {"swimmer": ("Swimmer-v5", "V1"), "halfcheetah": ("HalfCheetah-v5", "V2-t"), "hopper": ("Hopper-v5", "V2-t")}
 # Iteration caps so a seed that does not get there ends the bench in bounded time.
 CAPS = {"swimmer": 300, "halfcheetah": 300, "hopper": 1000}

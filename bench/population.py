@@ -42,9 +42,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hpcars.comm import make_transport
+from hpcars.cli.train import run
 from hpcars.config import TrainConfig, validate
-from hpcars.train import run
+from hpcars.runtime.comm import make_transport
 
 MEMBERS = 8
 # Per task: the base configuration (plain ARS per member) and the generation length.

@@ -32,10 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-from hpcars.comm import Transport, make_transport
 from hpcars.config import TrainConfig
-from hpcars.engine import ARSTrainer
 from hpcars.population.truncation import killed
+from hpcars.run.engine import ARSTrainer
+from hpcars.runtime.comm import Transport, make_transport
 from hpcars.tasks import make_task
 
 ITERATIONS = 6

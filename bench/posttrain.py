@@ -40,13 +40,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from hpcars.comm import SingleProcess
+from hpcars.algorithm.models import mlp
 from hpcars.config import TrainConfig
-from hpcars.engine import ARSTrainer
-from hpcars.initial import InitialWeights
-from hpcars.models import mlp
-from hpcars.problems import SupervisedProblem
+from hpcars.run.engine import ARSTrainer
+from hpcars.run.initial import InitialWeights
+from hpcars.runtime.comm import SingleProcess
 from hpcars.tasks.plugin import problem_task
+from hpcars.tasks.problems import SupervisedProblem
 from hpcars.tasks.supervised import digits_problem
 
 ARS = dict(directions=32, top_directions=16, step_size=0.005, noise_std=0.005, batch_size=256, eval_every=0)

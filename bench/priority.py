@@ -34,11 +34,11 @@ import time
 
 import torch
 
-from hpcars.comm import SingleProcess
 from hpcars.config import TrainConfig
-from hpcars.engine import ARSTrainer
-from hpcars.problems import SupervisedProblem
+from hpcars.run.engine import ARSTrainer
+from hpcars.runtime.comm import SingleProcess
 from hpcars.tasks.plugin import problem_task
+from hpcars.tasks.problems import SupervisedProblem
 from hpcars.tasks.supervised import Regression, digits_problem
 
 

@@ -9,7 +9,7 @@ reports per world size:
 * ``ready``: from launching mpirun to every rank having imported hpcars and torch and
   joined the MPI world (measured by rank 0 after a collective);
 * ``set-up``: building the training session on every rank (devices, task, trainer,
-  the agreed refusal checks — ``hpcars.agreement`` — and the run directory);
+  the agreed refusal checks — ``hpcars.runtime.agreement`` — and the run directory);
 * ``comm``: the median per-iteration ``comm_s`` of the metrics (the rewards gather,
   including waiting for the slowest rank), and ``bare``: the same gather timed alone
   after a barrier (median of 50) — the collective's own cost;
@@ -52,10 +52,10 @@ def worker(args: argparse.Namespace) -> None:
     """One rank of a ``mpirun -n K python bench/scale.py --worker`` job."""
     import torch
 
-    from hpcars.comm import make_transport, partition, shares
+    from hpcars.cli.train import run
     from hpcars.config import TrainConfig
-    from hpcars.session import Session
-    from hpcars.train import run
+    from hpcars.run.session import Session
+    from hpcars.runtime.comm import make_transport, partition, shares
 
     torch.set_num_threads(1)
     transport = make_transport()

@@ -53,11 +53,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hpcars.branches import BatchedModel
+from hpcars.algorithm.branches import BatchedModel
 from hpcars.config import ENV_BACKENDS, TrainConfig
-from hpcars.env_backends import EpisodeKey
-from hpcars.envs import make_env
-from hpcars.initial import initial_model
+from hpcars.run.initial import initial_model
+from hpcars.tasks.env_backends import EpisodeKey
+from hpcars.tasks.envs import make_env
 from hpcars.tasks.rl import GymTask
 
 #: ``--smoke``: the same measurement at tiny sizes, seconds of run time
@@ -182,8 +182,8 @@ def single_core(env_id: str, episodes: int, repeats: int) -> dict:
 
 def worker(env_id: str, backends: list[str], directions: int, iterations: int) -> None:
     """Inside mpirun: time whole ARS iterations with each backend in turn; rank 0 prints a JSON line per backend."""
-    from hpcars.comm import make_transport
-    from hpcars.engine import ARSTrainer
+    from hpcars.run.engine import ARSTrainer
+    from hpcars.runtime.comm import make_transport
     from hpcars.tasks import make_task
 
     torch.set_num_threads(1)

@@ -1,14 +1,23 @@
 """hpcars: Augmented Random Search and population random search as MPI batch jobs.
 
-Public names for your own tasks (``--task package.module:factory``)::
+From Python (``docs/python.md``)::
 
-    from hpcars import SupervisedProblem, Objective, ObjectiveContext
+    import hpcars
 
-They are imported lazily, so ``python -m hpcars.train`` can pin the thread pools
-before torch is first imported. ``hpcars.__version__`` is the installed
-distribution's version (``importlib.metadata``), or, in a checkout that is not
-installed, the one in its ``pyproject.toml``; it too is looked up on first use, so
-importing hpcars does nothing but define names.
+    result = hpcars.fit(problem, directions=32, top_directions=8)  # a run, as the command line makes it
+    ars = hpcars.ARS(num_params=12, directions=6)                   # ask/tell, you evaluate
+    hpcars.pin_threads()                                            # one thread per rank, if you want it
+
+and the shapes of your own tasks: ``SupervisedProblem``, ``Objective``,
+``ObjectiveContext``. Every name here is imported on first use, so importing hpcars
+does nothing but define names: no environment variable, thread count, random state or
+plotting backend changes. ``hpcars.__version__`` is the installed distribution's
+version, or in a checkout that is not installed, its ``pyproject.toml``'s.
+
+The layers, each a subpackage: ``algorithm`` (noise, the ARS rule, batched branches,
+search spaces, ask/tell), ``runtime`` (transport, schedules, messages, agreement,
+asynchronous mode), ``tasks``, ``population``, ``run`` (engine, session, checkpoints,
+output, signals) and ``cli``; ``errors`` holds every error they raise.
 """
 
 from __future__ import annotations
@@ -16,7 +25,22 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-__all__ = ["Objective", "ObjectiveContext", "SupervisedProblem", "__version__"]
+#: public name -> the module that defines it
+_WHERE = {
+    "fit": "hpcars.api",
+    "Result": "hpcars.api",
+    "ARS": "hpcars.algorithm.ask_tell",
+    "pin_threads": "hpcars.threads",
+    "TrainConfig": "hpcars.config",
+    "SupervisedProblem": "hpcars.tasks.problems",
+    "Objective": "hpcars.tasks.problems",
+    "ObjectiveContext": "hpcars.tasks.problems",
+    "InputError": "hpcars.errors",
+    "ConfigError": "hpcars.errors",
+    "CheckpointError": "hpcars.errors",
+}
+
+__all__ = [*_WHERE, "__version__"]
 
 #: what ``__version__`` is when neither the metadata nor a ``pyproject.toml`` says
 UNKNOWN_VERSION = "0+unknown"
@@ -45,8 +69,8 @@ def _version() -> str:
 def __getattr__(name: str) -> Any:
     if name == "__version__":
         return _version()
-    if name in __all__:
-        from hpcars import problems
+    if name in _WHERE:
+        import importlib
 
-        return getattr(problems, name)
+        return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(f"module 'hpcars' has no attribute {name!r}")

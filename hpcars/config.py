@@ -1,6 +1,6 @@
 """Typed run configuration and its validation.
 
-Every field of ``TrainConfig`` is a command-line option (``hpcars.cli``: ``step_size``
+Every field of ``TrainConfig`` is a command-line option (``hpcars.cli.options``: ``step_size``
 -> ``--step-size``, ``--help`` shows its default, TOML files use the same names) with a
 *role* (result, report, run) from which the derived lists below come. ``validate``
 checks everything before any work starts and raises ``ConfigError`` naming the
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpcars.errors import ConfigError
 from hpcars.population.truncation import CLONE_FROM
 
 SUPERVISED_TASKS = ("regression", "digits")
@@ -30,19 +31,6 @@ BATCH_PRIORITIES = ("uniform", "loss")
 ENV_BACKENDS = ("gymnasium", "envpool")
 PRESET_DIR = Path(__file__).parent / "presets"
 PRESETS = tuple(sorted(p.stem for p in PRESET_DIR.glob("*.toml")))
-
-
-class ConfigError(ValueError):
-    """A bad option value: ``str(err)`` is the one line shown to the user."""
-
-    def __init__(self, option: str, message: str) -> None:
-        super().__init__(f"{option}: {message}")
-        self.option = option
-        self.message = message
-
-    def __reduce__(self) -> tuple[type, tuple[str, str]]:
-        # rank 0 decides and broadcasts refusals: the error must survive pickling
-        return (type(self), (self.option, self.message))
 
 
 #: What an option is about (``field.metadata["role"]``); derived lists below use it.

@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpcars.cli import parse_args
+from hpcars.cli.options import parse_args
 from hpcars.config import SUPERVISED_TASKS, ConfigError, TrainConfig
-from hpcars.paths import PathProblem, read_text
+from hpcars.run.paths import PathProblem, read_text
 
 
 class SpecError(ValueError):
@@ -152,7 +152,7 @@ def _module_exists(name: str) -> bool:
 
 def _gym_id_registered(task: str) -> bool:
     """``Env-v0`` is registered, or ``module:Env-v0`` is once ``module`` is imported (as hpcars does)."""
-    from hpcars.envs import gym_ids
+    from hpcars.tasks.envs import gym_ids
 
     module, _, env_id = task.rpartition(":")
     if module:

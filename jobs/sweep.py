@@ -38,9 +38,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hpcars import checkpoint
-from hpcars.output import SUMMARY_FILE, write_json_atomic
-from hpcars.paths import PathProblem, read_text, writable_directory
+from hpcars.run import checkpoint
+from hpcars.run.output import SUMMARY_FILE, write_json_atomic
+from hpcars.run.paths import PathProblem, read_text, writable_directory
 
 from .spec import RunSpec, SpecError, SweepSpec, load
 
@@ -192,7 +192,7 @@ def submit(spec_path: Path, sweep_dir: Path | None, kind: str, dry_run: bool = F
 
 def submit_runs(kind: str, folder: Path, spec: SweepSpec, todo: list[tuple[RunSpec, Path]]) -> dict[str, str]:
     """Queue the runs as one job array; their job ids by run name."""
-    from hpcars.job import TrainJob
+    from hpcars.run.job import TrainJob
 
     if not todo:
         return {}

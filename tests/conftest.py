@@ -59,8 +59,8 @@ def run_train(args: list[str], ranks: int = 1, timeout: float = 180) -> subproce
     and torch start-up to pay), under mpirun otherwise. Same result object as ``run_cli``."""
     if ranks > 1:
         return run_cli(args, ranks=ranks, timeout=timeout)
-    from hpcars.comm import SingleProcess
-    from hpcars.train import main
+    from hpcars.cli.train import main
+    from hpcars.runtime.comm import SingleProcess
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -71,8 +71,8 @@ def run_train(args: list[str], ranks: int = 1, timeout: float = 180) -> subproce
 def train_in_process(args: list[str], capsys) -> tuple[int, list[str]]:
     """``hpcars.train``'s command line run in this process on one rank: (exit status,
     stderr lines). Cheaper than a subprocess for tests of input handling."""
-    from hpcars.comm import SingleProcess
-    from hpcars.train import main
+    from hpcars.cli.train import main
+    from hpcars.runtime.comm import SingleProcess
 
     status = main(args, transport=SingleProcess())
     return status, capsys.readouterr().err.strip().splitlines()
@@ -80,7 +80,7 @@ def train_in_process(args: list[str], capsys) -> tuple[int, list[str]]:
 
 def inspect_json(run_dir: Path) -> dict:
     """What ``hpcars-inspect RUN_DIR --json`` prints, computed in this process."""
-    from hpcars.inspect import read_run
+    from hpcars.cli.inspect import read_run
 
     return json.loads(json.dumps(read_run(Path(run_dir))))
 

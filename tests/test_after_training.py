@@ -17,13 +17,13 @@ import pytest
 import torch
 from PIL import Image
 
-from hpcars import checkpoint
 from hpcars.analysis.report import write_report
-from hpcars.comm import SingleProcess
-from hpcars.envs import make_env
-from hpcars.export import main as export_main
-from hpcars.play import main as play_main
-from hpcars.policy import load_policy
+from hpcars.cli.export import main as export_main
+from hpcars.cli.play import main as play_main
+from hpcars.run import checkpoint
+from hpcars.run.policy import load_policy
+from hpcars.runtime.comm import SingleProcess
+from hpcars.tasks.envs import make_env
 from tests.conftest import ROOT, checkpoint_file, run_cli, run_train
 
 HOPPER = [

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from hpcars.ars import SKIP_NONFINITE, SKIP_ZERO_STD, ARSHyper, ars_step, select_top
-from hpcars.comm import SingleProcess
+from hpcars.algorithm.ars import SKIP_NONFINITE, SKIP_ZERO_STD, ARSHyper, ars_step, select_top
 from hpcars.config import TrainConfig
-from hpcars.engine import ARSTrainer, NonFiniteRewardError
+from hpcars.run.engine import ARSTrainer, NonFiniteRewardError
+from hpcars.runtime.comm import SingleProcess
 from tests import reference
 from tests.tasks_for_tests import Quadratic
 

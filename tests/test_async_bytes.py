@@ -55,9 +55,9 @@ class CountingTransport:
 
 
 def _count(out: Path, args: list[str]) -> int:
-    from hpcars.asynchronous import AsyncLoop
-    from hpcars.comm import MPITransport, make_transport
-    from hpcars.train import main
+    from hpcars.cli.train import main
+    from hpcars.runtime.asynchronous import AsyncLoop
+    from hpcars.runtime.comm import MPITransport, make_transport
 
     transport = make_transport()
     assert isinstance(transport, MPITransport), "run under mpirun with two ranks"
@@ -95,7 +95,7 @@ if __name__ == "__main__":
 
 # -- the test -----------------------------------------------------------------------------------------
 def _traffic(tmp_path: Path, size: str) -> list[dict]:
-    from hpcars.messages import UPDATE, update_schema
+    from hpcars.runtime.messages import UPDATE, update_schema
     from tests.conftest import run_cli
 
     out = tmp_path / size
@@ -122,8 +122,8 @@ def test_async_update_bytes_do_not_depend_on_parameters(tmp_path):
     """Bytes sent between the ranks per asynchronous update — rank 1's UPDATE row to rank 0
     (when rank 1 scored it) and rank 0's SEQUENCED forward to rank 1 — are the same for a
     25- and a 12,001-parameter model, and far below one float32 copy of either."""
-    from hpcars.asynchronous import TAG_DOWN, TAG_UP
-    from hpcars.messages import SEQUENCED, UPDATE
+    from hpcars.runtime.asynchronous import TAG_DOWN, TAG_UP
+    from hpcars.runtime.messages import SEQUENCED, UPDATE
 
     per_update, sizes, parameters = {}, {}, {}
     for size in HIDDEN:

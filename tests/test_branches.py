@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from hpcars.branches import BatchedModel, ParamSpec
-from hpcars.models import Normalized, mlp
-from hpcars.noise import NoiseSource
+from hpcars.algorithm.branches import BatchedModel, ParamSpec
+from hpcars.algorithm.models import Normalized, mlp
+from hpcars.algorithm.noise import NoiseSource
 from hpcars.tasks.sampling import PriorityParams
 from hpcars.tasks.supervised import ProblemTask, Regression, digits_problem
 

@@ -11,10 +11,10 @@ import h5py
 import numpy as np
 import pytest
 
-from hpcars import checkpoint
-from hpcars.checkpoint import Checkpoint, Member
-from hpcars.inspect import main as inspect_main
-from hpcars.runningstat import RunningStat
+from hpcars.algorithm.runningstat import RunningStat
+from hpcars.cli.inspect import main as inspect_main
+from hpcars.run import checkpoint
+from hpcars.run.checkpoint import Checkpoint, Member
 from tests.conftest import ROOT, checkpoint_file, inspect_json, mpirun, run_cli, train_in_process
 
 DIGITS_V2 = [
@@ -200,7 +200,7 @@ def _start_long_run(run_dir: Path, ranks: int, extra: tuple[str, ...] = ()) -> s
 def test_every_stop_signal_is_caught_and_the_first_kept():
     """SIGTERM, SIGUSR1 and SIGUSR2 all request the stop (the 2-rank path below is the same
     handler for each, so it runs once, with SIGTERM; test_slurm sends SIGUSR2 for real)."""
-    from hpcars.signals import StopRequest
+    from hpcars.run.signals import StopRequest
 
     for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
         stop = StopRequest().install()

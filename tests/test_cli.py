@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcars.cli import build_parser, parse_args
+from hpcars.cli.options import build_parser, parse_args
 from hpcars.config import ConfigError, TrainConfig, option_name
 from tests.conftest import checkpoint_file, run_cli, train_in_process
 
@@ -54,7 +54,7 @@ def test_config_file_then_command_line(tmp_path):
 def test_bad_values_are_rejected_in_process(args, option):
     with pytest.raises(ConfigError) as err:
         cfg = parse_args(args)
-        from hpcars.devices import choose_devices
+        from hpcars.runtime.devices import choose_devices
 
         choose_devices(cfg.device, 0, 1)
     assert str(err.value).startswith(option)

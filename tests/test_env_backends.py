@@ -13,8 +13,8 @@ import pytest
 import torch
 from scipy.stats import ks_2samp
 
-from hpcars.branches import BatchedModel
-from hpcars.env_backends import EpisodeKey
+from hpcars.algorithm.branches import BatchedModel
+from hpcars.tasks.env_backends import EpisodeKey
 from hpcars.tasks.rl import ENV_STREAM, GymTask
 from tests.conftest import HOPPER_V2, checkpoint_file, inspect_json, run_cli, run_train
 

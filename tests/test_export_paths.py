@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 
-from hpcars.export import main as export_main
+from hpcars.cli.export import main as export_main
 from tests.conftest import checkpoint_file, run_train
 
 

@@ -1,4 +1,4 @@
-"""The run's history (``hpcars.history``): checkpoints append only new rows to ``history.h5``,
+"""The run's history (``hpcars.run.history``): checkpoints append only new rows to ``history.h5``,
 rows past the resumed checkpoint are cut, older checkpoint layouts still read, and the
 asynchronous log keeps one merged V2 moment per update."""
 
@@ -11,8 +11,8 @@ import json
 import h5py
 import numpy as np
 
-from hpcars import checkpoint
-from hpcars import history as run_history
+from hpcars.run import checkpoint
+from hpcars.run import history as run_history
 from tests.conftest import checkpoint_file, inspect_json, run_train
 
 TINY = ["--directions", "4", "--batch-size", "256", "--checkpoint-every", "2", "--keep-checkpoints", "10"]

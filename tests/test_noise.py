@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from hpcars import noise
+from hpcars.algorithm import noise
 from tests import reference
 
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from hpcars.checkpoint import params_sha256
-from hpcars.comm import SingleProcess
 from hpcars.config import TrainConfig
-from hpcars.engine import ARSTrainer
-from hpcars.initial import InitialWeights
+from hpcars.run.checkpoint import params_sha256
+from hpcars.run.engine import ARSTrainer
+from hpcars.run.initial import InitialWeights
+from hpcars.runtime.comm import SingleProcess
 from hpcars.tasks import make_task
 from hpcars.tasks.sampling import PrioritizedBatches, PriorityParams
 from hpcars.tasks.supervised import digits_problem

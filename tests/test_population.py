@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from hpcars.ars import ARSStep
-from hpcars.comm import SingleProcess
+from hpcars.algorithm.ars import ARSStep
 from hpcars.config import TrainConfig
-from hpcars.engine import ARSTrainer
 from hpcars.population import agreed
 from hpcars.population.annealing import AnnealingParams, acceptance_probability
 from hpcars.population.layer import Population, PopulationParams
@@ -20,7 +18,9 @@ from hpcars.population.repulsion import RepulsionParams, repel, tabu_radius
 from hpcars.population.state import PopulationState
 from hpcars.population.swarm import SwarmParams
 from hpcars.population.truncation import TruncationParams, killed, plan, rank
-from hpcars.progress import population_line
+from hpcars.run.engine import ARSTrainer
+from hpcars.run.progress import population_line
+from hpcars.runtime.comm import SingleProcess
 from tests.conftest import checkpoint_file, inspect_json, run_cli, run_train
 from tests.tasks_for_tests import Quadratic
 

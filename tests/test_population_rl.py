@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from hpcars.comm import SingleProcess
 from hpcars.config import TrainConfig
-from hpcars.engine import ARSTrainer
-from hpcars.messages import decode_branches
+from hpcars.run.engine import ARSTrainer
+from hpcars.runtime.comm import SingleProcess
+from hpcars.runtime.messages import decode_branches
 from hpcars.tasks import make_task
 from tests.conftest import inspect_json, run_train
 

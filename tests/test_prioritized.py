@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from hpcars.branches import BatchedModel, ParamSpec
+from hpcars.algorithm.branches import BatchedModel, ParamSpec
 from hpcars.config import ConfigError, TrainConfig, validate
 from hpcars.tasks.sampling import PriorityParams
 from hpcars.tasks.supervised import ProblemTask, digits_problem

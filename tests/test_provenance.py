@@ -10,7 +10,7 @@ import h5py
 import pytest
 
 import hpcars
-from hpcars import provenance
+from hpcars.run import provenance
 from tests.conftest import ROOT, checkpoint_file, inspect_json, run_cli, run_train
 
 #: what every record must name, with a version (the dev extra installs them all)
@@ -31,7 +31,7 @@ def test_version_comes_from_the_metadata_else_from_pyproject(monkeypatch):
 def test_importing_hpcars_has_no_side_effects():
     script = (
         "import os, sys, threading; before = dict(os.environ); "
-        "import hpcars, hpcars.provenance; "
+        "import hpcars, hpcars.run.provenance; "
         "assert dict(os.environ) == before, 'environment changed'; "
         "assert threading.active_count() == 1, 'a thread was started'; "
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy', 'mpi4py', 'h5py')); "
@@ -74,7 +74,7 @@ def test_run_files_record_provenance_and_a_changed_resume_warns_once(tmp_path, c
 
     # hpcars-inspect: --json carries it, the text names every version
     assert inspect_json(run_dir)["provenance"] == saved
-    from hpcars.inspect import main as inspect_main
+    from hpcars.cli.inspect import main as inspect_main
 
     assert inspect_main([str(path)]) == 0
     text = capsys.readouterr().out
@@ -101,7 +101,7 @@ def test_run_files_record_provenance_and_a_changed_resume_warns_once(tmp_path, c
 
 @pytest.mark.parametrize("record", [None, {}])
 def test_inspect_says_when_nothing_is_recorded(record):
-    from hpcars.inspect import describe_provenance
+    from hpcars.cli.inspect import describe_provenance
 
     assert describe_provenance(record) == "not recorded"
     assert provenance.differences(record, provenance.versions()) == []

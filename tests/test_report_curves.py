@@ -11,7 +11,7 @@ import pytest
 
 from hpcars.analysis import seeds
 from hpcars.analysis.report import write_report
-from hpcars.output import SUMMARY_FILE
+from hpcars.run.output import SUMMARY_FILE
 from tests.conftest import run_train
 
 COMMON = ["--iterations", "5", "--eval-every", "1", "--target", "-1000"]  # every evaluation reaches -1000

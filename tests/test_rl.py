@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from hpcars.branches import BatchedModel
-from hpcars.cli import parse_args
+from hpcars.algorithm.branches import BatchedModel
+from hpcars.algorithm.runningstat import RunningStat
+from hpcars.cli.options import parse_args
 from hpcars.config import ConfigError
-from hpcars.env_backends import EpisodeKey, gym_seed
-from hpcars.envs import MujocoWarnings, make_env
-from hpcars.runningstat import RunningStat
+from hpcars.tasks.env_backends import EpisodeKey, gym_seed
+from hpcars.tasks.envs import MujocoWarnings, make_env
 from hpcars.tasks.rl import GymTask
 from tests.conftest import HOPPER_V2, checkpoint_file, inspect_json, run_cli, run_train
 

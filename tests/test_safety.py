@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcars import checkpoint
-from hpcars.dashboard import Clock
+from hpcars.run import checkpoint
+from hpcars.run.dashboard import Clock
 from tests.conftest import ROOT, checkpoint_file, inspect_json, mpirun, run_cli, run_train
 
 PLUGINS = "tests.plugins_for_tests"
@@ -190,8 +190,8 @@ def _open_files() -> list[str]:
 
 
 def test_a_run_that_fails_midway_closes_its_files(tmp_path):
-    from hpcars.comm import SingleProcess
-    from hpcars.train import main
+    from hpcars.cli.train import main
+    from hpcars.runtime.comm import SingleProcess
 
     counts = []
     for name in ("a", "b", "c"):
@@ -217,9 +217,9 @@ sys.path.insert(0, {root!r})
 base = Path(sys.argv[1])
 os.environ["SLURM_JOB_ID"] = "4242"  # set here: in mpirun's environment it would make MPICH launch with srun
 os.environ["PATH"] = f"{{base / 'bin'}}{{os.pathsep}}{{os.environ['PATH']}}"
-from hpcars.cli import parse_args
-from hpcars.comm import make_transport
-from hpcars.train import run
+from hpcars.cli.options import parse_args
+from hpcars.runtime.comm import make_transport
+from hpcars.cli.train import run
 
 transport = make_transport()
 assert transport.size == 2

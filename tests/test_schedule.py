@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from hpcars import checkpoint
+from hpcars.run import checkpoint
 from tests.conftest import HOPPER_V2, checkpoint_file, inspect_json, run_cli, run_train
 from tests.test_checkpoint import _rank_pids, _start_long_run
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from hpcars.branches import ParamSpec
-from hpcars.noise import stream_key
-from hpcars.spaces.pruned import prune_mask
-from hpcars.spaces.shared import kmeans_1d
-from hpcars.spaces.subspace import NONZEROS, STREAM, Subspace
+from hpcars.algorithm.branches import ParamSpec
+from hpcars.algorithm.noise import stream_key
+from hpcars.algorithm.spaces.pruned import prune_mask
+from hpcars.algorithm.spaces.shared import kmeans_1d
+from hpcars.algorithm.spaces.subspace import NONZEROS, STREAM, Subspace
 from hpcars.tasks.supervised import digits_problem
 from tests.conftest import checkpoint_file, inspect_json, run_cli, train_in_process
 

@@ -7,9 +7,9 @@ import json
 import h5py
 import pytest
 
-from hpcars.comm import SingleProcess
+from hpcars.cli.train import run
 from hpcars.config import TrainConfig
-from hpcars.train import run
+from hpcars.runtime.comm import SingleProcess
 from tests.conftest import checkpoint_file, inspect_json, run_cli
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpcars.noise import stream_key
+from hpcars.algorithm.noise import stream_key
 
 # one stream per kind of decision, so that they are independent of each other
 ANNEALING = 0x5A0

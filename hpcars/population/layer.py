@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hpcars.ars import ARSStep
+from hpcars.algorithm.ars import ARSStep
 from hpcars.population import agreed
 from hpcars.population.annealing import AnnealingParams, accept, reward_scale, temperature
 from hpcars.population.judge import judged_worsening

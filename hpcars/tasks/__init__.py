@@ -8,9 +8,16 @@ imports ``module`` first, so that it can register the env).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 
 from hpcars.config import ConfigError, TrainConfig
 from hpcars.tasks.base import BranchOutcome, ObsMoments, Task
+
+#: how ``cfg.task`` names a task that ``hpcars.fit`` was given as an object (it has no importable name)
+IN_MEMORY = "memory:"
+
+#: what builds a run's task from its config: ``make_task``, or ``hpcars.fit``'s own for an object in memory
+TaskSource = Callable[[TrainConfig], Task]
 
 
 def _supervised_only(cfg: TrainConfig, why: str) -> None:
@@ -33,6 +40,8 @@ def make_task(cfg: TrainConfig) -> Task:
         return Regression(cfg.seed, cfg.batch_size or 2048, cfg.variant == "v2")
     if cfg.task == "digits":
         return problem_task(digits_problem(cfg.seed, cfg.hidden), cfg)
+    if cfg.task.startswith(IN_MEMORY):
+        raise ConfigError("--task", f"{cfg.task} was an object given to hpcars.fit: give it to hpcars.fit again")
     if is_plugin(cfg.task):
         return make_plugin_task(cfg)
     _supervised_only(cfg, f"{cfg.task} is a reinforcement-learning task")
@@ -40,7 +49,7 @@ def make_task(cfg: TrainConfig) -> Task:
 
 
 def _gym_task(cfg: TrainConfig) -> Task:
-    from hpcars.envs import gym_ids
+    from hpcars.tasks.envs import gym_ids
     from hpcars.tasks.rl import GymTask
 
     module, _, env_id = cfg.task.rpartition(":")  # Gymnasium's "module:Env-v0": import, then make
@@ -70,4 +79,4 @@ def _gym_task(cfg: TrainConfig) -> Task:
     )
 
 
-__all__ = ["BranchOutcome", "ObsMoments", "Task", "make_task"]
+__all__ = ["BranchOutcome", "ObsMoments", "Task", "TaskSource", "make_task"]

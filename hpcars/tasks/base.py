@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from hpcars.branches import BatchedModel
-from hpcars.runningstat import RunningStat
+from hpcars.algorithm.branches import BatchedModel
+from hpcars.algorithm.runningstat import RunningStat
 
 
 @dataclass(frozen=True)

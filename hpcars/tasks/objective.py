@@ -1,4 +1,4 @@
-"""A black-box ``Objective`` (``hpcars.problems``) as a task.
+"""A black-box ``Objective`` (``hpcars.tasks.problems``) as a task.
 
 The model is the parameter vector itself (``Vector``): ARS perturbs θ and the
 objective's ``fn`` scores the stack of perturbed vectors directly, always in calls
@@ -16,10 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from hpcars.branches import BatchedModel
-from hpcars.noise import stream_key
-from hpcars.problems import Objective, ObjectiveContext
+from hpcars.algorithm.branches import BatchedModel
+from hpcars.algorithm.noise import stream_key
+from hpcars.errors import ObjectiveRewardError
 from hpcars.tasks.base import BranchOutcome
+from hpcars.tasks.problems import Objective, ObjectiveContext
 
 CONTEXT_STREAM = 0x0B1E
 EVAL_STREAM = 0x0B1F
@@ -34,10 +35,6 @@ class Vector(nn.Module):
 
     def forward(self, unused: torch.Tensor) -> torch.Tensor:
         return self.theta
-
-
-class ObjectiveRewardError(ValueError):
-    """``fn`` returned something that is not one finite-or-NaN reward per row."""
 
 
 def call_objective(objective: Objective, stack: torch.Tensor, context: ObjectiveContext) -> np.ndarray:

@@ -2,9 +2,13 @@
 
 The module is imported (the working directory is searched too, after the usual
 places, so ``examples.wine:problem`` works from a checkout under ``mpirun`` and
-the console scripts alike), torch's and NumPy's global generators are seeded from
-the run seed, and the factory is called — with the run's ``TrainConfig`` if it
-takes an argument. What it returns becomes a task:
+the console scripts alike) and the factory is called — with the run's
+``TrainConfig`` if it takes an argument — while torch's CPU generator and NumPy's
+global generator are seeded from the run seed (so ``nn.Linear``'s default
+initialisation is the same on every rank and every run); both generators are given
+back to the caller as they were before (``torch.random.fork_rng``), so loading a
+task changes no global random state. A factory that wants its own seed reads
+``config.seed``. What it returns becomes a task (``task_from``):
 
 * ``SupervisedProblem`` -> ``supervised.ProblemTask``;
 * ``Objective`` -> ``objective.ObjectiveTask``;
@@ -27,12 +31,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from hpcars.branches import BatchedModel
+from hpcars.algorithm.branches import BatchedModel
+from hpcars.algorithm.noise import stream_key
 from hpcars.config import ConfigError, TrainConfig
-from hpcars.noise import stream_key
-from hpcars.problems import LOSSES, METRICS, Objective, SupervisedProblem
 from hpcars.tasks.base import Task
 from hpcars.tasks.objective import ObjectiveRewardError, ObjectiveTask, call_objective
+from hpcars.tasks.problems import LOSSES, METRICS, Objective, SupervisedProblem
 from hpcars.tasks.sampling import PriorityParams
 from hpcars.tasks.supervised import ProblemTask, per_branch
 
@@ -53,9 +57,14 @@ def _call_factory(factory: Any, cfg: TrainConfig) -> Any:
     except (TypeError, ValueError):  # a builtin or C callable without a signature
         takes_config = False
     seed = stream_key(cfg.seed ^ FACTORY_STREAM, 0, 0, 0)
-    torch.manual_seed(seed & (2**63 - 1))
-    np.random.seed(seed & (2**32 - 1))
-    return factory(cfg) if takes_config else factory()
+    numpy_state = np.random.get_state()
+    with torch.random.fork_rng(devices=[]):  # the caller's generators are given back untouched
+        torch.manual_seed(seed & (2**63 - 1))
+        np.random.seed(seed & (2**32 - 1))
+        try:
+            return factory(cfg) if takes_config else factory()
+        finally:
+            np.random.set_state(numpy_state)
 
 
 def load_factory(spec: str) -> Any:
@@ -79,6 +88,13 @@ def make_plugin_task(cfg: TrainConfig) -> Task:
         made = _call_factory(factory, cfg)
     except Exception as err:  # whatever the user's code raised
         raise ConfigError("--task", f"{spec}: the factory raised {type(err).__name__}: {err}") from None
+    return task_from(made, cfg)
+
+
+def task_from(made: Any, cfg: TrainConfig) -> Task:
+    """The task for what a factory returned (or what ``hpcars.fit`` was given), probed once;
+    anything unusable is a ``ConfigError`` for ``--task`` naming ``cfg.task``."""
+    spec = cfg.task
     try:
         if isinstance(made, SupervisedProblem):
             task = _problem_task(made, cfg)

@@ -9,7 +9,7 @@ and ignored), so an action never depends on how many branches share the batch �
 part of the world-size invariance.
 
 * Seeds: the episode of branch b in iteration j is episode b of the key (seed,
-  ENV_STREAM, j, member) — the env backend (``hpcars.env_backends``) makes it the
+  ENV_STREAM, j, member) — the env backend (``hpcars.tasks.env_backends``) makes it the
   same episode whatever rank runs it; evaluation episode e of iteration j is
   episode e of (seed, EVAL_STREAM, j, 0). Runs are reproducible.
 * Actions: continuous (Box) actions are the policy output clipped to the action
@@ -32,11 +32,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from hpcars.branches import BatchedModel
-from hpcars.env_backends import EpisodeKey, make_backend
-from hpcars.models import mlp
-from hpcars.noise import stream_key
+from hpcars.algorithm.branches import BatchedModel
+from hpcars.algorithm.models import mlp
+from hpcars.algorithm.noise import stream_key
 from hpcars.tasks.base import BranchOutcome, ObsMoments
+from hpcars.tasks.env_backends import EpisodeKey, make_backend
 
 ENV_STREAM = 0xE4F
 EVAL_STREAM = 0xE7A1

@@ -10,7 +10,7 @@ device that asks (``Batch.to``: a rank with several devices scores branches on e
 the indices stay on the CPU with the sampler. The priority update after the step
 takes its own copy on θ's device, never the copy a branch device was given.
 
-* ``ProblemTask`` — any ``SupervisedProblem`` (``hpcars.problems``): a finite
+* ``ProblemTask`` — any ``SupervisedProblem`` (``hpcars.tasks.problems``): a finite
   training set, mini-batches drawn uniformly or by priority (``sampling``),
   per-sample losses (optionally importance-weighted), a held-out evaluation of the
   loss and the metric. ``--reward metric`` makes the batch metric the reward.
@@ -37,12 +37,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hpcars.branches import BatchedModel
-from hpcars.models import mlp
-from hpcars.noise import stream_key
-from hpcars.problems import LOSSES, METRICS, SupervisedProblem
-from hpcars.runningstat import RunningStat
+from hpcars.algorithm.branches import BatchedModel
+from hpcars.algorithm.models import mlp
+from hpcars.algorithm.noise import stream_key
+from hpcars.algorithm.runningstat import RunningStat
 from hpcars.tasks.base import BranchOutcome, ObsMoments
+from hpcars.tasks.problems import LOSSES, METRICS, SupervisedProblem
 from hpcars.tasks.sampling import PrioritizedBatches, PriorityParams, UniformBatches
 
 DATA_STREAM = 0xDA7A

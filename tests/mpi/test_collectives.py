@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from hpcars.comm import make_transport, shares
 from hpcars.config import TrainConfig
-from hpcars.engine import ARSTrainer, DivergenceError
+from hpcars.run.engine import ARSTrainer, DivergenceError
+from hpcars.runtime.comm import make_transport, shares
 from tests.tasks_for_tests import Quadratic
 
 
