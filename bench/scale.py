@@ -63,7 +63,7 @@ def worker(args: argparse.Namespace) -> None:
     ready_s = time.time() - args.t0
     options = dict(task="regression", directions=args.directions, iterations=args.iterations, device="cpu")
     start = time.time()
-    with Session(TrainConfig(**options, run_dir=str(Path(args.out) / "setup")), transport, io.StringIO()):
+    with Session(TrainConfig(**options, run_dir=str(Path(args.out) / "setup")), transport):
         transport.allmax(0)
     setup_s = time.time() - start
     result = run(TrainConfig(**options, run_dir=str(Path(args.out) / "run")), transport, out=io.StringIO())

@@ -21,7 +21,8 @@ the command line's one line: ``ConfigError`` for an option given to ``fit`` itse
 
 Called under ``mpirun`` (every rank calls ``fit`` with the same arguments), it trains
 on all ranks; otherwise in this one process. Rank 0 writes the run directory and
-prints the progress lines to ``out`` (default ``sys.stdout``). Every rank gets the same
+prints the progress lines to ``out`` (default ``sys.stdout``; ``quiet=True``: warnings
+only, ``verbose=True``: every rank's set-up too; ``hpcars.run.console``). Every rank gets the same
 ``Result``. ``callback(record)`` sees each iteration's ``IterationRecord`` on every
 rank; returning ``False`` (on any rank) ends the run after that iteration, with a
 final evaluation, a checkpoint and ``summary.json``, as if it were the last.
@@ -110,7 +111,7 @@ def fit(
     if in_main:
         stop.install()
     try:
-        done = run(cfg, transport, out or sys.stdout, stop, _task_source(task, reward), _checked(callback))
+        done = run(cfg, transport, out, stop, _task_source(task, reward), _checked(callback), "hpcars.fit")
     except (InputError, NonFiniteRewardError):
         raise  # refusals every rank agreed on, or met together
     except DivergenceError:

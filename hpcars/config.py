@@ -62,7 +62,7 @@ class TrainConfig:
     preset: str = _report(
         "",
         "the ARS paper's settings for a MuJoCo task, or TASK-pop: a population of them (swimmer-, hopper-pop: "
-        "truncation + PBT; halfcheetah-pop: 2 independent lineages; README 'Population presets'); "
+        "truncation + PBT; halfcheetah-pop: 2 independent lineages; docs/populations.md); "
         "the config file and command line override it",
         PRESETS,
     )
@@ -131,6 +131,8 @@ class TrainConfig:
         float("nan"), "announce when the evaluation score reaches this (RL: mean return); nan = none"
     )
     stop_at_target: bool = _run(False, "stop once --target is reached")
+    quiet: bool = _run(False, "print warnings and errors only (no banner, progress or summary lines)")
+    verbose: bool = _run(False, "also print every rank's set-up (its devices, its task), prefixed [rank R/K]")
     max_episodes: int = _run(
         0,
         "RL: stop before an iteration would take the training episodes (all members', annealing's judge "
@@ -213,6 +215,11 @@ class TrainConfig:
         return self.top_directions or self.directions
 
     @property
+    def verbosity(self) -> str:
+        """quiet, normal or verbose (``hpcars.run.console``)."""
+        return "quiet" if self.quiet else "verbose" if self.verbose else "normal"
+
+    @property
     def variant_name(self) -> str:
         """The paper's name: V1, V1-t, V2 or V2-t."""
         return self.variant.upper() + ("-t" if self.top < self.directions else "")
@@ -258,6 +265,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     ):
         need(getattr(cfg, name) >= 1, name, "must be an integer >= 1")
     need(cfg.population >= 1, "population", "must be an integer >= 1")
+    need(not (cfg.quiet and cfg.verbose), "verbose", "not with --quiet")
     for name in ("batch_size", "eval_every", "guard_every", "generation_every"):
         need(getattr(cfg, name) >= 0, name, "must be an integer >= 0")
     need(cfg.hidden >= 1, "hidden", "must be an integer >= 1")

@@ -26,7 +26,7 @@ def main(out: Path) -> None:
     from tests import plugins_for_tests as plugins
 
     hpcars.fit(plugins.fixed_wine(), run_dir=str(out / "fit-problem"), **COMMON)
-    hpcars.fit(plugins.sphere(), run_dir=str(out / "fit-objective"), **COMMON)
+    hpcars.fit(plugins.sphere(), run_dir=str(out / "fit-objective"), verbose=True, **COMMON)  # every rank speaks
     for kind, task in TASKS.items():
         assert cli_main(cli_args(task, out / f"cli-{kind}")) == 0
 

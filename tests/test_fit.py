@@ -41,6 +41,17 @@ def test_fit_equals_the_command_line_bitwise_on_1_and_2_ranks(tmp_path, capsys):
     for kind in TASKS:
         assert sha(two / f"fit-{kind}") == sha(two / f"cli-{kind}") == one[kind].params_sha256
         assert json.loads((two / f"fit-{kind}" / "summary.json").read_text())["world_sizes"] == [[0, 2]]
+    # --verbose: each rank's set-up, rank 1's line prefixed
+    assert "[rank 1/2] devices cpu (node-local rank 1); task sphere" in done.stdout
+    assert "\ndevices cpu (node-local rank 0); task sphere" in done.stdout
+
+
+def test_quiet_prints_nothing_but_warnings(tmp_path, capsys):
+    assert run_train(["--run-dir", str(tmp_path / "run"), "--iterations", "3", "--quiet"]).stdout == ""
+    loud = run_train(["--run-dir", str(tmp_path / "loud"), "--iterations", "3"]).stdout
+    assert "done: 3 iterations" in loud and "params_sha256" in loud
+    both = run_train(["--run-dir", str(tmp_path / "both"), "--quiet", "--verbose", "true"])
+    assert both.returncode == 2 and both.stderr.strip() == "hpcars.train: error: --verbose: not with --quiet (got True)"
 
 
 def test_result_holds_vectors_and_loaded_models(tmp_path, capsys):

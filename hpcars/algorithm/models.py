@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -19,6 +20,10 @@ class Normalized(nn.Module):
     and the trainer sets them from the merged running statistics once per
     iteration (frozen within it).
     """
+
+    if TYPE_CHECKING:  # the buffers' types for mypy; no class annotations at run time (they trip torch.jit.script)
+        mean: torch.Tensor
+        inv_std: torch.Tensor
 
     def __init__(self, inner: nn.Module, dim: int) -> None:
         super().__init__()

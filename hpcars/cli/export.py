@@ -35,6 +35,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -56,12 +57,16 @@ ACTIVATIONS = {nn.Tanh: "tanh", nn.ReLU: "relu", nn.Identity: "identity"}
 class ExportedPolicy(nn.Module):
     """obs [B, d] -> actions [B, k] (Box: clipped) or [B] (Discrete: argmax); supervised: the outputs."""
 
+    if TYPE_CHECKING:  # the buffers' types for mypy; no class annotations at run time (they trip torch.jit)
+        low: torch.Tensor
+        high: torch.Tensor
+
     def __init__(self, policy: LoadedPolicy) -> None:
         super().__init__()
         module = policy.model.module
         policy.model.spec.load(module, policy.flat)
         self.model = module.eval()
-        task = policy.task
+        task: Any = policy.task  # an RL task's action bounds (low, high) are not part of the Task protocol
         self.discrete = bool(getattr(task, "discrete", False))
         bounds = getattr(task, "low", None) is not None
         self.clip = bounds and not self.discrete and getattr(task, "clip_actions", True)
@@ -102,7 +107,7 @@ def export_npz(policy: LoadedPolicy, path: Path) -> None:
     exported = ExportedPolicy(policy)
     layers, mean, inv_std = layers_of(exported.model)
     first = layers[0][0].in_features
-    arrays = {
+    arrays: dict[str, Any] = {
         "layers": np.int64(len(layers)),
         "activations": np.array([act for _, act in layers]),
         "mean": np.zeros(first, np.float32) if mean is None else mean.detach().numpy().astype(np.float32),

@@ -63,6 +63,7 @@ def build_parser(prog: str = "python -m hpcars.train") -> argparse.ArgumentParse
     parser.add_argument("--config", default="", help="TOML file with option values; the command line overrides it")
     for f in dataclasses.fields(TrainConfig):
         kind = type(f.default)
+        flag: dict[str, Any] = {"nargs": "?", "const": True} if kind is bool else {}  # --quiet alone means --quiet true
         parser.add_argument(
             option_name(f.name),
             dest=f.name,
@@ -70,6 +71,7 @@ def build_parser(prog: str = "python -m hpcars.train") -> argparse.ArgumentParse
             default=f.default,
             choices=f.metadata.get("choices"),
             help=f.metadata["help"],
+            **flag,
         )
     return parser
 

@@ -24,6 +24,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -68,9 +69,9 @@ def render(
     """Frames of ``episodes`` episodes (the same seeds as the evaluation's first ones) to a GIF or MP4."""
     from hpcars.tasks.env_backends import EpisodeKey, gym_seed
     from hpcars.tasks.envs import make_env
-    from hpcars.tasks.rl import EVAL_STREAM
+    from hpcars.tasks.rl import EVAL_STREAM, GymTask
 
-    task = policy.task
+    task = cast(GymTask, policy.task)  # main() renders environment tasks only
     width, height = size
     try:
         env = make_env(task.env_id, render_mode="rgb_array", width=width, height=height)

@@ -20,6 +20,7 @@ from typing import TextIO
 from hpcars.cli.options import parse_args
 from hpcars.config import ConfigError, TrainConfig
 from hpcars.run.checkpoint import BestPolicy, CheckpointError
+from hpcars.run.console import console
 from hpcars.run.engine import ARSTrainer, DivergenceError, IterationRecord, NonFiniteRewardError
 from hpcars.run.session import Session
 from hpcars.run.signals import EXIT_INTERRUPTED, StopRequest
@@ -51,6 +52,7 @@ def run(
     stop: StopRequest | None = None,
     task_source: TaskSource = make_task,
     callback: Callback | None = None,
+    prog: str = "hpcars.train",
 ) -> RunResult:
     """Train per ``cfg`` (fresh or resumed); rank 0 writes the run directory and prints to
     ``out`` (default: the current ``sys.stdout``). A run with nothing left to train is not
@@ -62,7 +64,14 @@ def run(
     if callback is not None and cfg.schedule == "async":
         raise ConfigError("callback", "not with --schedule async (its ranks do not end iterations together)")
     stop = stop or StopRequest()
-    with Session(cfg, transport, out or sys.stdout, task_source) as session:
+    with console(out or sys.stdout, sys.stderr, cfg.verbosity, transport.rank, transport.size, prog):
+        return _train(cfg, transport, stop, task_source, callback)
+
+
+def _train(
+    cfg: TrainConfig, transport: Transport, stop: StopRequest, task_source: TaskSource, callback: Callback | None
+) -> RunResult:
+    with Session(cfg, transport, task_source) as session:
         trainer = session.trainer
         if session.done_summary is not None:
             session.print_done()

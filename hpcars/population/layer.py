@@ -89,6 +89,7 @@ class Population:
         keep = np.ones(members, dtype=bool)
         temp, judged, kept = float("nan"), 0, 0
         if p.annealing.enabled:
+            assert judge is not None and s.anchor is not None  # annealing always judges and keeps an anchor
             temp = temperature(p.annealing, iteration)
             scale = np.array([reward_scale(r) for r in rewards])
             worsening = np.where(s.pending, judged_worsening(judge, scale), -np.inf)
@@ -113,6 +114,7 @@ class Population:
 
         # 2-4. ARS step, swarm velocity, move
         if p.swarm.enabled:
+            assert s.personal_best is not None  # the swarm keeps personal bests
             better = np.isfinite(measured) & ~(measured <= s.personal_best_fitness)  # NaN best counts as worse
             rows = torch.as_tensor(better, device=s.theta.device)
             s.personal_best[rows] = s.theta[rows]
@@ -120,10 +122,11 @@ class Population:
             global_best = s.personal_best[best_member(s.personal_best_fitness)].to(torch.float64)
             r = agreed.member_uniforms(self.seed, agreed.SWARM, iteration, members, 2)
         norms = []
-        for m in np.flatnonzero(keep):
-            step = step_fn(int(m), steps[m])
+        for m in map(int, np.flatnonzero(keep)):
+            step = step_fn(m, steps[m])
             theta = s.theta[m].to(torch.float64)
             if p.swarm.enabled:
+                assert s.velocity is not None and s.personal_best is not None  # the swarm's state
                 v = velocity(
                     p.swarm,
                     s.velocity[m].to(torch.float64),
@@ -189,6 +192,7 @@ class Population:
                 s.pending[child] = False
             if s.velocity is not None:
                 s.velocity[child] = 0.0
+                assert s.personal_best is not None  # set together with the velocity
                 s.personal_best[child] = s.personal_best[parent]
                 s.personal_best_fitness[child] = s.personal_best_fitness[parent]
         events = np.stack([np.full(len(generation.children), born), generation.children, generation.parents], axis=1)

@@ -82,6 +82,7 @@ class PopulationState:
         if self.anchor is not None:
             out.update(anchor=self.anchor.cpu().numpy(), anchor_fitness=self.anchor_fitness, pending=self.pending)
         if self.velocity is not None:
+            assert self.personal_best is not None  # set together with the velocity
             out.update(
                 velocity=self.velocity.cpu().numpy(),
                 personal_best=self.personal_best.cpu().numpy(),

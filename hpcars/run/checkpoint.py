@@ -72,7 +72,7 @@ class Checkpoint:
     obs_stat: RunningStat | None = None
     #: (first iteration run at this world size, world size), in order
     world_sizes: list[tuple[int, int]] = field(default_factory=list)
-    reached_target: dict[str, float] | None = None
+    reached_target: dict[str, Any] | None = None
     #: the metrics table so far, column name -> values (one per iteration)
     metrics: dict[str, np.ndarray] = field(default_factory=dict)
     params_sha256: str = ""
@@ -313,7 +313,7 @@ def read(path: Path, tables: bool = True) -> Checkpoint:
                 elapsed_s=float(f.attrs["elapsed_s"]),
                 members=members,
                 obs_stat=obs_stat,
-                world_sizes=[tuple(int(v) for v in row) for row in np.asarray(f["world_sizes"])],
+                world_sizes=[(int(first), int(size)) for first, size in np.asarray(f["world_sizes"])],
                 reached_target=json.loads(f.attrs["reached_target"]),
                 metrics={c: _column(f["metrics"][c]) for c in f["metrics"]} if "metrics" in f else {},
                 params_sha256=str(f.attrs["params_sha256"]),

@@ -45,6 +45,7 @@ import torch
 
 from hpcars.algorithm.ars import SKIP_NONFINITE, ARSHyper, ARSStep, ars_step
 from hpcars.algorithm.branches import BatchedModel, ParamSpec
+from hpcars.algorithm.models import Normalized
 from hpcars.algorithm.noise import NoiseSource
 from hpcars.algorithm.runningstat import RunningStat
 from hpcars.algorithm.spaces import SearchSpace, SpaceOptions, make_space
@@ -192,6 +193,7 @@ class ARSTrainer:
         stack = self.state.theta.to(device)[torch.as_tensor(member, device=device)]
         old = np.flatnonzero(kind == OLD)
         if old.size:
+            assert self.state.anchor is not None  # judge rows exist only with annealing, which keeps the anchor
             stack[torch.as_tensor(old, device=device)] = self.state.anchor.to(device)[member[old]]
         perturbed = np.flatnonzero(kind == PERTURBED)
         noise_std = torch.as_tensor(self.state.noise_std, dtype=torch.float32, device=device)
@@ -242,6 +244,7 @@ class ARSTrainer:
 
     def absorb_moments(self, moments: RunningStat) -> None:
         """Merge one update's input moments into the V2 statistics (and the models' normaliser)."""
+        assert self.obs_stat is not None  # input moments come with V2 only
         self.set_obs_stat(self.obs_stat.merge(moments))
 
     def set_obs_stat(self, stat: RunningStat) -> None:
@@ -250,8 +253,10 @@ class ARSTrainer:
         self.obs_stat = stat
         mean, inv_std = stat.normaliser()
         for model in self.models:
-            model.module.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-            model.module.inv_std.copy_(torch.as_tensor(inv_std, dtype=torch.float32))
+            module = model.module
+            assert isinstance(module, Normalized)  # V2's models (initial_model)
+            module.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+            module.inv_std.copy_(torch.as_tensor(inv_std, dtype=torch.float32))
 
     def _ars_steps(self, rewards: np.ndarray) -> list[ARSStep]:
         """Each member's ARS step from its rewards [M, 2N], with its own α and ν."""

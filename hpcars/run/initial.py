@@ -57,9 +57,10 @@ class InitialWeights:
         source = Path(path)
         try:
             if source.is_dir():
-                source = checkpoint.locate(source)
-                if source is None:
+                found = checkpoint.locate(source)
+                if found is None:
                     raise ConfigError("--init-from", f"{path} holds no hpcars checkpoint")
+                source = found
             digest = hashlib.sha256(source.read_bytes()).hexdigest()
         except OSError as err:
             raise ConfigError("--init-from", f"cannot read {path}: {err.strerror}") from None

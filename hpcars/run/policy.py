@@ -86,6 +86,7 @@ def load_policy(
     if which == "best" and saved.best is None:
         which = "last"  # nothing evaluated yet
     if which == "best":
+        assert saved.best is not None  # "last" without an evaluation (just above)
         params, stat, iteration, score = saved.best.params, saved.best.obs_stat, saved.best.iteration, saved.best.score
     else:
         member = int(rank(np.array([m.fitness for m in saved.members]))[0])

@@ -12,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import signal
-import sys
 import time
 from dataclasses import dataclass
-from typing import Any, TextIO
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -24,6 +24,7 @@ from hpcars.config import TrainConfig, to_dict
 from hpcars.run import checkpoint
 from hpcars.run import history as run_history
 from hpcars.run.checkpoint import BestPolicy, Checkpoint
+from hpcars.run.console import LOGGER
 from hpcars.run.dashboard import Clock, TensorBoardLog, check_available
 from hpcars.run.engine import ARSTrainer, IterationRecord
 from hpcars.run.initial import InitialWeights
@@ -71,14 +72,11 @@ class Session:
     TensorBoard writer and the task's environments are released even when a run fails,
     since hpcars also runs inside other programs."""
 
-    def __init__(
-        self, cfg: TrainConfig, transport: Transport, out: TextIO, task_source: TaskSource = make_task
-    ) -> None:
+    def __init__(self, cfg: TrainConfig, transport: Transport, task_source: TaskSource = make_task) -> None:
         self.cfg = cfg
         self.task_source = task_source
         self.transport = transport
         self.lead = transport.rank == 0
-        self.out = out
         self.task: Task | None = None
         self.metrics: MetricsLog | None = None
         self.tensorboard: TensorBoardLog | None = None
@@ -97,7 +95,8 @@ class Session:
         self.trainer, saved, initial = agree(transport, lambda: self._build(plan))
         self.init_from = self._init_record(initial)
         run_dir = on_rank_0(transport, lambda: open_run_dir(cfg, plan))
-        self.run_dir = run_dir.path
+        assert run_dir.path is not None  # open_run_dir names the directory it opens
+        self.run_dir: Path = run_dir.path
         self.ended = plan.ended  # the checkpoint has nothing left to train: why
         self.done_summary = plan.summary  # ... and its summary.json, current: printed, nothing touched
         self.world_sizes: list[tuple[int, int]] = []
@@ -142,6 +141,10 @@ class Session:
         devices = choose_devices(self.cfg.device, self.transport.local_rank, self.cfg.devices_per_rank)
         check_available(self.cfg.log)
         self.task = self.task_source(self.cfg)  # kept at once, so that close() releases it if a later step refuses
+        LOGGER.debug(
+            f"devices {', '.join(map(str, devices))} (node-local rank {self.transport.local_rank}); "
+            f"task {getattr(self.task, 'name', self.cfg.task)}"
+        )
         return devices, self.task
 
     def _build(self, plan: RunDir) -> tuple[ARSTrainer, Checkpoint | None, InitialWeights | None]:
@@ -149,8 +152,9 @@ class Session:
         fresh = plan.resume_from is None
         cfg = self.cfg
         initial = InitialWeights.read(cfg.init_from, cfg.init_partial) if cfg.init_from and fresh else None
+        assert self.task is not None  # _local_parts has built it
         trainer = ARSTrainer(cfg, self.task, self.transport, self.devices, initial)
-        saved = None if fresh else checkpoint.read(plan.resume_from)
+        saved = None if plan.resume_from is None else checkpoint.read(plan.resume_from)
         if saved is not None:
             restore(trainer, saved)
         return trainer, saved, initial
@@ -167,8 +171,9 @@ class Session:
             )
 
     def warn(self, text: str) -> None:
+        """Rank 0: a warning line (stderr, under the program's name)."""
         if self.lead:
-            print(f"hpcars.train: warning: {text}", file=sys.stderr, flush=True)
+            LOGGER.warning(text)
 
     def close_files(self) -> None:
         """Rank 0: close the metrics file and the TensorBoard writer (safe to call twice)."""
@@ -213,8 +218,9 @@ class Session:
         return self.elapsed_before + time.perf_counter() - self.start
 
     def say(self, text: str) -> None:
+        """Rank 0: a line for the user (``hpcars.run.console``)."""
         if self.lead:
-            print(text, file=self.out, flush=True)
+            LOGGER.info(text)
 
     def banner(self) -> None:
         """The run's first lines: what is trained, where, on what."""
@@ -251,6 +257,7 @@ class Session:
                 record.iteration, record.total_episodes, record.total_samples, self.elapsed(), score, member
             )
         if self.lead:
+            assert self.metrics is not None and self.task is not None  # rank 0 of an open session
             row = self.metrics.write(record)
             if self.tensorboard is not None:
                 self.tensorboard.write(record, row)
@@ -259,6 +266,7 @@ class Session:
                 self.say(progress_line(record, self.task.sample_unit) + self.clock.line(record.iteration))
         if newly:
             r = self.reached
+            assert r is not None and self.task is not None  # set just above
             self.say(
                 f"reached target {self.cfg.target:g} (score {score:.1f}) at iteration {r.iteration}: "
                 f"{r.episodes} episodes, {r.samples} {self.task.sample_unit}, {r.wall_s:.1f} s"
@@ -271,6 +279,7 @@ class Session:
         if not self.lead:
             return
         start = self.history_rows
+        assert self.metrics is not None  # rank 0 keeps the metrics
         new_rows = {
             "metrics": self.metrics.columns_for_checkpoint(start["metrics"]),
             "async_log": log_arrays(self.async_log[start["async_log"] :]),
@@ -299,6 +308,7 @@ class Session:
     def episode_count(self) -> dict[str, Any]:
         """How summary.json's episode figures were counted (``episodes`` and ``reached_target``)."""
         cfg, trainer, task = self.cfg, self.trainer, self.task
+        assert task is not None and self.metrics is not None  # rank 0 of an open session
         per_member = trainer.iteration * trainer.per_member * task.episodes_per_branch
         judge = trainer.iteration * 2 * trainer.layout.judge_pairs * task.episodes_per_branch
         evaluations = 1 + sum(1 for row in self.metrics.rows if row.get("score", "") != "")
@@ -331,19 +341,18 @@ class Session:
 
     def finish(self, last_eval: dict, interrupted: int) -> None:
         """Rank 0: close the metrics, write summary.json (unless interrupted), print the result."""
-        cfg, trainer, out = self.cfg, self.trainer, self.out
+        cfg, trainer = self.cfg, self.trainer
         first_eval = self.initial_eval
         self.close_files()
         sha = trainer.params_sha256()
         latest = self.checkpoint_path
         if interrupted:
-            print(
+            self.say(
                 f"stopped by {signal.Signals(interrupted).name} at iteration {trainer.iteration}; checkpoint {latest}\n"
-                f"  continue with the same command, or: python -m hpcars.train --resume {self.run_dir}",
-                file=out,
-                flush=True,
+                f"  continue with the same command, or: python -m hpcars.train --resume {self.run_dir}"
             )
             return
+        assert self.task is not None  # built when the session opened
         summary = {
             "iterations": trainer.iteration,
             "episodes": trainer.total_episodes,
@@ -362,18 +371,16 @@ class Session:
             "provenance": versions(),
         }
         write_json_atomic(self.run_dir / SUMMARY_FILE, summary)
-        print(
-            f"done: {trainer.iteration} iterations in {self.elapsed():.1f} s on {self.transport.size} rank(s)", file=out
-        )
+        lines = [f"done: {trainer.iteration} iterations in {self.elapsed():.1f} s on {self.transport.size} rank(s)"]
         if first_eval:
-            print(f"  initial: {first_eval}", file=out)
-        print(f"  final:   {last_eval}", file=out)
-        print("  " + trainer.describe().replace("\n", "\n  "), file=out)
+            lines.append(f"  initial: {first_eval}")
+        lines.append(f"  final:   {last_eval}")
+        lines.append("  " + trainer.describe().replace("\n", "\n  "))
         if math.isfinite(cfg.target):
             r = self.reached
             reached = f"reached at iteration {r.iteration}, {r.episodes} episodes" if r else "not reached"
-            print(f"  target {cfg.target:g}: {reached}", file=out)
+            lines.append(f"  target {cfg.target:g}: {reached}")
         if trainer.skipped_steps:
-            print(f"  {trainer.skipped_steps} step(s) skipped (non-finite or constant rewards)", file=out)
-        print(f"  params_sha256 {sha}", file=out)
-        print(f"  results in {self.run_dir}", file=out, flush=True)
+            lines.append(f"  {trainer.skipped_steps} step(s) skipped (non-finite or constant rewards)")
+        lines += [f"  params_sha256 {sha}", f"  results in {self.run_dir}"]
+        self.say("\n".join(lines))

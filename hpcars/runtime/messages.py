@@ -87,6 +87,7 @@ def encode_branches(schema: Schema, outcome: BranchOutcome) -> np.ndarray:
     columns = {"reward": outcome.rewards, "samples": outcome.samples}
     if len(schema.blocks) > 2:
         obs = outcome.obs
+        assert obs is not None  # a schema with moments is a V2 run's: its tasks report them
         columns.update(obs_count=obs.count, obs_mean=obs.mean, obs_m2=obs.m2)
     return schema.encode(len(outcome.rewards), **columns)
 

@@ -166,6 +166,7 @@ class EnvPoolBackend:
             rows = np.flatnonzero(copy == c)
             pool, envs = self._reset_copy((key.seed, key.stream, key.member, int(c)), key, wanted[rows])
             self._live.append((pool, envs, rows))
+            assert pool.obs is not None  # _reset_copy has reset it
             obs[rows] = pool.obs[envs]
         return obs
 
@@ -178,7 +179,10 @@ class EnvPoolBackend:
         if pool is not None:
             grow = lo < pool.lo or hi > pool.lo + pool.size
             past = pool.resets > key.iteration + 1  # this pool has gone beyond the iteration
-            replayed = pool.resets == key.iteration + 1 and not grow and pool.used[wanted - pool.lo].any()
+            replayed = False
+            if pool.resets == key.iteration + 1 and not grow:
+                assert pool.used is not None  # reset at least once
+                replayed = bool(pool.used[wanted - pool.lo].any())
             if grow or past or replayed:  # a new pool covering both ranges; its resets are replayed below
                 lo, hi = min(lo, pool.lo), max(hi, pool.lo + pool.size)
                 pool.pool.close()
@@ -207,6 +211,7 @@ class EnvPoolBackend:
 
     @staticmethod
     def _step_pool(pool: _Pool, ids: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        assert pool.used is not None  # a live pool has been reset
         pool.used[ids] = True
         ob, reward, terminated, truncated, info = pool.pool.step(actions, ids)
         where = np.empty(pool.size, dtype=np.int64)

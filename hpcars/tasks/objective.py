@@ -51,8 +51,8 @@ class ObjectiveTask:
     episodes_per_branch = 0
     input_dim = 0
     eval_units = 1
-    eval_fields = ("score",)
-    eval_columns = ("score",)
+    eval_fields: tuple[str, ...] = ("score",)
+    eval_columns: tuple[str, ...] = ("score",)
 
     def __init__(self, objective: Objective, seed: int, branch_batch: int) -> None:
         self.objective = objective
@@ -71,7 +71,7 @@ class ObjectiveTask:
         seed = stream_key(self.seed ^ stream, iteration, 0, 0) & (2**63 - 1)
         return ObjectiveContext(iteration=iteration, seed=seed, evaluation=evaluation)
 
-    def begin_iteration(self, iteration: int, member: int, device: torch.device) -> ObjectiveContext:
+    def begin_iteration(self, iteration: int, member: int, device: torch.device | None) -> ObjectiveContext:
         return self._context(CONTEXT_STREAM, iteration, evaluation=False)
 
     def rewards(

@@ -18,7 +18,7 @@ THRESHOLDS = {
     "Humanoid": 6000,
 }
 
-EPISODES = {  # variant -> episodes to threshold (None: not reported / did not reach)
+EPISODES: dict[str, dict[str, int | None]] = {  # variant -> episodes to threshold (None: not reported / did not reach)
     "Swimmer": {"V1": 100, "V1-t": 100, "V2": 427, "V2-t": 427},
     "Hopper": {"V1": 89493, "V1-t": 51840, "V2": 3013, "V2-t": 1973},
     "HalfCheetah": {"V1": 10240, "V1-t": 8106, "V2": 2720, "V2-t": 1707},

@@ -95,6 +95,7 @@ def task_from(made: Any, cfg: TrainConfig) -> Task:
     """The task for what a factory returned (or what ``hpcars.fit`` was given), probed once;
     anything unusable is a ``ConfigError`` for ``--task`` naming ``cfg.task``."""
     spec = cfg.task
+    task: Task
     try:
         if isinstance(made, SupervisedProblem):
             task = _problem_task(made, cfg)

@@ -55,8 +55,15 @@ def _moments(history: np.ndarray, lengths: np.ndarray) -> ObsMoments:
 class GymTask:
     sample_unit = "env steps"
     episodes_per_branch = 1
-    eval_fields = ("return", "steps")
-    eval_columns = ("score", "eval_return_mean", "eval_return_std", "eval_return_min", "eval_return_max", "eval_steps")
+    eval_fields: tuple[str, ...] = ("return", "steps")
+    eval_columns: tuple[str, ...] = (
+        "score",
+        "eval_return_mean",
+        "eval_return_std",
+        "eval_return_min",
+        "eval_return_max",
+        "eval_steps",
+    )
 
     def __init__(
         self,
@@ -99,9 +106,9 @@ class GymTask:
     # -- model ------------------------------------------------------------------------
     def build_model(self) -> nn.Module:
         if self.policy == "linear":  # the paper's policy: zero-initialised, no bias
-            model = nn.Linear(self.input_dim, self.action_dim, bias=False)
-            nn.init.zeros_(model.weight)
-            return model
+            linear = nn.Linear(self.input_dim, self.action_dim, bias=False)
+            nn.init.zeros_(linear.weight)
+            return linear
         model = mlp([self.input_dim, self.hidden, self.hidden, self.action_dim])
         g = torch.Generator().manual_seed(stream_key(self.seed ^ INIT_STREAM, 0, 0, 0) & (2**63 - 1))
         with torch.no_grad():

@@ -103,7 +103,7 @@ class PrioritizedBatches:
         self.max_priority = max(self.max_priority, float(values.max()))
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"priorities": self.priorities.copy(), "max_priority": np.float64(self.max_priority)}
+        return {"priorities": self.priorities.copy(), "max_priority": np.asarray(self.max_priority, dtype=np.float64)}
 
     def load(self, arrays: dict[str, np.ndarray]) -> None:
         priorities = np.asarray(arrays["priorities"], dtype=np.float64)

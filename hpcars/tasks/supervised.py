@@ -249,6 +249,7 @@ class ProblemTask(SupervisedTask):
         if self.reward == "loss":
             return super().rewards(model, stack, context, branches)
         n = len(branches)
+        assert self.metric_fn is not None  # --reward metric without a metric is refused (plugin.problem_task)
         scores = self._per_sample(self.metric_fn, model, stack, context).mean(dim=1)[:n]
         samples = np.full(n, float(context.x.shape[0]))
         return BranchOutcome(scores.double().cpu().numpy(), samples, _batch_moments(context.stat, n))
@@ -262,6 +263,7 @@ class ProblemTask(SupervisedTask):
         # to θ's device: a branch device's copy may be on another device
         batch = self.begin_iteration(iteration, 0, flat.device)
         losses = self.loss_fn(model.single(flat, batch.x), batch.y)
+        assert batch.indices is not None  # sample() always says which training samples it drew
         self.sampler.update(batch.indices, losses)
         self._drawn = None  # drawn from the priorities just replaced
 
@@ -329,8 +331,8 @@ class Regression(SupervisedTask):
     name = "regression"
     degree = 4
     input_dim = 4
-    eval_fields = ("eval_loss",)
-    eval_columns = ("score", "eval_loss")
+    eval_fields: tuple[str, ...] = ("eval_loss",)
+    eval_columns: tuple[str, ...] = ("score", "eval_loss")
 
     def __init__(self, seed: int, batch_size: int = 2048, track_obs: bool = True) -> None:
         super().__init__(seed, batch_size, track_obs)

@@ -89,9 +89,15 @@ def make_space(options: SpaceOptions, spec: ParamSpec, theta0: torch.Tensor) -> 
 def space_from_arrays(options: SpaceOptions, spec: ParamSpec, arrays: dict[str, np.ndarray], device) -> SearchSpace:
     """Rebuild a checkpoint's space exactly (no k-means, no pruning decision is redone)."""
     from hpcars.algorithm.spaces.full import FullSpace
+    from hpcars.algorithm.spaces.indexed import IndexedSpace
     from hpcars.algorithm.spaces.pruned import PrunedSpace
     from hpcars.algorithm.spaces.shared import SharedSpace
     from hpcars.algorithm.spaces.subspace import Subspace
 
-    kinds = {"full": FullSpace, "pruned": PrunedSpace, "shared": SharedSpace, "subspace": Subspace}
+    kinds: dict[str, type[FullSpace | IndexedSpace | Subspace]] = {
+        "full": FullSpace,
+        "pruned": PrunedSpace,
+        "shared": SharedSpace,
+        "subspace": Subspace,
+    }
     return kinds[options.kind].from_arrays(spec, arrays, options, device)

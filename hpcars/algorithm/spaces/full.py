@@ -22,6 +22,7 @@ class FullSpace:
         return cls(None, spec.size)
 
     def initial(self) -> torch.Tensor:
+        assert self.theta0 is not None, "a space rebuilt from a checkpoint has no θ₀"
         return self.theta0
 
     def to_params(self, z: torch.Tensor) -> torch.Tensor:

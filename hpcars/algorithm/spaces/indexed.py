@@ -35,6 +35,7 @@ class IndexedSpace:
         return cls(codes, None, int(arrays["searched"]), {k: np.asarray(v).item() for k, v in info.items()})
 
     def initial(self) -> torch.Tensor:
+        assert self.z0 is not None, "a space rebuilt from a checkpoint has no z₀"
         return self.z0
 
     def to_params(self, z: torch.Tensor) -> torch.Tensor:
