@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hpcars.algorithm.models import Normalized
 from hpcars.cli.options import parse_args
 from hpcars.cli.train import Callback, RunResult, run
 from hpcars.config import TrainConfig, option_name
@@ -216,7 +217,7 @@ def _result(done: RunResult, transport: Transport, task: TaskLike) -> Result:
 
 def _loaded(template: nn.Module, flat: np.ndarray, obs_stat: Any) -> nn.Module:
     model = loaded_copy(template, torch.from_numpy(np.ascontiguousarray(flat)))
-    if obs_stat is not None and hasattr(model, "mean"):  # the V2 wrapper's normaliser
+    if obs_stat is not None and isinstance(model, Normalized):  # the V2 wrapper's normaliser
         mean, inv_std = obs_stat.normaliser()
         model.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         model.inv_std.copy_(torch.as_tensor(inv_std, dtype=torch.float32))

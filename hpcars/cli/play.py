@@ -33,6 +33,7 @@ from hpcars.config import ENV_BACKENDS, ConfigError
 from hpcars.run.checkpoint import CheckpointError
 from hpcars.run.policy import WHICH, LoadedPolicy, load_policy
 from hpcars.runtime.comm import make_transport, partition, shares
+from hpcars.tasks.rl import GymTask
 from hpcars.threads import pin_threads
 
 
@@ -69,9 +70,9 @@ def render(
     """Frames of ``episodes`` episodes (the same seeds as the evaluation's first ones) to a GIF or MP4."""
     from hpcars.tasks.env_backends import EpisodeKey, gym_seed
     from hpcars.tasks.envs import make_env
-    from hpcars.tasks.rl import EVAL_STREAM, GymTask
+    from hpcars.tasks.rl import EVAL_STREAM
 
-    task = cast(GymTask, policy.task)  # main() renders environment tasks only
+    task = cast(GymTask, policy.task)  # main() renders Gymnasium tasks only
     width, height = size
     try:
         env = make_env(task.env_id, render_mode="rgb_array", width=width, height=height)
@@ -174,8 +175,8 @@ def main(argv: Sequence[str] | None = None, transport=None) -> int:
             )
             print(report(policy, rows), flush=True)
             if args.video is not None:
-                if not getattr(policy.task, "episodes_per_branch", 0):
-                    raise ConfigError("--video", f"{policy.cfg.task} is not an environment to render")
+                if not isinstance(policy.task, GymTask):  # render steps a Gymnasium env of the task's id
+                    raise ConfigError("--video", f"{policy.cfg.task} is not a Gymnasium environment to render")
                 n = render(
                     policy,
                     args.video,
