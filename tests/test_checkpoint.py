@@ -75,7 +75,7 @@ def test_crash_during_write_leaves_previous_valid(tmp_path):
     checkpoint.write(tmp_path, _sample(1), keep=3)
     # a writer killed mid-write: a big checkpoint, SIGKILLed while it writes
     script = (
-        "import numpy as np; from hpcars import checkpoint; from tests.test_checkpoint import _sample; "
+        "import numpy as np; from hpcars.run import checkpoint; from tests.test_checkpoint import _sample; "
         "import dataclasses, sys; "
         "big = [checkpoint.Member({'w': np.ones((1 << 24,), np.float32)}) for _ in range(16)]; "
         "checkpoint.write(sys.argv[1], dataclasses.replace(_sample(2), members=big), keep=3)"
@@ -83,7 +83,9 @@ def test_crash_during_write_leaves_previous_valid(tmp_path):
     writer = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT)
     deadline = time.time() + 30
     while not list((tmp_path / "checkpoints").glob(".ckpt-*.tmp-*")) and time.time() < deadline:
+        assert writer.poll() is None, "the writer ended before it began writing"
         time.sleep(0.01)
+    assert list((tmp_path / "checkpoints").glob(".ckpt-*.tmp-*")), "the writer never began writing"
     writer.send_signal(signal.SIGKILL)
     writer.wait()
     assert [f.name for f in checkpoint.listing(tmp_path)] == ["ckpt-00000001.h5"]

@@ -130,3 +130,21 @@ def test_a_dozen_modules_at_the_top_and_the_rest_in_layers():
 def test_errors_import_nothing_of_hpcars():
     known = modules()
     assert imports("hpcars.errors", known["hpcars.errors"], known) == set()
+
+
+def test_old_doors_and_public_names_still_work():
+    import importlib
+    import tomllib
+
+    import hpcars
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    for target in scripts.values():
+        module, _, attr = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), attr)), target
+    train = importlib.import_module("hpcars.train")
+    assert train.run is importlib.import_module("hpcars.cli.train").run  # old names through the door
+    assert importlib.import_module("hpcars.checkpoint").read is importlib.import_module("hpcars.run.checkpoint").read
+    for name in hpcars.__all__:
+        assert getattr(hpcars, name) is not None
+    assert {"fit", "ARS", "Result", "pin_threads", "SupervisedProblem", "Objective"} <= set(hpcars.__all__)

@@ -19,7 +19,7 @@ from tests.conftest import ROOT, inspect_json, run_train
 
 SPEC = """
 name = "ci-sweep"
-seeds = [0, 1]
+seeds = [0]
 [base]
 task = "regression"
 iterations = 60
@@ -58,9 +58,9 @@ def _cluster_env() -> dict[str, str]:
 
 
 def _cluster_is_up(env: dict[str, str]) -> bool:
-    try:
-        return subprocess.run(["sinfo", "-h"], env=env, capture_output=True).returncode == 0
-    except FileNotFoundError:  # no Slurm installed
+    try:  # a running controller answers at once; a stopped one would keep sinfo retrying for a minute
+        return subprocess.run(["sinfo", "-h"], env=env, capture_output=True, timeout=5).returncode == 0
+    except (FileNotFoundError, subprocess.TimeoutExpired):  # no Slurm installed, or no controller running
         return False
 
 
@@ -111,7 +111,7 @@ def slurm_sweep(slurm_env, tmp_path_factory):
     spec.write_text(SPEC)
     sweep_dir = root / "sweep"
     out = _sweep(["submit", str(spec), "--sweep-dir", str(sweep_dir)], slurm_env)
-    assert "submitted 4 run(s) (slurm)" in out
+    assert "submitted 2 run(s) (slurm)" in out
     _wait_done(sweep_dir, slurm_env, timeout=240)
     return spec, sweep_dir
 
@@ -119,7 +119,7 @@ def slurm_sweep(slurm_env, tmp_path_factory):
 def test_slurm_sweep_of_two_rank_runs_and_report(slurm_sweep, slurm_env):
     spec, sweep_dir = slurm_sweep
     runs = sorted((sweep_dir / "runs").iterdir())
-    assert len(runs) == 4
+    assert len(runs) == 2
     for run_dir in runs:
         info = inspect_json(run_dir)
         assert info["world_sizes"] == [[0, 2]] and info["iteration"] == 60
@@ -137,9 +137,9 @@ def test_slurm_sweep_of_two_rank_runs_and_report(slurm_sweep, slurm_env):
     table = (out / "threshold.md").read_text()
     assert "step_size=0.01" in table and "step_size=0.02" in table
     runs_table = pd.read_csv(out / "runs.csv")
-    assert runs_table["run"].nunique() == 4 and set(runs_table["seed"]) == {0, 1}
+    assert runs_table["run"].nunique() == 2 and set(runs_table["seed"]) == {0}
     # re-submitting skips what is done
-    assert "submitted 0 run(s) (slurm), 4 already done" in _sweep(
+    assert "submitted 0 run(s) (slurm), 2 already done" in _sweep(
         ["submit", str(spec), "--sweep-dir", str(sweep_dir)], slurm_env
     )
 
@@ -147,7 +147,7 @@ def test_slurm_sweep_of_two_rank_runs_and_report(slurm_sweep, slurm_env):
 def test_same_sweep_through_local_executor(slurm_sweep, slurm_env, tmp_path):
     spec, slurm_dir = slurm_sweep
     local_dir = tmp_path / "local"
-    assert "submitted 4 run(s) (local)" in _sweep(
+    assert "submitted 2 run(s) (local)" in _sweep(
         ["submit", str(spec), "--sweep-dir", str(local_dir), "--executor", "local"], slurm_env
     )
     _wait_done(local_dir, slurm_env, timeout=240)
