@@ -29,6 +29,7 @@ SCHEDULES = ("static", "dynamic", "async")
 LOGS = ("none", "tensorboard")
 BATCH_PRIORITIES = ("uniform", "loss")
 ENV_BACKENDS = ("gymnasium", "envpool")
+PERTURBATIONS = ("dense", "lowrank")  # hpcars.algorithm.perturbation
 PRESET_DIR = Path(__file__).parent / "presets"
 PRESETS = tuple(sorted(p.stem for p in PRESET_DIR.glob("*.toml")))
 
@@ -77,6 +78,13 @@ class TrainConfig:
     top_directions: int = _result(0, "b, directions kept for the update (0 = all N: V1/V2; b < N: V1-t/V2-t)")
     step_size: float = _result(0.02, "α, the step size")
     noise_std: float = _result(0.03, "ν, the standard deviation of the exploration noise")
+    perturbation: str = _result(
+        "dense",
+        "dense: one normal per parameter; lowrank: each weight matrix perturbed by a rank-R product A Bᵀ/√R "
+        "on shared weights (biases and norms dense; docs/large-models.md)",
+        PERTURBATIONS,
+    )
+    perturbation_rank: int = _result(1, "R, the rank of --perturbation lowrank")
     variant: str = _result("v1", "v2 normalises model inputs by running statistics of those seen in training", VARIANTS)
     batch_size: int = _result(0, "mini-batch size of supervised tasks (0 = task default: regression 2048, digits 256)")
     hidden: int = _result(32, "hidden width of the digits MLP and of MLP policies")
@@ -266,6 +274,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         need(getattr(cfg, name) >= 1, name, "must be an integer >= 1")
     need(cfg.population >= 1, "population", "must be an integer >= 1")
     need(not (cfg.quiet and cfg.verbose), "verbose", "not with --quiet")
+    need(cfg.perturbation_rank >= 1, "perturbation_rank", "must be an integer >= 1")
+    need(
+        cfg.perturbation == "dense" or cfg.search_space == "full",
+        "perturbation",
+        f"lowrank perturbs the model's weight matrices; not with --search-space {cfg.search_space} (use full)",
+    )
     for name in ("batch_size", "eval_every", "guard_every", "generation_every"):
         need(getattr(cfg, name) >= 0, name, "must be an integer >= 0")
     need(cfg.hidden >= 1, "hidden", "must be an integer >= 1")

@@ -12,6 +12,7 @@ import numpy as np
 M = np.uint64
 GAMMA, MUL1, MUL2 = M(0x9E3779B97F4A7C15), M(0xBF58476D1CE4E5B9), M(0x94D049BB133111EB)
 TAG = 0x68706361727321
+CHUNK = 1 << 15  # scheme 2's block of pairs
 
 
 def mix(x: np.ndarray) -> np.ndarray:
@@ -37,6 +38,18 @@ def words(seed: int, iteration: int, member: int, direction: int, pairs: int) ->
 
 
 def direction(seed: int, iteration: int, member: int, k: int, size: int) -> np.ndarray:
+    """Scheme 2 (``splitmix64-boxmuller24/2``, the default): 24-bit uniforms, Box–Muller in float32."""
+    pairs = -(-((size + 1) // 2) // 16) * 16  # generated pairs: rounded up to a multiple of 16
+    w = words(seed, iteration, member, k, pairs)
+    u1 = ((w >> M(40)).astype(np.float32) + np.float32(1.0)) * np.float32(2.0**-24)
+    theta = ((w >> M(16)) & M(0xFFFFFF)).astype(np.float32) * np.float32(2.0 * np.pi * 2.0**-24)
+    r = np.sqrt(np.float32(-2.0) * np.log(u1))
+    blocks = [np.arange(f, min(f + CHUNK, pairs)) for f in range(0, pairs, CHUNK)]
+    return np.concatenate([np.concatenate((r[b] * np.cos(theta[b]), r[b] * np.sin(theta[b]))) for b in blocks])[:size]
+
+
+def direction_v1(seed: int, iteration: int, member: int, k: int, size: int) -> np.ndarray:
+    """Scheme 1 (``splitmix64-boxmuller/1``, runs made before it changed): 32-bit uniforms, float64."""
     w = words(seed, iteration, member, k, (size + 1) // 2)
     u1 = ((w >> M(32)).astype(np.float64) + 1.0) * 2.0**-32
     u2 = (w & M(0xFFFFFFFF)).astype(np.float64) * 2.0**-32

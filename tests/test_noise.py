@@ -1,7 +1,9 @@
 import numpy as np
+import pytest
 import torch
 
 from hpcars.algorithm import noise
+from hpcars.errors import CheckpointError
 from tests import reference
 
 
@@ -13,17 +15,34 @@ def test_words_match_numpy_uint64_reference():
         np.testing.assert_array_equal(ours, reference.words(seed, j, m, k, 1000))
 
 
-def test_directions_match_reference_values():
+@pytest.mark.parametrize("size", [1001, 3 * noise.CHUNK + 77])  # one pass for all rows, and chunks of one
+def test_directions_match_reference_values(size):
     src = noise.NoiseSource(seed=42)
+    got = src.directions(5, 0, [0, 3, 17], size).numpy()
+    assert got.dtype == np.float32
+    for row, k in zip(got, [0, 3, 17], strict=True):
+        np.testing.assert_allclose(row, reference.direction(42, 5, 0, k, size), rtol=2e-6, atol=2e-6)
+
+
+def test_scheme_1_still_regenerates_old_runs_directions():
+    src = noise.NoiseSource(seed=42, scheme=noise.SCHEME_1)
     got = src.directions(5, 0, [0, 3, 17], 1001).numpy()
     for row, k in zip(got, [0, 3, 17], strict=True):
-        np.testing.assert_allclose(row, reference.direction(42, 5, 0, k, 1001), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(row, reference.direction_v1(42, 5, 0, k, 1001), rtol=1e-6, atol=1e-7)
+    assert not np.array_equal(got, noise.NoiseSource(seed=42).directions(5, 0, [0, 3, 17], 1001).numpy())
 
 
-def test_a_direction_does_not_depend_on_its_batch():
-    src = noise.NoiseSource(seed=1)
-    alone = src.directions(2, 0, [9], 37)
-    together = src.directions(2, 0, [4, 9, 1, 2, 3], 37)
+def test_an_unknown_scheme_is_one_line():
+    with pytest.raises(CheckpointError, match=r"^noise scheme 'gauss/9' is unknown to this hpcars \(known: "):
+        noise.NoiseSource(seed=1, scheme="gauss/9")
+
+
+@pytest.mark.parametrize("scheme", noise.SCHEMES)
+@pytest.mark.parametrize("size", [37, 5000, 2 * noise.CHUNK + 3])
+def test_a_direction_does_not_depend_on_its_batch(scheme, size):
+    src = noise.NoiseSource(seed=1, scheme=scheme)
+    alone = src.directions(2, 0, [9], size)
+    together = src.directions(2, 0, [4, 9, 1, 2, 3], size)
     assert torch.equal(alone[0], together[1])
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -105,6 +106,25 @@ class ParamSpec:
                 params[name].copy_(value)
 
 
+class BranchSet(Protocol):
+    """Branches that are not a dense [B, P] stack (``hpcars.algorithm.perturbation.lowrank``):
+    they evaluate themselves on a module, or give their dense stack."""
+
+    @property
+    def shape(self) -> tuple[int, int]: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def bind(self, module: nn.Module, shared: bool) -> Callable[[torch.Tensor], torch.Tensor] | None: ...
+
+    def dense(self) -> torch.Tensor: ...
+
+
+#: what a task hands to ``BatchedModel``: a dense stack [B, P], or a ``BranchSet``
+Stack = torch.Tensor | BranchSet
+
+
 class BatchedModel:
     """Calls one module with B parameter vectors at once: stack [B, P] -> outputs [B, ...]."""
 
@@ -119,23 +139,28 @@ class BatchedModel:
         self._one = one
         self.stacked = supports_stacked(module)
 
-    def __call__(self, stack: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, stack: Stack, x: torch.Tensor) -> torch.Tensor:
         """Evaluate every row of ``stack`` on the same input: [B, P], [n, ...] -> [B, n, ...]."""
         return self._batched(stack, x, shared=True)
 
-    def per_branch(self, stack: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def per_branch(self, stack: Stack, x: torch.Tensor) -> torch.Tensor:
         """Evaluate row b of ``stack`` on ``x[b]``: [B, P], [B, ...] -> [B, ...]."""
         return self._batched(stack, x, shared=False)
 
-    def _batched(self, stack: torch.Tensor, x: torch.Tensor, shared: bool, use_vmap: bool = False) -> torch.Tensor:
+    def _batched(self, stack: Stack, x: torch.Tensor, shared: bool, use_vmap: bool = False) -> torch.Tensor:
         with torch.no_grad():
             return self.bind(stack, shared, use_vmap)(x)
 
     def bind(
-        self, stack: torch.Tensor, shared: bool = False, use_vmap: bool = False
+        self, stack: Stack, shared: bool = False, use_vmap: bool = False
     ) -> Callable[[torch.Tensor], torch.Tensor]:
         """The B models of ``stack`` as one function of the input, for repeated calls
         (an RL rollout calls it every step). Call it under ``torch.no_grad()``."""
+        if not isinstance(stack, torch.Tensor):  # low-rank branches on shared weights
+            bound = stack.bind(self.module, shared)
+            if bound is not None:
+                return bound
+            stack = stack.dense()  # a model without a low-rank forward: its branches in full
         params = self.spec.unflatten(stack)
         if self.stacked and not use_vmap:
             return lambda x: stacked_forward(self.module, params, x, shared)[0]

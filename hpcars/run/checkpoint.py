@@ -28,6 +28,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from hpcars.algorithm.noise import DEFAULT_SCHEME, SCHEME_1
 from hpcars.algorithm.runningstat import RunningStat
 from hpcars.errors import CheckpointError, HistoryUnavailable
 from hpcars.run import history as run_history
@@ -36,7 +37,7 @@ FORMAT = "hpcars-checkpoint"
 #: 2 added /population; 3 /buffers, /task and init_from; 4 the initial evaluation, provenance and the population's
 #: origin; 5 the metrics and update log in RUN_DIR/history.h5 (attribute ``history``); older files are still read
 FORMAT_VERSION = 5
-NOISE_SCHEME = "splitmix64-boxmuller/1"
+NOISE_SCHEME = DEFAULT_SCHEME  # what a fresh run uses; each checkpoint records its own
 DIRECTORY = "checkpoints"
 _NAME = re.compile(r"ckpt-(\d+)\.h5$")
 
@@ -100,6 +101,8 @@ class Checkpoint:
     #: None: ``metrics`` and ``async_log`` are stored in the file itself. When set, ``write`` stores
     #: only the counts (the caller appended the rows) and ``read`` loads those rows into the fields
     history: dict[str, int] | None = None
+    #: how the run regenerates its directions (``hpcars.algorithm.noise``); files before it: scheme 1
+    noise_scheme: str = SCHEME_1
 
 
 def params_sha256(flat: np.ndarray) -> str:
@@ -166,7 +169,7 @@ def write(run_dir: Path, ckpt: Checkpoint, keep: int) -> Path:
 def _fill(f: h5py.File, ckpt: Checkpoint) -> None:
     f.attrs["format"] = FORMAT
     f.attrs["format_version"] = FORMAT_VERSION
-    f.attrs["noise_scheme"] = NOISE_SCHEME
+    f.attrs["noise_scheme"] = ckpt.noise_scheme
     f.attrs["config"] = json.dumps(ckpt.config)
     f.attrs["iteration"] = ckpt.iteration
     f.attrs["total_episodes"] = ckpt.total_episodes
@@ -317,6 +320,7 @@ def read(path: Path, tables: bool = True) -> Checkpoint:
                 reached_target=json.loads(f.attrs["reached_target"]),
                 metrics={c: _column(f["metrics"][c]) for c in f["metrics"]} if "metrics" in f else {},
                 params_sha256=str(f.attrs["params_sha256"]),
+                noise_scheme=str(f.attrs.get("noise_scheme", SCHEME_1)),
                 population={k: np.asarray(v) for k, v in f["population"].items()} if "population" in f else None,
                 buffers=_arrays(f, "buffers"),
                 task_state=_arrays(f, "task"),

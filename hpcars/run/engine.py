@@ -47,6 +47,7 @@ from hpcars.algorithm.ars import SKIP_NONFINITE, ARSHyper, ARSStep, ars_step
 from hpcars.algorithm.branches import BatchedModel, ParamSpec
 from hpcars.algorithm.models import Normalized
 from hpcars.algorithm.noise import NoiseSource
+from hpcars.algorithm.perturbation import LowRankBranches, make_perturbation
 from hpcars.algorithm.runningstat import RunningStat
 from hpcars.algorithm.spaces import SearchSpace, SpaceOptions, make_space
 from hpcars.config import TrainConfig
@@ -65,6 +66,9 @@ from hpcars.runtime.messages import branch_schema, decode_branches, encode_branc
 from hpcars.runtime.schedule import make_schedule
 from hpcars.runtime.update_log import AsyncRecord
 from hpcars.tasks.base import ObsMoments, Task
+
+#: what ``branch_params`` gives the task: a dense stack, or low-rank branches on shared weights
+Branches = torch.Tensor | LowRankBranches
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,7 @@ class ARSTrainer:
         self.primary = self.models[0].device
         theta0 = self.spec.flatten(self.models[0].module).to(self.primary, torch.float32)
         self.space: SearchSpace = make_space(space_options(cfg), self.spec, theta0)
+        self.perturbation = make_perturbation(cfg.perturbation, self.spec, self.space.size, cfg.perturbation_rank)
         self.params = population_params(cfg)
         state = PopulationState.start(
             self.space.initial(),
@@ -182,32 +187,35 @@ class ARSTrainer:
 
     # -- directions -------------------------------------------------------------------
     def directions(self, iteration: int, member: int, indices: Sequence[int], device: torch.device) -> torch.Tensor:
-        return self.noise.directions(iteration, member, indices, self.space.size, device=device)
+        return self.noise.directions(iteration, member, indices, self.perturbation.noise_size, device=device)
 
-    def branch_params(self, branches: list[int], device: torch.device, iteration: int) -> torch.Tensor:
-        """The searched vectors [len, d] of global branch ids: θ_m ± ν_m δ_k for a perturbed
-        branch, the anchor or the current θ_m for a judge row (``population.judge``)."""
-        layout = self.layout
+    def branch_params(self, branches: list[int], device: torch.device, iteration: int) -> Branches:
+        """The branches of global ids ``branches`` as the perturbation kind hands them to the model
+        (dense: the searched vectors [len, d]): θ_m ± ν_m δ_k for a perturbed branch, the anchor or
+        the current θ_m for a judge row (``population.judge``)."""
+        layout, members = self.layout, self.state.members
         member = np.array([layout.member(g) for g in branches])
         kind = np.array([layout.kind(g) for g in branches])
-        stack = self.state.theta.to(device)[torch.as_tensor(member, device=device)]
+        bases, owner = self.state.theta.to(device), member.copy()
         old = np.flatnonzero(kind == OLD)
         if old.size:
-            assert self.state.anchor is not None  # judge rows exist only with annealing, which keeps the anchor
-            stack[torch.as_tensor(old, device=device)] = self.state.anchor.to(device)[member[old]]
+            assert self.state.anchor is not None  # judge rows exist only with annealing, which keeps anchors
+            bases = torch.cat((bases, self.state.anchor.to(device)))
+            owner[old] += members
+        scale = torch.zeros(len(branches), dtype=torch.float32, device=device)
+        noise = torch.zeros(len(branches), self.perturbation.noise_size, dtype=torch.float32, device=device)
         perturbed = np.flatnonzero(kind == PERTURBED)
         noise_std = torch.as_tensor(self.state.noise_std, dtype=torch.float32, device=device)
         direction = np.array([(g % self.per_member) // 2 for g in branches])
         for m in np.unique(member[perturbed]):
             rows = perturbed[member[perturbed] == m]
             unique, inverse = np.unique(direction[rows], return_inverse=True)
-            generated = self.directions(iteration, int(m), unique.tolist(), device)[
-                torch.as_tensor(inverse, device=device)
-            ]
-            signs = torch.tensor([1.0 if branches[r] % 2 == 0 else -1.0 for r in rows], device=device)
             at = torch.as_tensor(rows, device=device)
-            stack[at] = stack[at] + (noise_std[int(m)] * signs)[:, None] * generated
-        return stack
+            generated = self.directions(iteration, int(m), unique.tolist(), device)
+            noise[at] = generated[torch.as_tensor(inverse, device=device)]
+            signs = torch.tensor([1.0 if branches[r] % 2 == 0 else -1.0 for r in rows], device=device)
+            scale[at] = noise_std[int(m)] * signs
+        return self.perturbation.branches(bases, torch.as_tensor(owner, device=device), scale, noise)
 
     # -- one iteration ----------------------------------------------------------------
     def score_branches(self, model: BatchedModel, branches: list[int], iteration: int) -> np.ndarray:
@@ -222,7 +230,8 @@ class ARSTrainer:
             chunk = branches[start : start + width]
             padded = chunk + [chunk[-1]] * (width - len(chunk))
             stack = self.branch_params(padded, model.device, iteration)
-            outcome = self.task.rewards(model, self.space.to_params(stack), context, self.layout.episode_ids(chunk))
+            params = self.space.to_params(stack) if isinstance(stack, torch.Tensor) else stack  # low rank: full space
+            outcome = self.task.rewards(model, params, context, self.layout.episode_ids(chunk))
             rows.append(encode_branches(self.schema, outcome))
         return np.concatenate(rows)
 
@@ -232,9 +241,9 @@ class ARSTrainer:
         width = self.cfg.branch_batch
         for start in range(0, len(step.kept), width):
             kept = step.kept[start : start + width].tolist()
-            delta = self.directions(iteration, member, kept, self.primary).to(torch.float64)
+            delta = self.directions(iteration, member, kept, self.primary)
             weights = torch.as_tensor(step.weights[start : start + width], device=self.primary)
-            total += weights @ delta
+            total += self.perturbation.step(weights, delta)
         return total
 
     def merge_observations(self, obs: ObsMoments) -> None:

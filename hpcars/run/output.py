@@ -94,12 +94,14 @@ class RunDir:
 
 
 def config_differences(cfg: TrainConfig, saved: dict[str, Any]) -> list[str]:
-    """The result-affecting options in which ``cfg`` differs from a saved config."""
-    current = to_dict(cfg)
+    """The result-affecting options in which ``cfg`` differs from a saved config. An option the
+    saved config lacks (added after it was written) counts as its default: a new option's
+    default is what hpcars did before it existed."""
+    current, defaults = to_dict(cfg), to_dict(TrainConfig())
     return [
-        f"{option_name(name)} {saved.get(name)!r} -> {current[name]!r}"
+        f"{option_name(name)} {saved.get(name, defaults[name])!r} -> {current[name]!r}"
         for name in RESULT_FIELDS
-        if saved.get(name) != current[name]
+        if saved.get(name, defaults[name]) != current[name]
     ]
 
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from hpcars.algorithm.models import NORMALISER_BUFFERS, Normalized
+from hpcars.algorithm.noise import NoiseSource
 from hpcars.algorithm.spaces import space_from_arrays
 from hpcars.population.state import PopulationState
 from hpcars.run.checkpoint import Checkpoint, CheckpointError, Member
@@ -42,6 +43,7 @@ def snapshot(trainer: ARSTrainer) -> Checkpoint:
         task_state=trainer.task.state_arrays() if hasattr(trainer.task, "state_arrays") else {},
         search_space=_search_space(trainer),
         search_space_info=trainer.space.describe(),
+        noise_scheme=trainer.noise.scheme,
     )
 
 
@@ -112,6 +114,7 @@ def restore(trainer: ARSTrainer, ckpt: Checkpoint) -> None:
         if "origin" in ckpt.population:  # format 4; older files: the rebuilt θ₀ (exact without --init-from)
             origin = np.asarray(ckpt.population["origin"], dtype=np.float64)
             population.origin = torch.from_numpy(origin).to(population.origin.device)
+    trainer.noise = NoiseSource(trainer.cfg.seed, ckpt.noise_scheme)  # the run's own directions, even if older
     trainer.iteration = ckpt.iteration
     trainer.total_episodes = ckpt.total_episodes
     trainer.total_samples = ckpt.total_samples

@@ -366,6 +366,7 @@ def replay_run(cfg, transport, out) -> int:
 
 def _replay_setup(cfg, transport):
     """(θ₀'s trainer, checkpoint path, checkpoint, update log) for ``--replay``; refusals are ``ConfigError``."""
+    from hpcars.algorithm.noise import NoiseSource
     from hpcars.config import ConfigError
     from hpcars.run import checkpoint
     from hpcars.run.engine import ARSTrainer
@@ -391,6 +392,7 @@ def _replay_setup(cfg, transport):
     devices = choose_devices(cfg.device, transport.local_rank, cfg.devices_per_rank)
     initial = InitialWeights.read(cfg.init_from, cfg.init_partial) if cfg.init_from else None
     trainer = ARSTrainer(cfg, make_task(cfg), transport, devices, initial)
+    trainer.noise = NoiseSource(cfg.seed, saved.noise_scheme)  # the run's own directions
     if initial is not None and initial.obs_stat is not None and trainer.obs_stat is not None:
         trainer.set_obs_stat(initial.obs_stat)
     return trainer, found, saved, entries

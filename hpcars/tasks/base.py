@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hpcars.algorithm.branches import BatchedModel
+from hpcars.algorithm.branches import BatchedModel, Stack
 from hpcars.algorithm.runningstat import RunningStat
 
 
@@ -73,7 +73,7 @@ class Task(Protocol):
         """Per-iteration context shared by all branches (e.g. the mini-batch)."""
         ...
 
-    def rewards(self, model: BatchedModel, stack: torch.Tensor, context: Any, branches: Sequence[int]) -> BranchOutcome:
+    def rewards(self, model: BatchedModel, stack: Stack, context: Any, branches: Sequence[int]) -> BranchOutcome:
         """Score the first ``len(branches)`` rows of ``stack`` (rows past that are padding)."""
         ...
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hpcars.algorithm.branches import BatchedModel
+from hpcars.algorithm.branches import BatchedModel, Stack
 from hpcars.algorithm.noise import stream_key
 from hpcars.errors import ObjectiveRewardError
 from hpcars.tasks.base import BranchOutcome
@@ -75,10 +75,11 @@ class ObjectiveTask:
         return self._context(CONTEXT_STREAM, iteration, evaluation=False)
 
     def rewards(
-        self, model: BatchedModel, stack: torch.Tensor, context: ObjectiveContext, branches: Sequence[int]
+        self, model: BatchedModel, stack: Stack, context: ObjectiveContext, branches: Sequence[int]
     ) -> BranchOutcome:
         n = len(branches)
-        rewards = call_objective(self.objective, stack, context)[:n]
+        dense = stack if isinstance(stack, torch.Tensor) else stack.dense()  # fn takes parameter vectors
+        rewards = call_objective(self.objective, dense, context)[:n]
         return BranchOutcome(rewards, np.ones(n), None)
 
     def score(self, flat: torch.Tensor, iteration: int) -> float:

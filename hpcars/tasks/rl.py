@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hpcars.algorithm.branches import BatchedModel
+from hpcars.algorithm.branches import BatchedModel, Stack
 from hpcars.algorithm.models import mlp
 from hpcars.algorithm.noise import stream_key
 from hpcars.tasks.base import BranchOutcome, ObsMoments
@@ -128,7 +128,7 @@ class GymTask:
     def rollouts(
         self,
         model: BatchedModel,
-        stack: torch.Tensor,
+        stack: Stack,
         key: EpisodeKey,
         indices: Sequence[int],
         shift: float,
@@ -170,7 +170,7 @@ class GymTask:
         return iteration, member
 
     def rewards(
-        self, model: BatchedModel, stack: torch.Tensor, context: tuple[int, int], branches: Sequence[int]
+        self, model: BatchedModel, stack: Stack, context: tuple[int, int], branches: Sequence[int]
     ) -> BranchOutcome:
         iteration, member = context
         key = EpisodeKey(self.seed, ENV_STREAM, iteration, member)

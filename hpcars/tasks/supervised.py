@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hpcars.algorithm.branches import BatchedModel
+from hpcars.algorithm.branches import BatchedModel, Stack
 from hpcars.algorithm.models import mlp
 from hpcars.algorithm.noise import stream_key
 from hpcars.algorithm.runningstat import RunningStat
@@ -140,13 +140,11 @@ class SupervisedTask:
     def begin_iteration(self, iteration: int, member: int, device: torch.device) -> Batch:
         return self.draw(iteration, member).to(device)
 
-    def branch_losses(self, model: BatchedModel, stack: torch.Tensor, batch: Batch) -> torch.Tensor:
+    def branch_losses(self, model: BatchedModel, stack: Stack, batch: Batch) -> torch.Tensor:
         """Loss of every row of ``stack`` on the batch [B]."""
         raise NotImplementedError
 
-    def rewards(
-        self, model: BatchedModel, stack: torch.Tensor, context: Batch, branches: Sequence[int]
-    ) -> BranchOutcome:
+    def rewards(self, model: BatchedModel, stack: Stack, context: Batch, branches: Sequence[int]) -> BranchOutcome:
         n = len(branches)
         reward = -self.branch_losses(model, stack, context)[:n]
         samples = np.full(n, float(context.x.shape[0]))
@@ -234,18 +232,16 @@ class ProblemTask(SupervisedTask):
             self._drawn = ((iteration, member), self.draw(iteration, member))
         return self._drawn[1].to(device)
 
-    def _per_sample(self, fn: Callable, model: BatchedModel, stack: torch.Tensor, batch: Batch) -> torch.Tensor:
+    def _per_sample(self, fn: Callable, model: BatchedModel, stack: Stack, batch: Batch) -> torch.Tensor:
         return per_branch(fn, model(stack, batch.x), batch.y)
 
-    def branch_losses(self, model: BatchedModel, stack: torch.Tensor, batch: Batch) -> torch.Tensor:
+    def branch_losses(self, model: BatchedModel, stack: Stack, batch: Batch) -> torch.Tensor:
         losses = self._per_sample(self.loss_fn, model, stack, batch)
         if batch.weights is not None:
             losses = losses * batch.weights
         return losses.mean(dim=1)
 
-    def rewards(
-        self, model: BatchedModel, stack: torch.Tensor, context: Batch, branches: Sequence[int]
-    ) -> BranchOutcome:
+    def rewards(self, model: BatchedModel, stack: Stack, context: Batch, branches: Sequence[int]) -> BranchOutcome:
         if self.reward == "loss":
             return super().rewards(model, stack, context, branches)
         n = len(branches)
@@ -354,7 +350,7 @@ class Regression(SupervisedTask):
         nn.init.zeros_(model.bias)
         return model
 
-    def branch_losses(self, model: BatchedModel, stack: torch.Tensor, batch: Batch) -> torch.Tensor:
+    def branch_losses(self, model: BatchedModel, stack: Stack, batch: Batch) -> torch.Tensor:
         return _smooth_l1(model(stack, batch.x), batch.y)
 
     def heldout_metrics(self, model: BatchedModel, flat: torch.Tensor) -> list[float]:

@@ -1,0 +1,29 @@
+"""Perturbation kinds: what a direction δ_k is, how a branch θ + sνδ_k is handed to the model,
+and how the update Σ_k w_k δ_k is formed (``--perturbation``).
+
+* ``dense`` (``dense.py``): one normal per parameter; branches are a [B, P] stack.
+* ``lowrank`` (``lowrank.py``): a rank-R product A Bᵀ/√R per weight matrix, dense noise for
+  the other parameters; branches share the base weights.
+
+Both draw a direction's normals from ``hpcars.algorithm.noise`` (``noise_size`` of them) and
+answer the same two calls, ``branches(bases, owner, scale, noise)`` and
+``step(weights, noise)``, so the engine does not know which one it runs.
+"""
+
+from __future__ import annotations
+
+from hpcars.algorithm.branches import ParamSpec
+from hpcars.algorithm.perturbation.dense import Dense
+from hpcars.algorithm.perturbation.lowrank import LowRank, LowRankBranches
+
+Perturbation = Dense | LowRank
+
+__all__ = ["Dense", "LowRank", "LowRankBranches", "Perturbation", "make_perturbation"]
+
+
+def make_perturbation(kind: str, spec: ParamSpec, size: int, rank: int) -> Perturbation:
+    """The kind ``kind`` for a model of ``spec`` searched in ``size`` dimensions. A model without
+    weight matrices gets dense noise either way (low rank would be the same directions)."""
+    if kind == "lowrank" and any(len(shape) >= 2 for shape in spec.shapes):
+        return LowRank(spec, rank)
+    return Dense(size)

@@ -1,0 +1,196 @@
+"""Low-rank perturbations on shared weights (``--perturbation lowrank --perturbation-rank R``).
+
+EGGROLL (Sarkar et al. 2025, "Evolution Strategies at the Hyperscale", arXiv 2511.16652):
+direction k perturbs every weight matrix W [m, n] by A_k B_kᵀ/√R, A_k [m, R] and B_k
+[n, R] standard normal, and never forms the perturbed matrix: branch k of a layer
+computes x Wᵀ + s ν (x B_k) A_kᵀ/√R, so all branches share one W and a population costs
+one batched inference plus thin corrections. Parameters of fewer than two dimensions
+(biases, norms) keep dense noise. Each entry of A Bᵀ/√R has unit variance, so ν means
+what it means for dense noise.
+
+The factors are the direction's normals (``hpcars.algorithm.noise``, one stream per
+(seed, iteration, member, k)) cut in parameter order: for a matrix parameter (any with
+two or more dimensions, viewed as [shape[0], rest]) m·R entries for A (row-major) then
+n·R for B; for any other parameter its own size. ``noise_size`` is their total — for a
+4.5 M-parameter MLP with R = 1 about 6,000 normals instead of 4.5 M.
+
+The update Σ_k w_k A_k B_kᵀ/√R is one [m, b·R] × [b·R, n] product per matrix (float64),
+the vectors' Σ w_k δ_k one [b] × [b, size] product.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from hpcars.algorithm.branches import ParamSpec, supports_stacked
+from hpcars.algorithm.models import Normalized
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Where one parameter lives: its slice of θ, and of a direction's normals."""
+
+    name: str
+    params: slice  # of the flat θ
+    noise: slice  # of the direction's normals
+    rows: int  # m for a matrix, 0 for a dense (vector) parameter
+    cols: int  # n for a matrix
+
+
+def layout(spec: ParamSpec, rank: int) -> tuple[list[Piece], int]:
+    """Every parameter's ``Piece`` and the normals per direction."""
+    pieces, at_p, at_n = [], 0, 0
+    for name, shape, size in zip(spec.names, spec.shapes, spec.sizes, strict=True):
+        if len(shape) >= 2:
+            m, n = shape[0], size // shape[0]
+            used = (m + n) * rank
+            pieces.append(Piece(name, slice(at_p, at_p + size), slice(at_n, at_n + used), m, n))
+        else:
+            used = size
+            pieces.append(Piece(name, slice(at_p, at_p + size), slice(at_n, at_n + used), 0, 0))
+        at_p, at_n = at_p + size, at_n + used
+    return pieces, at_n
+
+
+@dataclass
+class LowRankBranches:
+    """B branches as shared base parameters plus per-branch factors; what ``BatchedModel`` takes
+    in place of a dense [B, P] stack.
+
+    ``bases`` [U, P] are the distinct unperturbed θ rows (one for plain ARS), ``owner`` [B] the
+    base of each branch; ``factors[name]`` = (A·sν/√R [B, m, R], B [B, n, R]) per matrix,
+    ``vectors[name]`` the dense per-branch values [B, size] of every other parameter."""
+
+    spec: ParamSpec
+    bases: torch.Tensor
+    owner: torch.Tensor
+    factors: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    vectors: dict[str, torch.Tensor]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.owner), self.bases.shape[1])
+
+    @property
+    def device(self) -> torch.device:
+        return self.bases.device
+
+    def __len__(self) -> int:
+        return len(self.owner)
+
+    def weight(self, name: str) -> torch.Tensor:
+        """The shared matrix ``name`` of base 0 [m, n] (U = 1) or of every base [U, m, n]."""
+        at = self.spec.names.index(name)
+        start = sum(self.spec.sizes[:at])
+        shape = self.spec.shapes[at]
+        part = self.bases[:, start : start + self.spec.sizes[at]]
+        return part.reshape(len(self.bases), *shape)
+
+    def dense(self) -> torch.Tensor:
+        """The perturbed parameters as a [B, P] stack (tests, and models without a low-rank forward)."""
+        out = self.bases[self.owner].clone()
+        start = 0
+        for name, size in zip(self.spec.names, self.spec.sizes, strict=True):
+            part = out[:, start : start + size]
+            if name in self.factors:
+                a, b = self.factors[name]
+                part += torch.einsum("bmr,bnr->bmn", a, b).reshape(len(out), size)
+            else:
+                part.copy_(self.vectors[name])
+            start += size
+        return out
+
+    # -- evaluation -----------------------------------------------------------------------
+    def bind(self, module: nn.Module, shared: bool) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The B branches of ``module`` as one function of the input, or ``None`` when the module
+        is not built from the layers ``lowrank_forward`` knows (the caller then uses ``dense()``)."""
+        if not supports_stacked(module):
+            return None
+        return lambda x: _forward(module, self, x, shared)[0]
+
+
+class LowRank:
+    """The low-rank perturbation kind for one model (its ``ParamSpec``) and rank R."""
+
+    kind = "lowrank"
+
+    def __init__(self, spec: ParamSpec, rank: int) -> None:
+        self.spec = spec
+        self.rank = rank
+        self.pieces, self.noise_size = layout(spec, rank)
+
+    def branches(
+        self, bases: torch.Tensor, owner: torch.Tensor, scale: torch.Tensor, noise: torch.Tensor
+    ) -> LowRankBranches:
+        """Branch b is bases[owner[b]] + scale[b]·(direction from ``noise[b]``); scale 0: unperturbed."""
+        count, r = len(owner), self.rank
+        factors, vectors = {}, {}
+        for piece in self.pieces:
+            normals = noise[:, piece.noise]
+            if piece.rows:
+                m, n = piece.rows, piece.cols
+                a = normals[:, : m * r].reshape(count, m, r) * (scale / math.sqrt(r))[:, None, None]
+                factors[piece.name] = (a, normals[:, m * r :].reshape(count, n, r))
+            else:
+                base = bases[owner][:, piece.params]
+                perturbed = scale != 0
+                values = base.clone()
+                values[perturbed] = base[perturbed] + scale[perturbed, None] * normals[perturbed]
+                vectors[piece.name] = values
+        return LowRankBranches(self.spec, bases, owner, factors, vectors)
+
+    def step(self, weights: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Σ_k weights[k] δ_k as a flat float64 [P] (δ_k: direction k's A Bᵀ/√R and vector noise)."""
+        out = torch.zeros(self.spec.size, dtype=torch.float64, device=noise.device)
+        count, r = len(weights), self.rank
+        for piece in self.pieces:
+            normals = noise[:, piece.noise].to(torch.float64)
+            if piece.rows:
+                m, n = piece.rows, piece.cols
+                a = normals[:, : m * r].reshape(count, m, r) * weights[:, None, None]
+                b = normals[:, m * r :].reshape(count, n, r)
+                product = a.permute(1, 0, 2).reshape(m, count * r) @ b.reshape(count * r, n)
+                out[piece.params] = product.reshape(-1) / math.sqrt(r)
+            else:
+                out[piece.params] = weights @ normals
+        return out
+
+
+def _linear(module: nn.Linear, branches: LowRankBranches, name: str, x: torch.Tensor, shared: bool) -> torch.Tensor:
+    """x Wᵀ + (x B) Aᵀ + b for every branch; W shared (per base when there are several)."""
+    a, b = branches.factors[name + "weight"]
+    weight = branches.weight(name + "weight")  # [U, out, in]
+    if len(weight) == 1:
+        base = x @ weight[0].T  # shared: [n, out]; per branch: [B, ..., out]
+    else:
+        owner = branches.owner
+        rows = x if not shared else x.expand(len(owner), *x.shape)
+        base = torch.empty(*rows.shape[:-1], weight.shape[1], dtype=x.dtype, device=x.device)
+        for u in torch.unique(owner).tolist():
+            at = owner == u
+            base[at] = rows[at] @ weight[u].T
+    spec = "...i,bir->b...r" if shared else "b...i,bir->b...r"
+    y = base + torch.einsum("b...r,bor->b...o", torch.einsum(spec, x, b), a)
+    if module.bias is not None:
+        bias = branches.vectors[name + "bias"]
+        y = y + bias.reshape(bias.shape[0], *([1] * (y.dim() - 2)), bias.shape[1])
+    return y
+
+
+def _forward(
+    module: nn.Module, branches: LowRankBranches, x: torch.Tensor, shared: bool, prefix: str = ""
+) -> tuple[torch.Tensor, bool]:
+    if isinstance(module, nn.Linear):
+        return _linear(module, branches, prefix, x, shared), False
+    if isinstance(module, nn.Sequential):
+        for name, child in module.named_children():
+            x, shared = _forward(child, branches, x, shared, f"{prefix}{name}.")
+        return x, shared
+    if isinstance(module, Normalized):
+        return _forward(module.inner, branches, (x - module.mean) * module.inv_std, shared, prefix + "inner.")
+    return module(x), shared  # element-wise
