@@ -154,7 +154,7 @@ class LowRank:
                 m, n = piece.rows, piece.cols
                 a = normals[:, : m * r].reshape(count, m, r) * weights[:, None, None]
                 b = normals[:, m * r :].reshape(count, n, r)
-                product = a.permute(1, 0, 2).reshape(m, count * r) @ b.reshape(count * r, n)
+                product = a.permute(1, 0, 2).reshape(m, count * r) @ b.permute(0, 2, 1).reshape(count * r, n)
                 out[piece.params] = product.reshape(-1) / math.sqrt(r)
             else:
                 out[piece.params] = weights @ normals
