@@ -93,3 +93,25 @@ def fixed_wine():
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(7)
         return wine_like()
+
+
+def tiny_lm(config):
+    """Next-token prediction on a repeating pattern with the built-in transformer (low-rank tests)."""
+    from torch.nn import functional as F
+
+    from hpcars.algorithm.transformer import Transformer, TransformerConfig
+
+    g = torch.Generator().manual_seed(config.seed)
+    starts = torch.randint(0, 7, (96, 1), generator=g)
+    ids = (starts + torch.arange(9)) % 7  # 0 1 2 ... 6 0 1 ...: each token predicts the next
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = Transformer(TransformerConfig(vocab=7, d_model=16, heads=2, layers=1, d_ff=32, max_len=8))
+    return SupervisedProblem(
+        model=model,
+        train=(ids[:80, :-1], ids[:80, 1:]),
+        test=(ids[80:, :-1], ids[80:, 1:]),
+        loss=lambda out, t: F.cross_entropy(out.transpose(1, 2), t, reduction="none").mean(dim=1),
+        batch_size=16,
+        name="tiny-lm",
+    )

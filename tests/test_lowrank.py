@@ -116,19 +116,45 @@ def summary(run_dir) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
 
 
-def test_low_rank_run_is_world_size_invariant_resumes_bitwise_and_learns(tmp_path):
-    whole, part, three = tmp_path / "whole", tmp_path / "part", tmp_path / "three"
-    assert run_train([*LOWRANK, "--iterations", "6", "--run-dir", str(whole)]).returncode == 0
-    assert run_train([*LOWRANK, "--iterations", "4", "--run-dir", str(part)]).returncode == 0
+TRANSFORMER = [
+    "--task",
+    "tests.plugins_for_tests:tiny_lm",
+    "--perturbation",
+    "lowrank",
+    "--perturbation-rank",
+    "2",
+    "--directions",
+    "4",
+    "--eval-every",
+    "2",
+    "--checkpoint-every",
+    "2",
+    "--step-size",
+    "0.05",
+    "--noise-std",
+    "0.05",
+]
+
+
+@pytest.mark.parametrize("args, ranks", [(LOWRANK, 2), (TRANSFORMER, 3)], ids=["mlp-digits", "transformer"])
+def test_low_rank_run_is_world_size_invariant_resumes_bitwise_and_learns(tmp_path, args, ranks):
+    whole, part, many = tmp_path / "whole", tmp_path / "part", tmp_path / "many"
+    assert run_train([*args, "--iterations", "6", "--run-dir", str(whole)]).returncode == 0
+    assert run_train([*args, "--iterations", "4", "--run-dir", str(part)]).returncode == 0
     assert run_train(["--resume", str(part), "--iterations", "6"]).returncode == 0
-    done = run_train([*LOWRANK, "--iterations", "6", "--run-dir", str(three)], ranks=3)
+    done = run_train([*args, "--iterations", "6", "--run-dir", str(many)], ranks=ranks)
     assert done.returncode == 0, done.stderr
-    assert summary(whole)["params_sha256"] == summary(part)["params_sha256"] == summary(three)["params_sha256"]
-    dense = tmp_path / "dense"
-    args = [a if a != "lowrank" else "dense" for a in LOWRANK]
-    assert run_train([*args, "--iterations", "6", "--run-dir", str(dense)]).returncode == 0
-    assert summary(dense)["params_sha256"] != summary(whole)["params_sha256"]  # other directions: other bits
+    assert summary(whole)["params_sha256"] == summary(part)["params_sha256"] == summary(many)["params_sha256"]
+    assert summary(many)["world_sizes"] == [[0, ranks]]
     assert summary(whole)["final"]["score"] > summary(whole)["initial"]["score"]
+    dense = tmp_path / "dense"
+    assert (
+        run_train(
+            [*[a if a != "lowrank" else "dense" for a in args], "--iterations", "6", "--run-dir", str(dense)]
+        ).returncode
+        == 0
+    )
+    assert summary(dense)["params_sha256"] != summary(whole)["params_sha256"]  # other directions: other bits
 
 
 def test_low_rank_with_a_compressed_space_is_one_line(tmp_path):
@@ -138,3 +164,52 @@ def test_low_rank_with_a_compressed_space_is_one_line(tmp_path):
         "hpcars.train: error: --perturbation: lowrank perturbs the model's weight matrices; "
         "not with --search-space pruned (use full) (got 'lowrank')"
     )
+
+
+def tiny_transformer() -> nn.Module:
+    from hpcars.algorithm.transformer import Transformer, TransformerConfig
+
+    torch.manual_seed(1)
+    model = Transformer(TransformerConfig(vocab=11, d_model=16, heads=2, layers=2, d_ff=32, max_len=8))
+    for p in model.parameters():  # away from the zero biases and unit norms of a fresh model
+        p.data.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+class CausalLM(nn.Module):
+    """A Hugging Face causal LM as a plug-in holds it: token ids -> logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        transformers = pytest.importorskip("transformers")
+        config = transformers.Qwen2Config(
+            vocab_size=13,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=16,
+            tie_word_embeddings=False,
+        )
+        torch.manual_seed(2)
+        self.lm = transformers.Qwen2ForCausalLM(config).eval()
+        for p in self.lm.parameters():
+            p.data.add_(0.05 * torch.randn_like(p))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.lm(input_ids=ids).logits
+
+
+@pytest.mark.parametrize("make", [tiny_transformer, CausalLM], ids=["built-in", "huggingface-qwen2"])
+def test_transformers_low_rank_forward_equals_explicit_per_branch_weights(make, tmp_path):
+    model = make()
+    if isinstance(model, CausalLM):  # built from a local directory, as a user's checkpoint would be
+        model.lm.save_pretrained(tmp_path / "lm")
+        model.lm = type(model.lm).from_pretrained(tmp_path / "lm").eval()
+    _, branches = branches_of(model, 5, members=2)
+    batched = BatchedModel(model, torch.device("cpu"))
+    ids = torch.randint(0, 11, (3, 7))
+    got = batched(branches, ids)
+    assert got.shape == (5, 3, 7, model(ids).shape[-1])
+    assert torch.allclose(got, explicit(model, branches, ids, shared=True), atol=2e-5)

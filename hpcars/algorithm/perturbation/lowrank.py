@@ -29,6 +29,7 @@ from torch import nn
 
 from hpcars.algorithm.branches import ParamSpec, supports_stacked
 from hpcars.algorithm.models import Normalized
+from hpcars.algorithm.perturbation.hooks import hooked_forward
 
 
 @dataclass(frozen=True)
@@ -106,12 +107,38 @@ class LowRankBranches:
         return out
 
     # -- evaluation -----------------------------------------------------------------------
+    def select(self, rows: torch.Tensor) -> LowRankBranches:
+        """The branches ``rows`` only (same bases)."""
+        factors = {n: (a[rows], b[rows]) for n, (a, b) in self.factors.items()}
+        return LowRankBranches(
+            self.spec, self.bases, self.owner[rows], factors, {n: v[rows] for n, v in self.vectors.items()}
+        )
+
+    def _slot(self, name: str) -> tuple[slice, tuple[int, ...]]:
+        at = self.spec.names.index(name)
+        start = sum(self.spec.sizes[:at])
+        return slice(start, start + self.spec.sizes[at]), self.spec.shapes[at]
+
+    def base_value(self, name: str) -> torch.Tensor:
+        """Parameter ``name`` of the first branch's base (every branch's, after ``select`` by base)."""
+        part, shape = self._slot(name)
+        return self.bases[int(self.owner[0]), part].reshape(shape)
+
+    def layer_values(self, name: str) -> torch.Tensor:
+        """Parameter ``name`` of every branch, built in full [B, *shape] (one layer at a time)."""
+        part, shape = self._slot(name)
+        base = self.bases[self.owner][:, part].reshape(len(self), *shape)
+        if name in self.factors:
+            a, b = self.factors[name]
+            return base + torch.einsum("bmr,bnr->bmn", a, b).reshape(base.shape)
+        return self.vectors[name].reshape(base.shape)
+
     def bind(self, module: nn.Module, shared: bool) -> Callable[[torch.Tensor], torch.Tensor] | None:
-        """The B branches of ``module`` as one function of the input, or ``None`` when the module
-        is not built from the layers ``lowrank_forward`` knows (the caller then uses ``dense()``)."""
-        if not supports_stacked(module):
-            return None
-        return lambda x: _forward(module, self, x, shared)[0]
+        """The B branches of ``module`` as one function of the input: stacks of ``nn.Linear`` through
+        ``_forward``, anything else with the branches as the batch and hooks (``hooks.py``)."""
+        if supports_stacked(module):
+            return lambda x: _forward(module, self, x, shared)[0]
+        return hooked_forward(module, self, shared)
 
 
 class LowRank:
