@@ -127,7 +127,7 @@ class LowRankBranches:
     def layer_values(self, name: str) -> torch.Tensor:
         """Parameter ``name`` of every branch, built in full [B, *shape] (one layer at a time)."""
         part, shape = self._slot(name)
-        base = self.bases[self.owner][:, part].reshape(len(self), *shape)
+        base = self.bases[:, part][self.owner].reshape(len(self), *shape)
         if name in self.factors:
             a, b = self.factors[name]
             return base + torch.einsum("bmr,bnr->bmn", a, b).reshape(base.shape)
@@ -164,7 +164,7 @@ class LowRank:
                 a = normals[:, : m * r].reshape(count, m, r) * (scale / math.sqrt(r))[:, None, None]
                 factors[piece.name] = (a, normals[:, m * r :].reshape(count, n, r))
             else:
-                base = bases[owner][:, piece.params]
+                base = bases[:, piece.params][owner]
                 perturbed = scale != 0
                 values = base.clone()
                 values[perturbed] = base[perturbed] + scale[perturbed, None] * normals[perturbed]

@@ -1,0 +1,223 @@
+"""Model size: dense vs low-rank perturbations from 10⁵ parameters up, against plain inference.
+
+    python bench/model_scale.py [--sizes 1e5 1e6 4.5e6 1e7] [--ranks 1 4 16] [--smoke]
+
+For an MLP (256 → H → H → 16, 64 rows per branch) and the built-in transformer (16
+sequences × 64 tokens per branch), N = 16 directions (32 branches, one batched call),
+each configuration in a fresh process (so its peak RSS is its own), one thread:
+
+* ``plain``: one forward of the same rows (32 × rows) through the unperturbed model;
+* ``iteration``: an ARS iteration of the engine (``ARSTrainer.step``), split into noise
+  (regenerating the 16 directions), branch forward, update (Σ w_k δ_k and θ += ...) and
+  communication (one rank here: the gather's bookkeeping);
+* ``eval/plain``: branch-forward throughput as a fraction of plain inference (1.0 = as fast);
+* ``RSS``: the process's peak resident memory, and the model's own bytes.
+
+Dense perturbations run where their [32, P] stacks fit (``--dense-max``). The ratios are
+measured side by side in one run; the bare times depend on the machine.
+
+Last line: one JSON object. ``--smoke``: 10⁵ parameters, rank 1, tiny rows — seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = dict(sizes=[1e5], ranks=[1], rows=4, tokens=8, sequences=2, dense_max=1e6, iterations=1)
+
+
+def mlp_width(params: float) -> int:
+    """H with 256·H + H² + 16·H (+ biases) ≈ params."""
+    h = 16
+    while 256 * h + h * h + 16 * h + 2 * h + 16 < params:
+        h += 16
+    return h
+
+
+def transformer_config(params: float, tokens: int):
+    from hpcars.algorithm.transformer import TransformerConfig, parameter_count
+
+    layers, width = 2, 64
+    while (
+        parameter_count(
+            TransformerConfig(vocab=256, d_model=width, heads=4, layers=layers, d_ff=4 * width, max_len=tokens)
+        )
+        < params
+    ):
+        width += 64
+        if width >= 512 * layers:
+            layers += 2
+    return TransformerConfig(
+        vocab=256, d_model=width, heads=max(4, width // 128), layers=layers, d_ff=4 * width, max_len=tokens
+    )
+
+
+def worker(spec: dict) -> dict:
+    """One configuration, in this process: the figures of one row."""
+    from hpcars.threads import pin_threads
+
+    pin_threads(1)
+    import torch
+    from torch import nn
+
+    from hpcars.algorithm.transformer import Transformer
+    from hpcars.config import TrainConfig
+    from hpcars.run.engine import ARSTrainer
+    from hpcars.runtime.comm import SingleProcess
+    from hpcars.tasks.plugin import task_from
+    from hpcars.tasks.problems import SupervisedProblem
+
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    if spec["model"] == "mlp":
+        width = mlp_width(spec["size"])
+        model = nn.Sequential(
+            nn.Linear(256, width), nn.Tanh(), nn.Linear(width, width), nn.Tanh(), nn.Linear(width, 16)
+        )
+        x, y = torch.randn(4096, 256, generator=g), torch.randn(4096, 16, generator=g)
+        problem = SupervisedProblem(model=model, train=(x, y), loss="mse", batch_size=spec["rows"])
+        rows = x[: 32 * spec["rows"]]
+    else:
+        config = transformer_config(spec["size"], spec["tokens"])
+        model = Transformer(config)
+        ids = torch.randint(0, 256, (512, spec["tokens"] + 1), generator=g)
+
+        def next_token(out, target):
+            return nn.functional.cross_entropy(out.transpose(1, 2), target, reduction="none").mean(dim=1)
+
+        problem = SupervisedProblem(
+            model=model, train=(ids[:, :-1], ids[:, 1:]), loss=next_token, batch_size=spec["sequences"]
+        )
+        rows = ids[: 32 * spec["sequences"], :-1]
+    params = sum(p.numel() for p in model.parameters())
+    cfg = TrainConfig(
+        directions=16,
+        top_directions=16,
+        branch_batch=32,
+        device="cpu",
+        perturbation=spec["kind"],
+        perturbation_rank=spec["rank"],
+    )
+    task = task_from(problem, cfg)
+    trainer = ARSTrainer(cfg, task, SingleProcess(), [torch.device("cpu")])
+    with torch.no_grad():
+        model(rows)  # warm
+        start = time.perf_counter()
+        model(rows)
+        plain = time.perf_counter() - start
+    split = {"noise": 0.0, "forward": 0.0, "update": 0.0}
+    directions, forward, step_vector = trainer.directions, task.branch_losses, trainer.step_vector
+
+    def timed(fn, key):
+        def call(*args, **kwargs):
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            split[key] += time.perf_counter() - start
+            return out
+
+        return call
+
+    trainer.directions = timed(directions, "noise")
+    task.branch_losses = timed(forward, "forward")
+    trainer.step_vector = timed(step_vector, "update")  # includes regenerating the kept directions
+    trainer.step()  # warm-up iteration (not counted)
+    totals, comm = [], []
+    for key in split:
+        split[key] = 0.0
+    for _ in range(spec["iterations"]):
+        start = time.perf_counter()
+        record = trainer.step()
+        totals.append(time.perf_counter() - start)
+        comm.append(record.comm_s)
+    n = spec["iterations"]
+    total, forward_s = sum(totals) / n, split["forward"] / n
+    row = {
+        "model": spec["model"],
+        "kind": spec["kind"] if spec["kind"] == "dense" else f"lowrank R={spec['rank']}",
+        "params": params,
+        "plain_s": plain,
+        "iteration_s": total,
+        "noise_s": split["noise"] / n,  # every direction drawn: for the branches and for the update
+        "forward_s": forward_s,
+        "update_s": split["update"] / n,  # Σ w_k δ_k, its directions included
+        "comm_s": sum(comm) / n,
+        "noise_update_share": (split["noise"] + split["update"])
+        / n
+        / total,  # noise counted once more in update: an upper bound
+        "eval_over_plain": plain / forward_s,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "model_mb": params * 4 / 2**20,
+    }
+    return row
+
+
+def line(row: dict) -> str:
+    return (
+        f"{row['model']:<11} P {row['params']:>11,}  {row['kind']:<12} iteration {row['iteration_s']:8.3f} s "
+        f"(noise {row['noise_s']:.3f}, forward {row['forward_s']:.3f}, update {row['update_s']:.3f}, "
+        f"comm {row['comm_s']:.4f}; noise+update <= {100 * row['noise_update_share']:.0f} %)  "
+        f"plain {row['plain_s']:.3f} s  eval/plain {row['eval_over_plain']:.2f}  "
+        f"RSS {row['peak_rss_mb']:,.0f} MB (model {row['model_mb']:,.0f} MB)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=float, nargs="+", default=[1e5, 1e6, 4.5e6, 1e7], help="parameter counts")
+    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 4, 16], help="low-rank R values")
+    parser.add_argument("--models", nargs="+", default=["mlp", "transformer"], help="mlp, transformer")
+    parser.add_argument("--rows", type=int, default=64, help="MLP rows per branch")
+    parser.add_argument("--sequences", type=int, default=16, help="transformer sequences per branch")
+    parser.add_argument("--tokens", type=int, default=64, help="tokens per sequence")
+    parser.add_argument("--dense-max", type=float, default=4.5e6, help="largest P run with dense perturbations")
+    parser.add_argument("--iterations", type=int, default=2, help="timed iterations per configuration")
+    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
+    parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+    if args.smoke:
+        for key, value in SMOKE.items():
+            setattr(args, key, value)
+    rows = []
+    for model in args.models:
+        for size in args.sizes:
+            kinds = [("lowrank", r) for r in args.ranks] + ([("dense", 1)] if size <= args.dense_max else [])
+            for kind, rank in kinds:
+                spec = dict(
+                    model=model,
+                    size=size,
+                    kind=kind,
+                    rank=rank,
+                    rows=args.rows,
+                    sequences=args.sequences,
+                    tokens=args.tokens,
+                    iterations=args.iterations,
+                )
+                done = subprocess.run(
+                    [sys.executable, __file__, "--worker", json.dumps(spec)],
+                    capture_output=True,
+                    text=True,
+                    cwd=ROOT,
+                    env={**os.environ, "OMP_NUM_THREADS": "1"},
+                )
+                if done.returncode != 0:
+                    print(f"{model} {size:.0e} {kind}: failed: {done.stderr.strip().splitlines()[-1]}", flush=True)
+                    continue
+                row = json.loads(done.stdout.strip().splitlines()[-1])
+                rows.append(row)
+                print(line(row), flush=True)
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
