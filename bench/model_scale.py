@@ -6,7 +6,8 @@ For an MLP (256 → H → H → 16, 64 rows per branch) and the built-in transfo
 sequences × 64 tokens per branch), N = 16 directions (32 branches, one batched call),
 each configuration in a fresh process (so its peak RSS is its own), one thread:
 
-* ``plain``: one forward of the same rows (32 × rows) through the unperturbed model;
+* ``plain``: one forward of the same rows (32 × rows) through the unperturbed model, and
+  the same per-sample loss on its outputs (what a branch's reward costs, without noise);
 * ``iteration``: an ARS iteration of the engine (``ARSTrainer.step``), split into noise
   (regenerating the 16 directions), branch forward, update (Σ w_k δ_k and θ += ...) and
   communication (one rank here: the gather's bookkeeping);
@@ -16,7 +17,7 @@ each configuration in a fresh process (so its peak RSS is its own), one thread:
 Dense perturbations run where their [32, P] stacks fit (``--dense-max``). The ratios are
 measured side by side in one run; the bare times depend on the machine.
 
-Last line: one JSON object. ``--smoke``: 10⁵ parameters, rank 1, tiny rows — seconds.
+Last line: one JSON object. ``--smoke``: 10⁵ parameters, R = 1 only, tiny rows — seconds.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SMOKE = dict(sizes=[1e5], ranks=[1], rows=4, tokens=8, sequences=2, dense_max=1e6, iterations=1)
+SMOKE = dict(sizes=[1e5], ranks=[1], rows=4, tokens=8, sequences=2, dense_max=0, iterations=1)
 
 
 def mlp_width(params: float) -> int:
@@ -84,7 +85,10 @@ def worker(spec: dict) -> dict:
         )
         x, y = torch.randn(4096, 256, generator=g), torch.randn(4096, 16, generator=g)
         problem = SupervisedProblem(model=model, train=(x, y), loss="mse", batch_size=spec["rows"])
-        rows = x[: 32 * spec["rows"]]
+        rows, targets = x[: 32 * spec["rows"]], y[: 32 * spec["rows"]]
+
+        def loss(out, target):
+            return ((out - target) ** 2).mean(dim=1)
     else:
         config = transformer_config(spec["size"], spec["tokens"])
         model = Transformer(config)
@@ -96,7 +100,7 @@ def worker(spec: dict) -> dict:
         problem = SupervisedProblem(
             model=model, train=(ids[:, :-1], ids[:, 1:]), loss=next_token, batch_size=spec["sequences"]
         )
-        rows = ids[: 32 * spec["sequences"], :-1]
+        rows, targets, loss = ids[: 32 * spec["sequences"], :-1], ids[: 32 * spec["sequences"], 1:], next_token
     params = sum(p.numel() for p in model.parameters())
     cfg = TrainConfig(
         directions=16,
@@ -108,10 +112,10 @@ def worker(spec: dict) -> dict:
     )
     task = task_from(problem, cfg)
     trainer = ARSTrainer(cfg, task, SingleProcess(), [torch.device("cpu")])
-    with torch.no_grad():
-        model(rows)  # warm
+    with torch.no_grad():  # plain inference: the same rows and the same per-sample loss, one call, no perturbation
+        loss(model(rows), targets)  # warm
         start = time.perf_counter()
-        model(rows)
+        loss(model(rows), targets)
         plain = time.perf_counter() - start
     split = {"noise": 0.0, "forward": 0.0, "update": 0.0}
     directions, forward, step_vector = trainer.directions, task.branch_losses, trainer.step_vector

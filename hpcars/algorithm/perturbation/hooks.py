@@ -87,14 +87,14 @@ def _hook_for(layer: nn.Module, name: str, branches: LowRankBranches) -> Callabl
     if isinstance(layer, nn.Linear):
 
         def linear(mod: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
-            x = inputs[0].reshape(count, -1, inputs[0].shape[-1])
-            extra = torch.zeros(count, 1, out.shape[-1], dtype=out.dtype, device=out.device)
+            rows = out.view(count, -1, out.shape[-1])  # the layer's fresh output, corrected in place
             if name + "weight" in branches.factors:
                 a, b = branches.factors[name + "weight"]
-                extra = torch.einsum("bkr,bor->bko", torch.einsum("bki,bir->bkr", x, b), a)
+                x = inputs[0].reshape(count, -1, inputs[0].shape[-1])
+                rows.baddbmm_(torch.bmm(x, b), a.transpose(1, 2))  # + (x B_b) A_bᵀ, one pass over the output
             if mod.bias is not None and name + "bias" in branches.vectors:
-                extra = extra + delta("bias")[:, None, :]
-            return out + extra.reshape(count, -1, out.shape[-1]).reshape(out.shape)
+                rows.add_(delta("bias")[:, None, :])
+            return out
 
         return linear
     if isinstance(layer, nn.Embedding):
@@ -105,19 +105,20 @@ def _hook_for(layer: nn.Module, name: str, branches: LowRankBranches) -> Callabl
             a, b = branches.factors[name + "weight"]  # [B, V, R] (scaled), [B, d, R]
             ids = inputs[0].reshape(count, -1)
             rows = a[torch.arange(count, device=a.device)[:, None], ids]  # [B, k, R]
-            return out + torch.einsum("bkr,bdr->bkd", rows, b).reshape(out.shape)
+            out.view(count, -1, out.shape[-1]).baddbmm_(rows, b.transpose(1, 2))
+            return out
 
         return embedding
     if isinstance(layer, nn.LayerNorm) and layer.elementwise_affine:
         norm = layer
 
         def layer_norm(mod: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
-            x = inputs[0]
-            normed = F.layer_norm(x, norm.normalized_shape, eps=norm.eps).reshape(count, -1, out.shape[-1])
-            extra = normed * delta("weight")[:, None, :]
+            normed = F.layer_norm(inputs[0], norm.normalized_shape, eps=norm.eps)
+            rows = out.view(count, -1, out.shape[-1])
+            rows.addcmul_(normed.view(count, -1, out.shape[-1]), delta("weight")[:, None, :])
             if norm.bias is not None:
-                extra = extra + delta("bias")[:, None, :]
-            return out + extra.reshape(out.shape)
+                rows.add_(delta("bias")[:, None, :])
+            return out
 
         return layer_norm
 
