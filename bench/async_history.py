@@ -146,12 +146,15 @@ def main() -> None:
             folder = Path(tmp) / f"per-branch-{n}"
             fits.append((n, *rewritten(folder, [entry(s, rng, per_branch=True) for s in range(n)], rng)))
         (n0, t0, b0), (n1, t1, b1) = fits
-        per_update_b, per_update_s = (b1 - b0) / (n1 - n0), (t1 - t0) / (n1 - n0)
+        per_update_b = (b1 - b0) / (n1 - n0)
+        extrapolated_b = b0 + per_update_b * (args.updates - n0)
         out["per_branch_rewritten"] = {
             "measured": [{"updates": n, "write_s": round(t, 3), "mb": round(b / 2**20, 1)} for n, t, b in fits],
             "mb_per_update": round(per_update_b / 2**20, 3),
-            "extrapolated_mb": round((b0 + per_update_b * (args.updates - n0)) / 2**20),
-            "extrapolated_write_s": round(t0 + per_update_s * (args.updates - n0), 1),
+            "extrapolated_mb": round(extrapolated_b / 2**20),
+            # time in proportion to bytes, at the larger measurement's rate (a line through two
+            # small, noisy timings can even slope down)
+            "extrapolated_write_s": round(t1 * extrapolated_b / b1, 1),
         }
         merged = [entry(s, rng, per_branch=False) for s in range(args.updates)]
         t, b = rewritten(Path(tmp) / "merged-rewritten", merged, rng)

@@ -220,7 +220,7 @@ def main() -> None:
                 row = json.loads(done.stdout.strip().splitlines()[-1])
                 rows.append(row)
                 print(line(row), flush=True)
-    print(json.dumps(rows))
+    print(json.dumps({"bench": "model_scale", "rows": rows}))
 
 
 if __name__ == "__main__":
