@@ -304,11 +304,11 @@ def test_population_resume_is_bit_exact_across_world_sizes(tmp_path):
     assert len(arrays_a["lineage"]) == 4 * 3  # 4 generations of 3 clones
 
 
-def test_64_members_on_2_and_8_ranks(tmp_path):
-    """No deadlock with 8 ranks oversubscribed on this machine's cores (a hang fails by
-    timeout), and the same parameters on 2 and 8 ranks."""
+def test_64_members_on_2_and_5_ranks(tmp_path):
+    """No deadlock with 5 ranks oversubscribed on this machine's cores (a hang fails by
+    timeout; 64 members do not divide evenly), and the same parameters on 2 and 5 ranks."""
     hashes = {}
-    for ranks in (2, 8):
+    for ranks in (2, 5):
         run_dir = tmp_path / f"n{ranks}"
         args = [
             "--population",
@@ -338,7 +338,7 @@ def test_64_members_on_2_and_8_ranks(tmp_path):
         assert info["population"]["members"] == 64 and info["world_size"] == ranks
         assert info["population"]["clonings"] == 3 * 32
         hashes[ranks] = info["params_sha256"]
-    assert hashes[2] == hashes[8]
+    assert hashes[2] == hashes[5]
 
 
 @pytest.mark.parametrize(
