@@ -8,25 +8,17 @@ here too (``hpcars.play.main``, ...).
 
 from __future__ import annotations
 
-import importlib
+import os
 import sys
-from typing import Any
+
+from hpcars.cli import door
 
 
-def main(*args: Any, **kwargs: Any) -> int:
-    """Pin the thread pools, then run ``hpcars.cli.play.main``."""
-    import os
-
-    from hpcars.threads import pin_threads
-
+def _headless() -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must precede importing mujoco
-    pin_threads()
-    return importlib.import_module("hpcars.cli.play").main(*args, **kwargs)
 
 
-def __getattr__(name: str) -> Any:
-    return getattr(importlib.import_module("hpcars.cli.play"), name)
-
+main, __getattr__ = door("play", _headless)
 
 if __name__ == "__main__":
     sys.exit(main())

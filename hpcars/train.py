@@ -8,22 +8,11 @@ here too (``hpcars.train.main``, ...).
 
 from __future__ import annotations
 
-import importlib
 import sys
-from typing import Any
 
+from hpcars.cli import door
 
-def main(*args: Any, **kwargs: Any) -> int:
-    """Pin the thread pools, then run ``hpcars.cli.train.main``."""
-    from hpcars.threads import pin_threads
-
-    pin_threads()
-    return importlib.import_module("hpcars.cli.train").main(*args, **kwargs)
-
-
-def __getattr__(name: str) -> Any:
-    return getattr(importlib.import_module("hpcars.cli.train"), name)
-
+main, __getattr__ = door("train")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -45,27 +45,43 @@ def supports_stacked(module: nn.Module) -> bool:
     return False
 
 
+#: how one ``nn.Linear`` of the stacked family is evaluated: (layer, its name prefix, x, shared) -> y
+LinearRule = Callable[[nn.Linear, str, torch.Tensor, bool], torch.Tensor]
+
+
+def stacked_walk(
+    module: nn.Module, linear: LinearRule, x: torch.Tensor, shared: bool, prefix: str = ""
+) -> tuple[torch.Tensor, bool]:
+    """Forward through a module of the stacked family (``supports_stacked``), each ``nn.Linear``
+    evaluated by ``linear`` for all branches; ``shared``: x has no branch dimension yet."""
+    if isinstance(module, nn.Linear):
+        return linear(module, prefix, x, shared), False
+    if isinstance(module, nn.Sequential):
+        for name, child in module.named_children():
+            x, shared = stacked_walk(child, linear, x, shared, f"{prefix}{name}.")
+        return x, shared
+    if isinstance(module, Normalized):
+        return stacked_walk(module.inner, linear, (x - module.mean) * module.inv_std, shared, prefix + "inner.")
+    return module(x), shared  # element-wise
+
+
 def stacked_forward(
-    module: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor, shared: bool, prefix: str = ""
+    module: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor, shared: bool
 ) -> tuple[torch.Tensor, bool]:
     """Forward B stacked parameter sets; ``shared``: x has no branch dimension yet."""
-    if isinstance(module, nn.Linear):
+
+    def linear(layer: nn.Linear, prefix: str, x: torch.Tensor, shared: bool) -> torch.Tensor:
         weight = params[prefix + "weight"]  # [B, out, in]
         if not shared and x.dim() == 2:  # one input row per branch (RL): a batched mat-vec
             y = torch.bmm(weight, x.unsqueeze(-1)).squeeze(-1)
         else:
             y = torch.einsum("...i,boi->b...o" if shared else "b...i,boi->b...o", x, weight)
-        if module.bias is not None:
+        if layer.bias is not None:
             bias = params[prefix + "bias"]
             y = y + bias.reshape(bias.shape[0], *([1] * (y.dim() - 2)), bias.shape[1])
-        return y, False
-    if isinstance(module, nn.Sequential):
-        for name, child in module.named_children():
-            x, shared = stacked_forward(child, params, x, shared, f"{prefix}{name}.")
-        return x, shared
-    if isinstance(module, Normalized):
-        return stacked_forward(module.inner, params, (x - module.mean) * module.inv_std, shared, prefix + "inner.")
-    return module(x), shared  # element-wise
+        return y
+
+    return stacked_walk(module, linear, x, shared)
 
 
 @dataclass(frozen=True)

@@ -203,8 +203,11 @@ class ARSTrainer:
             bases = torch.cat((bases, self.state.anchor.to(device)))
             owner[old] += members
         scale = torch.zeros(len(branches), dtype=torch.float32, device=device)
-        noise = torch.zeros(len(branches), self.perturbation.noise_size, dtype=torch.float32, device=device)
+        noise = torch.empty(len(branches), self.perturbation.noise_size, dtype=torch.float32, device=device)
         perturbed = np.flatnonzero(kind == PERTURBED)
+        unperturbed = np.flatnonzero(kind != PERTURBED)
+        if unperturbed.size:  # judge rows: scale 0, and their noise must be finite (0·NaN is NaN)
+            noise[torch.as_tensor(unperturbed, device=device)] = 0.0
         noise_std = torch.as_tensor(self.state.noise_std, dtype=torch.float32, device=device)
         direction = np.array([(g % self.per_member) // 2 for g in branches])
         for m in np.unique(member[perturbed]):

@@ -23,12 +23,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
 
-from hpcars.algorithm.branches import ParamSpec, supports_stacked
-from hpcars.algorithm.models import Normalized
+from hpcars.algorithm.branches import ParamSpec, stacked_walk, supports_stacked
 from hpcars.algorithm.perturbation.hooks import hooked_forward
 
 
@@ -135,9 +135,9 @@ class LowRankBranches:
 
     def bind(self, module: nn.Module, shared: bool) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """The B branches of ``module`` as one function of the input: stacks of ``nn.Linear`` through
-        ``_forward``, anything else with the branches as the batch and hooks (``hooks.py``)."""
+        ``branches.stacked_walk``, anything else with the branches as the batch and hooks (``hooks.py``)."""
         if supports_stacked(module):
-            return lambda x: _forward(module, self, x, shared)[0]
+            return lambda x: stacked_walk(module, partial(_linear, branches=self), x, shared)[0]
         return hooked_forward(module, self, shared)
 
 
@@ -188,7 +188,7 @@ class LowRank:
         return out
 
 
-def _linear(module: nn.Linear, branches: LowRankBranches, name: str, x: torch.Tensor, shared: bool) -> torch.Tensor:
+def _linear(module: nn.Linear, name: str, x: torch.Tensor, shared: bool, branches: LowRankBranches) -> torch.Tensor:
     """x Wᵀ + (x B) Aᵀ + b for every branch; W shared (per base when there are several)."""
     a, b = branches.factors[name + "weight"]
     weight = branches.weight(name + "weight")  # [U, out, in]
@@ -207,17 +207,3 @@ def _linear(module: nn.Linear, branches: LowRankBranches, name: str, x: torch.Te
         bias = branches.vectors[name + "bias"]
         y = y + bias.reshape(bias.shape[0], *([1] * (y.dim() - 2)), bias.shape[1])
     return y
-
-
-def _forward(
-    module: nn.Module, branches: LowRankBranches, x: torch.Tensor, shared: bool, prefix: str = ""
-) -> tuple[torch.Tensor, bool]:
-    if isinstance(module, nn.Linear):
-        return _linear(module, branches, prefix, x, shared), False
-    if isinstance(module, nn.Sequential):
-        for name, child in module.named_children():
-            x, shared = _forward(child, branches, x, shared, f"{prefix}{name}.")
-        return x, shared
-    if isinstance(module, Normalized):
-        return _forward(module.inner, branches, (x - module.mean) * module.inv_std, shared, prefix + "inner.")
-    return module(x), shared  # element-wise
