@@ -23,6 +23,7 @@ Last line: one JSON object. ``--smoke``: 10⁵ parameters, R = 1 only, tiny rows
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -32,7 +33,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SMOKE = dict(sizes=[1e5], ranks=[1], rows=4, tokens=8, sequences=2, dense_max=0, iterations=1)
+SMOKE = dict(sizes=[1e5], ranks=[1], rows=4, tokens=8, sequences=2, dense_max=1e5, iterations=1, worlds=[1, 2])
 
 
 def mlp_width(params: float) -> int:
@@ -72,7 +73,7 @@ def worker(spec: dict) -> dict:
     from hpcars.algorithm.transformer import Transformer
     from hpcars.config import TrainConfig
     from hpcars.run.engine import ARSTrainer
-    from hpcars.runtime.comm import SingleProcess
+    from hpcars.runtime.comm import make_transport
     from hpcars.tasks.plugin import task_from
     from hpcars.tasks.problems import SupervisedProblem
 
@@ -83,16 +84,17 @@ def worker(spec: dict) -> dict:
         model = nn.Sequential(
             nn.Linear(256, width), nn.Tanh(), nn.Linear(width, width), nn.Tanh(), nn.Linear(width, 16)
         )
-        x, y = torch.randn(4096, 256, generator=g), torch.randn(4096, 16, generator=g)
+        count = max(4096, 2 * spec["directions"] * spec["rows"])
+        x, y = torch.randn(count, 256, generator=g), torch.randn(count, 16, generator=g)
         problem = SupervisedProblem(model=model, train=(x, y), loss="mse", batch_size=spec["rows"])
-        rows, targets = x[: 32 * spec["rows"]], y[: 32 * spec["rows"]]
+        rows, targets, per_branch = x, y, spec["rows"]
 
         def loss(out, target):
             return ((out - target) ** 2).mean(dim=1)
     else:
         config = transformer_config(spec["size"], spec["tokens"])
         model = Transformer(config)
-        ids = torch.randint(0, 256, (512, spec["tokens"] + 1), generator=g)
+        ids = torch.randint(0, 256, (2 * spec["directions"] * spec["sequences"], spec["tokens"] + 1), generator=g)
 
         def next_token(out, target):
             return nn.functional.cross_entropy(out.transpose(1, 2), target, reduction="none").mean(dim=1)
@@ -100,18 +102,22 @@ def worker(spec: dict) -> dict:
         problem = SupervisedProblem(
             model=model, train=(ids[:, :-1], ids[:, 1:]), loss=next_token, batch_size=spec["sequences"]
         )
-        rows, targets, loss = ids[: 32 * spec["sequences"], :-1], ids[: 32 * spec["sequences"], 1:], next_token
+        rows, targets, loss, per_branch = ids[:, :-1], ids[:, 1:], next_token, spec["sequences"]
     params = sum(p.numel() for p in model.parameters())
+    transport = make_transport()
+    share = 2 * spec["directions"] // transport.size  # this rank's branches: one batched call
+    rows, targets = rows[: share * per_branch], targets[: share * per_branch]  # plain inference of the same rows
     cfg = TrainConfig(
-        directions=16,
-        top_directions=16,
-        branch_batch=32,
+        directions=spec["directions"],
+        top_directions=spec["directions"],
+        branch_batch=share,
         device="cpu",
         perturbation=spec["kind"],
         perturbation_rank=spec["rank"],
+        branch_memory=spec["branch_memory"],
     )
     task = task_from(problem, cfg)
-    trainer = ARSTrainer(cfg, task, SingleProcess(), [torch.device("cpu")])
+    trainer = ARSTrainer(cfg, task, transport, [torch.device("cpu")])
     with torch.no_grad():  # plain inference: the same rows and the same per-sample loss, one call, no perturbation
         loss(model(rows), targets)  # warm
         start = time.perf_counter()
@@ -143,8 +149,14 @@ def worker(spec: dict) -> dict:
         comm.append(record.comm_s)
     n = spec["iterations"]
     total, forward_s = sum(totals) / n, split["forward"] / n
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peaks = [float(b) for b in transport.allgather_bytes(str(peak).encode())]
     row = {
         "model": spec["model"],
+        "world": transport.size,
+        "rank": transport.rank,
+        "directions": spec["directions"],
+        "call_width": trainer.width,
         "kind": spec["kind"] if spec["kind"] == "dense" else f"lowrank R={spec['rank']}",
         "params": params,
         "plain_s": plain,
@@ -157,15 +169,22 @@ def worker(spec: dict) -> dict:
         / n
         / total,  # noise counted once more in update: an upper bound
         "eval_over_plain": plain / forward_s,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": max(peaks),  # the largest rank's
         "model_mb": params * 4 / 2**20,
     }
     return row
 
 
+def mpirun(ranks: int) -> list[str]:
+    """``mpirun -n ranks``: the one beside this interpreter (the mpich wheel), else on PATH."""
+    beside = Path(sys.executable).parent / "mpirun"
+    return [str(beside) if beside.exists() else "mpirun", "-n", str(ranks)]
+
+
 def line(row: dict) -> str:
     return (
-        f"{row['model']:<11} P {row['params']:>11,}  {row['kind']:<12} iteration {row['iteration_s']:8.3f} s "
+        f"{row['model']:<11} P {row['params']:>11,}  {row['kind']:<12} x{row['world']} "
+        f"(calls of {row['call_width']}) iteration {row['iteration_s']:8.3f} s "
         f"(noise {row['noise_s']:.3f}, forward {row['forward_s']:.3f}, update {row['update_s']:.3f}, "
         f"comm {row['comm_s']:.4f}; noise+update <= {100 * row['noise_update_share']:.0f} %)  "
         f"plain {row['plain_s']:.3f} s  eval/plain {row['eval_over_plain']:.2f}  "
@@ -176,18 +195,25 @@ def line(row: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[1e5, 1e6, 4.5e6, 1e7], help="parameter counts")
-    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 4, 16], help="low-rank R values")
+    parser.add_argument("--ranks", type=int, nargs="*", default=[1, 4, 16], help="low-rank R values (none: dense only)")
     parser.add_argument("--models", nargs="+", default=["mlp", "transformer"], help="mlp, transformer")
     parser.add_argument("--rows", type=int, default=64, help="MLP rows per branch")
     parser.add_argument("--sequences", type=int, default=16, help="transformer sequences per branch")
     parser.add_argument("--tokens", type=int, default=64, help="tokens per sequence")
     parser.add_argument("--dense-max", type=float, default=4.5e6, help="largest P run with dense perturbations")
     parser.add_argument("--iterations", type=int, default=2, help="timed iterations per configuration")
+    parser.add_argument("--directions", type=int, default=16, help="N (2N branches, one batched call per rank)")
+    parser.add_argument("--worlds", type=int, nargs="+", default=[1, 2], help="MPI world sizes (ranks)")
+    parser.add_argument(
+        "--dense-memory", type=float, default=0.0, help="--branch-memory of the dense rows, GB (0 = auto)"
+    )
     parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(json.loads(args.worker))))
+        row = worker(json.loads(args.worker))
+        if row["rank"] == 0:
+            print(json.dumps(row))
         return
     if args.smoke:
         for key, value in SMOKE.items():
@@ -196,7 +222,7 @@ def main() -> None:
     for model in args.models:
         for size in args.sizes:
             kinds = [("lowrank", r) for r in args.ranks] + ([("dense", 1)] if size <= args.dense_max else [])
-            for kind, rank in kinds:
+            for (kind, rank), world in itertools.product(kinds, args.worlds):
                 spec = dict(
                     model=model,
                     size=size,
@@ -206,16 +232,19 @@ def main() -> None:
                     sequences=args.sequences,
                     tokens=args.tokens,
                     iterations=args.iterations,
+                    directions=args.directions,
+                    branch_memory=args.dense_memory if kind == "dense" else 0.0,
                 )
+                launch = mpirun(world) if world > 1 else []
                 done = subprocess.run(
-                    [sys.executable, __file__, "--worker", json.dumps(spec)],
+                    [*launch, sys.executable, __file__, "--worker", json.dumps(spec)],
                     capture_output=True,
                     text=True,
                     cwd=ROOT,
                     env={**os.environ, "OMP_NUM_THREADS": "1"},
                 )
                 if done.returncode != 0:
-                    print(f"{model} {size:.0e} {kind}: failed: {done.stderr.strip().splitlines()[-1]}", flush=True)
+                    print(f"{model} {size:.0e} {kind} x{world}: failed: {done.stderr.strip().splitlines()[-1]}")
                     continue
                 row = json.loads(done.stdout.strip().splitlines()[-1])
                 rows.append(row)

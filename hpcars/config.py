@@ -149,6 +149,12 @@ class TrainConfig:
     run_dir: str = _run("", "output directory (empty = runs/TASK-seedSEED-NNN, the next free NNN)")
     device: str = _run("auto", "auto (a GPU per node-local rank if any, else CPU), cpu, cuda, or a list cuda:0,cuda:1")
     devices_per_rank: int = _run(1, "with auto/cuda: how many GPUs each rank drives")
+    branch_memory: float = _result(
+        0.0,
+        "GB a rank's dense branches may take: batched calls shrink to fit, down to one pair θ ± νδ (θ never "
+        "written); 0 = a quarter of the node's memory per core (of the GPU's memory on CUDA), the same on any "
+        "world size. A shrunk call can move a reward's last bits on some kernels, so it is part of the result",
+    )
     population: int = _result(
         1, "M, members trained side by side, each with N directions (2N·M branches per iteration); 1 = plain ARS"
     )
@@ -273,6 +279,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     ):
         need(getattr(cfg, name) >= 1, name, "must be an integer >= 1")
     need(cfg.population >= 1, "population", "must be an integer >= 1")
+    need(cfg.branch_memory >= 0, "branch_memory", "must be a number of GB >= 0 (0 = automatic)")
     need(not (cfg.quiet and cfg.verbose), "verbose", "not with --quiet")
     need(cfg.perturbation_rank >= 1, "perturbation_rank", "must be an integer >= 1")
     need(

@@ -27,7 +27,7 @@ def branches_of(model: nn.Module, count: int, rank: int = RANK, members: int = 1
     scale = torch.tensor([0.05 if b % 2 == 0 else -0.05 for b in range(count)])
     scale[-1] = 0.0  # an unperturbed row (a judge row): exactly its base
     noise = NoiseSource(7).directions(0, 0, range(count), kind.noise_size)
-    return kind, kind.branches(bases, owner, scale, noise)
+    return kind, kind.branches(bases, owner, scale, noise, torch.arange(count))
 
 
 def explicit(model: nn.Module, branches: LowRankBranches, x: torch.Tensor, shared: bool) -> torch.Tensor:
@@ -76,13 +76,13 @@ def test_update_is_the_weighted_sum_of_the_directions():
     weights = torch.tensor([0.3, -1.0, 0.25, 2.0, -0.5], dtype=torch.float64)
     ones = torch.ones(1)
     directions = [
-        kind.branches(spec.flatten(model)[None] * 0, torch.zeros(1, dtype=torch.long), ones, noise[k : k + 1]).dense()[
-            0
-        ]
+        kind.branches(
+            spec.flatten(model)[None] * 0, torch.zeros(1, dtype=torch.long), ones, noise, torch.tensor([k])
+        ).dense()[0]
         for k in range(5)
     ]
     expected = sum(w * d.double() for w, d in zip(weights, directions, strict=True))
-    assert torch.allclose(kind.step(weights, noise), expected, atol=1e-5)
+    assert torch.allclose(kind.step(weights, lambda cols: noise[:, cols]), expected, atol=1e-5)
 
 
 def test_a_model_without_matrices_gets_dense_noise():

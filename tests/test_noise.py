@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -69,3 +71,15 @@ def test_same_seed_same_bits():
     a = noise.NoiseSource(11).directions(3, 2, [5, 6], 333)
     b = noise.NoiseSource(11).directions(3, 2, [5, 6], 333)
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("scheme", noise.SCHEMES)
+@pytest.mark.parametrize("size", [noise.ALIGN, 3 * noise.ALIGN + 1001])
+def test_column_blocks_have_the_bits_of_the_whole(scheme, size):
+    src = noise.NoiseSource(seed=11, scheme=scheme)
+    whole = src.directions(4, 1, [0, 5], size)
+    cuts = list(range(0, size, noise.ALIGN)) + [size]
+    parts = [src.directions(4, 1, [0, 5], size, entries=slice(a, b)) for a, b in itertools.pairwise(cuts)]
+    assert torch.equal(torch.cat(parts, dim=1), whole)
+    with pytest.raises(ValueError, match="aligned"):
+        src.directions(4, 1, [0], size, entries=slice(100, noise.ALIGN))

@@ -60,6 +60,7 @@ SCHEME_2 = "splitmix64-boxmuller24/2"
 SCHEMES = (SCHEME_1, SCHEME_2)
 DEFAULT_SCHEME = SCHEME_2
 CHUNK = 1 << 15  # pairs per elementwise pass of scheme 2: a few hundred KB, in cache (a multiple of 16)
+ALIGN = 2 * CHUNK  # entries: a direction can be drawn in column blocks that start at multiples of this
 
 
 def _signed(x: int) -> int:
@@ -154,20 +155,31 @@ class NoiseSource:
         *,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        entries: slice | None = None,
     ) -> torch.Tensor:
-        """Directions ``indices`` of (iteration, member), shape [len(indices), size]."""
+        """Directions ``indices`` of (iteration, member), shape [len(indices), size] — or only their
+        ``entries`` [start, stop) (start a multiple of ``ALIGN``, stop one too or ``size``): the same
+        bits as those columns of the whole, for a caller that cannot hold whole directions."""
+        start, stop = (0, size) if entries is None else (entries.start or 0, min(entries.stop, size))
+        if start % ALIGN or (stop % ALIGN and stop != size):
+            raise ValueError(f"entries [{start}, {stop}) are not aligned to blocks of {ALIGN}")
+        pairs = padded_pairs(size)
+        first, last = start // 2, pairs if stop == size else stop // 2
         if self.scheme == SCHEME_1:
             keys = [_signed(stream_key(self.seed, iteration, member, int(k))) for k in indices]
-            words = pair_words(torch.tensor(keys, dtype=torch.int64, device=device), padded_pairs(size))
-            return gaussian_from_words(words, size).to(dtype)
+            words = pair_words(torch.tensor(keys, dtype=torch.int64, device=device), last - first, first)
+            return gaussian_from_words(words, stop - start).to(dtype)
         keys = [stream_key(self.seed, iteration, member, int(k)) for k in indices]
-        out = self._scheme2(keys, padded_pairs(size), device)[:, :size]
+        out = self._scheme2(keys, pairs, device, first, last)[:, : stop - start]
         return out if dtype == torch.float32 else out.to(dtype)
 
-    def _scheme2(self, keys: list[int], pairs: int, device: torch.device | str) -> torch.Tensor:
-        """Scheme 2: [D, 2·pairs] float32, in blocks of at most ``CHUNK`` pairs (each block's
-        cosines, then its sines), computed in reused cache-sized buffers."""
-        out = torch.empty(len(keys), 2 * pairs, dtype=torch.float32, device=device)
+    def _scheme2(
+        self, keys: list[int], pairs: int, device: torch.device | str, first_pair: int, last_pair: int
+    ) -> torch.Tensor:
+        """Scheme 2's pairs [first_pair, last_pair) of a direction of ``pairs`` pairs: [D, 2·(last − first)]
+        float32, in blocks of at most ``CHUNK`` pairs (each block's cosines, then its sines),
+        computed in reused cache-sized buffers."""
+        out = torch.empty(len(keys), 2 * (last_pair - first_pair), dtype=torch.float32, device=device)
         block = min(pairs, CHUNK)
         rows = max(1, CHUNK // pairs) if pairs <= CHUNK else 1  # short directions: several per pass
         steps = torch.arange(1, block + 1, dtype=torch.int64, device=device) * _signed(GAMMA)  # GAMMA·(p + 1)
@@ -175,8 +187,9 @@ class NoiseSource:
         radius, angle, part = (torch.empty(rows, block, dtype=torch.float32, device=device) for _ in range(3))
         for top in range(0, len(keys), rows):
             ids = range(top, min(top + rows, len(keys)))
-            for first in range(0, pairs, block):
+            for first in range(first_pair, last_pair, block):
                 n = min(block, pairs - first)
+                at = 2 * (first - first_pair)
                 offsets = [_signed(keys[d] + GAMMA * first) for d in ids]
                 _pairs_into(z[: len(ids), :n], bits[: len(ids), :n], steps[:n], offsets)
                 _box_muller24(
@@ -185,7 +198,7 @@ class NoiseSource:
                     radius[: len(ids), :n],
                     angle[: len(ids), :n],
                     part[: len(ids), :n],
-                    out[ids.start : ids.stop, 2 * first : 2 * first + 2 * n],
+                    out[ids.start : ids.stop, at : at + 2 * n],
                 )
         return out
 

@@ -62,6 +62,7 @@ from hpcars.population.truncation import TruncationParams
 from hpcars.run.checkpoint import params_sha256
 from hpcars.run.initial import InitialWeights, initial_model
 from hpcars.runtime.comm import Transport, partition, shares
+from hpcars.runtime.devices import branch_memory
 from hpcars.runtime.messages import branch_schema, decode_branches, encode_branches
 from hpcars.runtime.schedule import make_schedule
 from hpcars.runtime.update_log import AsyncRecord
@@ -136,7 +137,11 @@ class ARSTrainer:
         self.primary = self.models[0].device
         theta0 = self.spec.flatten(self.models[0].module).to(self.primary, torch.float32)
         self.space: SearchSpace = make_space(space_options(cfg), self.spec, theta0)
-        self.perturbation = make_perturbation(cfg.perturbation, self.spec, self.space.size, cfg.perturbation_rank)
+        self.budget = branch_memory(cfg.branch_memory, self.primary)
+        self.perturbation = make_perturbation(
+            cfg.perturbation, self.spec, self.space.size, cfg.perturbation_rank, self.budget
+        )
+        self.width = self.perturbation.width(cfg.branch_batch)  # branches per batched call
         self.params = population_params(cfg)
         state = PopulationState.start(
             self.space.initial(),
@@ -186,13 +191,18 @@ class ARSTrainer:
         return self.space.to_params(self.state.theta[self.best])
 
     # -- directions -------------------------------------------------------------------
-    def directions(self, iteration: int, member: int, indices: Sequence[int], device: torch.device) -> torch.Tensor:
-        return self.noise.directions(iteration, member, indices, self.perturbation.noise_size, device=device)
+    def directions(
+        self, iteration: int, member: int, indices: Sequence[int], device: torch.device, entries: slice | None = None
+    ) -> torch.Tensor:
+        return self.noise.directions(
+            iteration, member, indices, self.perturbation.noise_size, device=device, entries=entries
+        )
 
     def branch_params(self, branches: list[int], device: torch.device, iteration: int) -> Branches:
         """The branches of global ids ``branches`` as the perturbation kind hands them to the model
         (dense: the searched vectors [len, d]): θ_m ± ν_m δ_k for a perturbed branch, the anchor or
-        the current θ_m for a judge row (``population.judge``)."""
+        the current θ_m for a judge row (``population.judge``). Each direction is drawn once, for
+        both of its signs."""
         layout, members = self.layout, self.state.members
         member = np.array([layout.member(g) for g in branches])
         kind = np.array([layout.kind(g) for g in branches])
@@ -203,31 +213,31 @@ class ARSTrainer:
             bases = torch.cat((bases, self.state.anchor.to(device)))
             owner[old] += members
         scale = torch.zeros(len(branches), dtype=torch.float32, device=device)
-        noise = torch.empty(len(branches), self.perturbation.noise_size, dtype=torch.float32, device=device)
+        which = np.zeros(len(branches), dtype=np.int64)  # judge rows (scale 0) point at any finite row
+        drawn: list[torch.Tensor] = []
         perturbed = np.flatnonzero(kind == PERTURBED)
-        unperturbed = np.flatnonzero(kind != PERTURBED)
-        if unperturbed.size:  # judge rows: scale 0, and their noise must be finite (0·NaN is NaN)
-            noise[torch.as_tensor(unperturbed, device=device)] = 0.0
         noise_std = torch.as_tensor(self.state.noise_std, dtype=torch.float32, device=device)
         direction = np.array([(g % self.per_member) // 2 for g in branches])
         for m in np.unique(member[perturbed]):
             rows = perturbed[member[perturbed] == m]
             unique, inverse = np.unique(direction[rows], return_inverse=True)
-            at = torch.as_tensor(rows, device=device)
-            generated = self.directions(iteration, int(m), unique.tolist(), device)
-            noise[at] = generated[torch.as_tensor(inverse, device=device)]
+            which[rows] = sum(int(d.shape[0]) for d in drawn) + inverse
+            drawn.append(self.directions(iteration, int(m), unique.tolist(), device))
             signs = torch.tensor([1.0 if branches[r] % 2 == 0 else -1.0 for r in rows], device=device)
-            scale[at] = noise_std[int(m)] * signs
-        return self.perturbation.branches(bases, torch.as_tensor(owner, device=device), scale, noise)
+            scale[torch.as_tensor(rows, device=device)] = noise_std[int(m)] * signs
+        size = self.perturbation.noise_size
+        directions = torch.cat(drawn) if drawn else torch.zeros(1, size, dtype=torch.float32, device=device)
+        at = torch.as_tensor(owner, device=device)
+        return self.perturbation.branches(bases, at, scale, directions, torch.as_tensor(which, device=device))
 
     # -- one iteration ----------------------------------------------------------------
     def score_branches(self, model: BatchedModel, branches: list[int], iteration: int) -> np.ndarray:
         """Message rows (``self.schema``) for ``branches`` of ``iteration`` (the noise and
-        data key) at the current parameters, in fixed-size batched calls."""
+        data key) at the current parameters, in fixed-size batched calls of ``self.width``."""
         if not branches:
             return np.zeros((0, self.schema.width))
         context = self.task.begin_iteration(iteration, 0, model.device)
-        width = self.cfg.branch_batch
+        width = self.width
         rows = []
         for start in range(0, len(branches), width):
             chunk = branches[start : start + width]
@@ -239,14 +249,18 @@ class ARSTrainer:
         return np.concatenate(rows)
 
     def step_vector(self, member: int, step: ARSStep, iteration: int) -> torch.Tensor:
-        """Σ w_k δ_k of one member's step (float64, fixed chunk order); zeros for a skipped step."""
+        """Σ w_k δ_k of one member's step (float64, fixed chunks of ``branch_batch`` directions);
+        zeros for a skipped step."""
         total = torch.zeros(self.space.size, dtype=torch.float64, device=self.primary)
         width = self.cfg.branch_batch
         for start in range(0, len(step.kept), width):
             kept = step.kept[start : start + width].tolist()
-            delta = self.directions(iteration, member, kept, self.primary)
             weights = torch.as_tensor(step.weights[start : start + width], device=self.primary)
-            total += self.perturbation.step(weights, delta)
+
+            def draw(cols: slice, kept: list[int] = kept) -> torch.Tensor:
+                return self.directions(iteration, member, kept, self.primary, cols)
+
+            total += self.perturbation.step(weights, draw)
         return total
 
     def merge_observations(self, obs: ObsMoments) -> None:

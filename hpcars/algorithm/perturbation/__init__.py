@@ -6,24 +6,26 @@ and how the update Σ_k w_k δ_k is formed (``--perturbation``).
   the other parameters; branches share the base weights.
 
 Both draw a direction's normals from ``hpcars.algorithm.noise`` (``noise_size`` of them) and
-answer the same two calls, ``branches(bases, owner, scale, noise)`` and
-``step(weights, noise)``, so the engine does not know which one it runs.
+answer the same three calls — ``width(branch_batch)`` (branches per batched call),
+``branches(bases, owner, scale, directions, which)`` and ``step(weights, draw)`` — so the
+engine does not know which one it runs.
 """
 
 from __future__ import annotations
 
 from hpcars.algorithm.branches import ParamSpec
-from hpcars.algorithm.perturbation.dense import Dense
+from hpcars.algorithm.perturbation.dense import Dense, Draw
 from hpcars.algorithm.perturbation.lowrank import LowRank, LowRankBranches
 
 Perturbation = Dense | LowRank
 
-__all__ = ["Dense", "LowRank", "LowRankBranches", "Perturbation", "make_perturbation"]
+__all__ = ["Dense", "Draw", "LowRank", "LowRankBranches", "Perturbation", "make_perturbation"]
 
 
-def make_perturbation(kind: str, spec: ParamSpec, size: int, rank: int) -> Perturbation:
-    """The kind ``kind`` for a model of ``spec`` searched in ``size`` dimensions. A model without
-    weight matrices gets dense noise either way (low rank would be the same directions)."""
+def make_perturbation(kind: str, spec: ParamSpec, size: int, rank: int, budget: int | None = None) -> Perturbation:
+    """The kind ``kind`` for a model of ``spec`` searched in ``size`` dimensions, dense branches
+    within ``budget`` bytes (``--branch-memory``). A model without weight matrices gets dense
+    noise either way (low rank would be the same directions)."""
     if kind == "lowrank" and any(len(shape) >= 2 for shape in spec.shapes):
         return LowRank(spec, rank)
-    return Dense(size)
+    return Dense(size, budget)

@@ -1,31 +1,74 @@
 """Dense perturbations (``--perturbation dense``, the default): δ_k has one normal per parameter.
 
-Branch b is θ + sν δ_k in full — a [B, P] stack, as ARS has always been run — and the
-update Σ_k w_k δ_k is one [b] × [b, P] product in float64.
+Branch b is θ + sν δ_k in full — a [w, P] stack per batched call, as ARS has always been run —
+and the update Σ_k w_k δ_k is a [b] × [b, P] product in float64.
+
+Memory is bounded by ``--branch-memory`` (``budget`` bytes): a call holds at most ``width``
+branches (each costs its row of the stack plus its share of the directions and the forward's
+copies, ~12 bytes a parameter), down to one pair θ + νδ_k, θ − νδ_k — one model and one
+direction beside θ, which itself is never written, so there is nothing to restore. The update
+draws its directions in column blocks (``noise.ALIGN``) when [b, P] would not fit. Neither
+changes a bit: each branch's stack row is computed the same way whatever the width, a
+branch's forward does not depend on how many share the call (two or more; the tests check
+it), and a column of Σ w_k δ_k is the same sum whatever the block.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+
+from hpcars.algorithm.noise import ALIGN
+
+#: the directions' entries [cols] of the kept directions of one update chunk: [b, len(cols)]
+Draw = Callable[[slice], torch.Tensor]
+
+BYTES_PER_BRANCH_ENTRY = 12  # its stack row (4), half a direction (2), the forward's copy of a layer (4), slack
+BYTES_PER_UPDATE_ENTRY = 12  # a direction's entry in float32 (4) and its float64 copy (8)
 
 
 class Dense:
-    """The dense perturbation kind of a searched vector of ``size`` entries."""
+    """The dense perturbation kind of a searched vector of ``size`` entries, within ``budget`` bytes."""
 
     kind = "dense"
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, budget: int | None = None) -> None:
         self.noise_size = size
+        self.budget = budget
+
+    def width(self, branch_batch: int) -> int:
+        """Branches per batched call: ``branch_batch``, or fewer (at least a pair) within the budget."""
+        if self.budget is None:
+            return branch_batch
+        fits = self.budget // (BYTES_PER_BRANCH_ENTRY * max(self.noise_size, 1))
+        return max(2, min(branch_batch, fits - fits % 2))
 
     def branches(
-        self, bases: torch.Tensor, owner: torch.Tensor, scale: torch.Tensor, noise: torch.Tensor
+        self,
+        bases: torch.Tensor,
+        owner: torch.Tensor,
+        scale: torch.Tensor,
+        directions: torch.Tensor,
+        which: torch.Tensor,
     ) -> torch.Tensor:
-        """[B, P]: row b is bases[owner[b]] + scale[b]·noise[b], rows with scale 0 left exactly as their base."""
+        """[B, P]: row b is bases[owner[b]] + scale[b]·directions[which[b]]; rows with scale 0 are
+        exactly their base. One row at a time: no [B, P] temporaries beside the stack."""
         stack = bases[owner]
-        perturbed = torch.nonzero(scale).flatten()
-        stack[perturbed] = stack[perturbed] + scale[perturbed, None] * noise[perturbed]
+        row = torch.empty(self.noise_size, dtype=stack.dtype, device=stack.device)
+        for b in torch.nonzero(scale).flatten().tolist():
+            torch.mul(directions[int(which[b])], scale[b], out=row)
+            stack[b] += row
         return stack
 
-    def step(self, weights: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """Σ_k weights[k] noise[k] in float64 [P]."""
-        return weights @ noise.to(torch.float64)
+    def step(self, weights: torch.Tensor, draw: Draw) -> torch.Tensor:
+        """Σ_k weights[k] δ_k in float64 [P], the directions drawn whole or in column blocks."""
+        size = self.noise_size
+        out = torch.empty(size, dtype=torch.float64, device=weights.device)
+        block = size
+        if self.budget is not None and BYTES_PER_UPDATE_ENTRY * len(weights) * size > self.budget:
+            block = max(ALIGN, self.budget // (BYTES_PER_UPDATE_ENTRY * len(weights)) // ALIGN * ALIGN)
+        for start in range(0, size, block):
+            cols = slice(start, min(start + block, size))
+            out[cols] = weights @ draw(cols).to(torch.float64)
+        return out

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from hpcars.algorithm.branches import ParamSpec, stacked_walk, supports_stacked
+from hpcars.algorithm.perturbation.dense import Draw
 from hpcars.algorithm.perturbation.hooks import hooked_forward
 
 
@@ -151,11 +152,22 @@ class LowRank:
         self.rank = rank
         self.pieces, self.noise_size = layout(spec, rank)
 
+    def width(self, branch_batch: int) -> int:
+        """Branches per batched call: ``branch_batch`` (their factors are thin)."""
+        return branch_batch
+
     def branches(
-        self, bases: torch.Tensor, owner: torch.Tensor, scale: torch.Tensor, noise: torch.Tensor
+        self,
+        bases: torch.Tensor,
+        owner: torch.Tensor,
+        scale: torch.Tensor,
+        directions: torch.Tensor,
+        which: torch.Tensor,
     ) -> LowRankBranches:
-        """Branch b is bases[owner[b]] + scale[b]·(direction from ``noise[b]``); scale 0: unperturbed."""
+        """Branch b is bases[owner[b]] + scale[b]·(the direction made from ``directions[which[b]]``);
+        scale 0: unperturbed."""
         count, r = len(owner), self.rank
+        noise = directions[which]
         factors, vectors = {}, {}
         for piece in self.pieces:
             normals = noise[:, piece.noise]
@@ -171,8 +183,9 @@ class LowRank:
                 vectors[piece.name] = values
         return LowRankBranches(self.spec, bases, owner, factors, vectors)
 
-    def step(self, weights: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def step(self, weights: torch.Tensor, draw: Draw) -> torch.Tensor:
         """Σ_k weights[k] δ_k as a flat float64 [P] (δ_k: direction k's A Bᵀ/√R and vector noise)."""
+        noise = draw(slice(0, self.noise_size))
         out = torch.zeros(self.spec.size, dtype=torch.float64, device=noise.device)
         count, r = len(weights), self.rank
         for piece in self.pieces:
