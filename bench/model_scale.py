@@ -57,9 +57,23 @@ def transformer_config(params: float, tokens: int):
         width += 64
         if width >= 512 * layers:
             layers += 2
-    return TransformerConfig(
-        vocab=256, d_model=width, heads=max(4, width // 128), layers=layers, d_ff=4 * width, max_len=tokens
-    )
+    heads = max(4, width // 128)
+    heads = heads if width % heads == 0 else width // 64  # heads of 64 where 128s do not divide
+    return TransformerConfig(vocab=256, d_model=width, heads=heads, layers=layers, d_ff=4 * width, max_len=tokens)
+
+
+def memory_mb(field: str) -> float:
+    """VmRSS (now) or VmHWM (peak) of this process, MB (Linux)."""
+    for text in Path("/proc/self/status").read_text().splitlines():
+        if text.startswith(field + ":"):
+            return int(text.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak() -> None:
+    """Reset VmHWM to the current RSS (Linux: ``echo 5 > /proc/self/clear_refs``)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def worker(spec: dict) -> dict:
@@ -77,6 +91,7 @@ def worker(spec: dict) -> dict:
     from hpcars.tasks.plugin import task_from
     from hpcars.tasks.problems import SupervisedProblem
 
+    interpreter = memory_mb("VmRSS")  # torch and hpcars imported, nothing built
     g = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     if spec["model"] == "mlp":
@@ -116,13 +131,16 @@ def worker(spec: dict) -> dict:
         perturbation_rank=spec["rank"],
         branch_memory=spec["branch_memory"],
     )
-    task = task_from(problem, cfg)
-    trainer = ARSTrainer(cfg, task, transport, [torch.device("cpu")])
+    before = memory_mb("VmRSS")
+    reset_peak()
     with torch.no_grad():  # plain inference: the same rows and the same per-sample loss, one call, no perturbation
-        loss(model(rows), targets)  # warm
+        loss(model(rows), targets)  # warm; its peak above the RSS before it: the activations of one plain forward
+        activations = memory_mb("VmHWM") - before
         start = time.perf_counter()
         loss(model(rows), targets)
         plain = time.perf_counter() - start
+    task = task_from(problem, cfg)
+    trainer = ARSTrainer(cfg, task, transport, [torch.device("cpu")])
     split = {"noise": 0.0, "forward": 0.0, "update": 0.0}
     directions, forward, step_vector = trainer.directions, task.branch_losses, trainer.step_vector
 
@@ -171,6 +189,10 @@ def worker(spec: dict) -> dict:
         "eval_over_plain": plain / forward_s,
         "peak_rss_mb": max(peaks),  # the largest rank's
         "model_mb": params * 4 / 2**20,
+        "activations_mb": activations,
+        "interpreter_mb": interpreter,
+        # the goal's bound: 2 × (model + one plain forward's activations), against the peak
+        "rss_over_bound": max(peaks) / (2 * (params * 4 / 2**20 + activations)),
     }
     return row
 
@@ -188,7 +210,9 @@ def line(row: dict) -> str:
         f"(noise {row['noise_s']:.3f}, forward {row['forward_s']:.3f}, update {row['update_s']:.3f}, "
         f"comm {row['comm_s']:.4f}; noise+update <= {100 * row['noise_update_share']:.0f} %)  "
         f"plain {row['plain_s']:.3f} s  eval/plain {row['eval_over_plain']:.2f}  "
-        f"RSS {row['peak_rss_mb']:,.0f} MB (model {row['model_mb']:,.0f} MB)"
+        f"RSS {row['peak_rss_mb']:,.0f} MB (model {row['model_mb']:,.0f} MB, plain forward's activations "
+        f"{row['activations_mb']:,.0f} MB, interpreter {row['interpreter_mb']:,.0f} MB: "
+        f"{row['rss_over_bound']:.2f} of 2×(model + activations))"
     )
 
 

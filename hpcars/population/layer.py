@@ -60,6 +60,18 @@ COLUMNS = tuple(f.name for f in dataclasses.fields(PopulationRecord) if f.name !
 StepFn = Callable[[int, ARSStep], torch.Tensor]
 
 
+#: entries of θ moved per pass (``move``): float64 temporaries of 8 MB, whatever the model's size
+MOVE_BLOCK = 1 << 20
+
+
+def move(theta: torch.Tensor, step: torch.Tensor) -> None:
+    """θ ← float32(float64(θ) + step) in place, in blocks: the bits of the whole-vector sum
+    without a float64 copy of θ."""
+    for start in range(0, theta.numel(), MOVE_BLOCK):
+        part = theta[start : start + MOVE_BLOCK]
+        part.copy_(part.to(torch.float64) + step[start : start + MOVE_BLOCK])
+
+
 def best_member(fitness: np.ndarray) -> int:
     return int(rank(fitness)[0])
 
@@ -69,7 +81,7 @@ class Population:
         self.params = params
         self.seed = seed
         self.state = state
-        self.origin = origin.to(torch.float64)  # θ_0, where every member started
+        self.origin = origin  # θ_0 (float32), where every member started
 
     def advance(
         self,
@@ -124,14 +136,13 @@ class Population:
         norms = []
         for m in map(int, np.flatnonzero(keep)):
             step = step_fn(m, steps[m])
-            theta = s.theta[m].to(torch.float64)
             if p.swarm.enabled:
                 assert s.velocity is not None and s.personal_best is not None  # the swarm's state
                 v = velocity(
                     p.swarm,
                     s.velocity[m].to(torch.float64),
                     step,
-                    theta,
+                    s.theta[m].to(torch.float64),
                     s.personal_best[m].to(torch.float64),
                     global_best,
                     r[m, 0],
@@ -140,14 +151,14 @@ class Population:
                 s.velocity[m] = v.to(torch.float32)
                 step = v
             norms.append(float(step.norm()))
-            s.theta[m] = (theta + step).to(torch.float32)
+            move(s.theta[m], step)
 
         # 5. repulsion from the population best
         best = best_member(measured)
         repelled, radius = 0, float("nan")
         if p.repulsion.enabled:
             anchor = s.theta[best].to(torch.float64)
-            radius = tabu_radius(p.repulsion, anchor, self.origin.to(anchor.device))
+            radius = tabu_radius(p.repulsion, anchor, self.origin.to(anchor.device, torch.float64))
             for m in range(members):
                 if m != best:
                     moved, pushed = repel(p.repulsion, s.theta[m].to(torch.float64), anchor, radius)

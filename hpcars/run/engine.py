@@ -249,9 +249,9 @@ class ARSTrainer:
         return np.concatenate(rows)
 
     def step_vector(self, member: int, step: ARSStep, iteration: int) -> torch.Tensor:
-        """Σ w_k δ_k of one member's step (float64, fixed chunks of ``branch_batch`` directions);
-        zeros for a skipped step."""
-        total = torch.zeros(self.space.size, dtype=torch.float64, device=self.primary)
+        """Σ w_k δ_k of one member's step (in the kind's ``update_dtype``, fixed chunks of
+        ``branch_batch`` directions); zeros for a skipped step."""
+        total = torch.zeros(self.space.size, dtype=self.perturbation.update_dtype, device=self.primary)
         width = self.cfg.branch_batch
         for start in range(0, len(step.kept), width):
             kept = step.kept[start : start + width].tolist()
@@ -260,7 +260,7 @@ class ARSTrainer:
             def draw(cols: slice, kept: list[int] = kept) -> torch.Tensor:
                 return self.directions(iteration, member, kept, self.primary, cols)
 
-            total += self.perturbation.step(weights, draw)
+            self.perturbation.step(weights, draw, total)
         return total
 
     def merge_observations(self, obs: ObsMoments) -> None:

@@ -32,6 +32,7 @@ class Dense:
     """The dense perturbation kind of a searched vector of ``size`` entries, within ``budget`` bytes."""
 
     kind = "dense"
+    update_dtype = torch.float64  # Σ w_k δ_k, accumulated over chunks of directions
 
     def __init__(self, size: int, budget: int | None = None) -> None:
         self.noise_size = size
@@ -61,14 +62,12 @@ class Dense:
             stack[b] += row
         return stack
 
-    def step(self, weights: torch.Tensor, draw: Draw) -> torch.Tensor:
-        """Σ_k weights[k] δ_k in float64 [P], the directions drawn whole or in column blocks."""
+    def step(self, weights: torch.Tensor, draw: Draw, total: torch.Tensor) -> None:
+        """total += Σ_k weights[k] δ_k (float64 [P]), the directions drawn whole or in column blocks."""
         size = self.noise_size
-        out = torch.empty(size, dtype=torch.float64, device=weights.device)
         block = size
         if self.budget is not None and BYTES_PER_UPDATE_ENTRY * len(weights) * size > self.budget:
             block = max(ALIGN, self.budget // (BYTES_PER_UPDATE_ENTRY * len(weights)) // ALIGN * ALIGN)
         for start in range(0, size, block):
             cols = slice(start, min(start + block, size))
-            out[cols] = weights @ draw(cols).to(torch.float64)
-        return out
+            total[cols] += weights @ draw(cols).to(torch.float64)

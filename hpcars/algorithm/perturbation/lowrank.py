@@ -14,8 +14,9 @@ two or more dimensions, viewed as [shape[0], rest]) m·R entries for A (row-majo
 n·R for B; for any other parameter its own size. ``noise_size`` is their total — for a
 4.5 M-parameter MLP with R = 1 about 6,000 normals instead of 4.5 M.
 
-The update Σ_k w_k A_k B_kᵀ/√R is one [m, b·R] × [b·R, n] product per matrix (float64),
-the vectors' Σ w_k δ_k one [b] × [b, size] product.
+The update Σ_k w_k A_k B_kᵀ/√R is one [m, b·R] × [b·R, n] product per matrix, added in place
+to a float32 step (θ + step is then formed in float64 blocks, ``population.layer.move``), the
+vectors' Σ w_k δ_k one [b] × [b, size] product.
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ class LowRank:
     """The low-rank perturbation kind for one model (its ``ParamSpec``) and rank R."""
 
     kind = "lowrank"
+    update_dtype = torch.float32  # Σ w_k A_k B_kᵀ/√R: float64 would double the update's memory at 10⁸
 
     def __init__(self, spec: ParamSpec, rank: int) -> None:
         self.spec = spec
@@ -183,30 +185,31 @@ class LowRank:
                 vectors[piece.name] = values
         return LowRankBranches(self.spec, bases, owner, factors, vectors)
 
-    def step(self, weights: torch.Tensor, draw: Draw) -> torch.Tensor:
-        """Σ_k weights[k] δ_k as a flat float64 [P] (δ_k: direction k's A Bᵀ/√R and vector noise)."""
+    def step(self, weights: torch.Tensor, draw: Draw, total: torch.Tensor) -> None:
+        """total += Σ_k weights[k] δ_k (float32 [P]; δ_k: direction k's A Bᵀ/√R and vector noise),
+        each matrix's part one [m, b·R] × [b·R, n] product added in place."""
         noise = draw(slice(0, self.noise_size))
-        out = torch.zeros(self.spec.size, dtype=torch.float64, device=noise.device)
+        weights = weights.to(noise.dtype)
         count, r = len(weights), self.rank
         for piece in self.pieces:
-            normals = noise[:, piece.noise].to(torch.float64)
+            normals = noise[:, piece.noise]
             if piece.rows:
                 m, n = piece.rows, piece.cols
                 a = normals[:, : m * r].reshape(count, m, r) * weights[:, None, None]
                 b = normals[:, m * r :].reshape(count, n, r)
-                product = a.permute(1, 0, 2).reshape(m, count * r) @ b.permute(0, 2, 1).reshape(count * r, n)
-                out[piece.params] = product.reshape(-1) / math.sqrt(r)
+                left = a.permute(1, 0, 2).reshape(m, count * r)
+                right = b.permute(0, 2, 1).reshape(count * r, n)
+                total[piece.params].view(m, n).addmm_(left, right, alpha=1 / math.sqrt(r))
             else:
-                out[piece.params] = weights @ normals
-        return out
+                total[piece.params] += weights @ normals
 
 
 def _linear(module: nn.Linear, name: str, x: torch.Tensor, shared: bool, branches: LowRankBranches) -> torch.Tensor:
     """x Wᵀ + (x B) Aᵀ + b for every branch; W shared (per base when there are several)."""
     a, b = branches.factors[name + "weight"]
     weight = branches.weight(name + "weight")  # [U, out, in]
-    if len(weight) == 1:
-        base = x @ weight[0].T  # shared: [n, out]; per branch: [B, ..., out]
+    if len(weight) == 1:  # one GEMM over every row (shared: [n, out]; per branch: [B, ..., out])
+        base = torch.mm(x.reshape(-1, x.shape[-1]), weight[0].T).reshape(*x.shape[:-1], weight.shape[1])
     else:
         owner = branches.owner
         rows = x if not shared else x.expand(len(owner), *x.shape)
@@ -215,8 +218,14 @@ def _linear(module: nn.Linear, name: str, x: torch.Tensor, shared: bool, branche
             at = owner == u
             base[at] = rows[at] @ weight[u].T
     spec = "...i,bir->b...r" if shared else "b...i,bir->b...r"
-    y = base + torch.einsum("b...r,bor->b...o", torch.einsum(spec, x, b), a)
+    thin = torch.einsum(spec, x, b)  # x B_k [B, ..., R]
+    count = len(branches)
+    if shared and base.dim() < thin.dim():  # the shared rows' output becomes per branch here
+        y = base + torch.einsum("b...r,bor->b...o", thin, a)
+    else:  # corrected in place: one pass over the output
+        y = base
+        y.view(count, -1, y.shape[-1]).baddbmm_(thin.reshape(count, -1, thin.shape[-1]), a.transpose(1, 2))
     if module.bias is not None:
         bias = branches.vectors[name + "bias"]
-        y = y + bias.reshape(bias.shape[0], *([1] * (y.dim() - 2)), bias.shape[1])
+        y += bias.reshape(bias.shape[0], *([1] * (y.dim() - 2)), bias.shape[1])
     return y
