@@ -1,7 +1,7 @@
 """Env steps per second of an hpcars rank against the physics limit, per env backend.
 
     python bench/throughput.py [--envs HalfCheetah-v5,Hopper-v5,Swimmer-v5,Walker2d-v5]
-                               [--episodes 32] [--repeats 3] [--iterations 5] [--smoke]
+                               [--episodes 32] [--repeats 7] [--iterations 5] [--smoke]
 
 Part 1, one process, one core, per env: the same linear policy (fixed random
 weights), 32 episodes, timed side by side in alternating repetitions (median CPU
@@ -18,7 +18,9 @@ time of the process, EnvPool's worker thread included):
   statistics on), each call the next iteration's episodes as in training, with each
   backend; ``hpcars envpool V1`` without the normaliser and the statistics.
 
-Rates are reported as fractions of the limit (goal: hpcars ≥ 0.8 on HalfCheetah),
+Rates are reported as fractions of the limit (goal: hpcars ≥ 0.8 on HalfCheetah) and
+hpcars as a fraction of the bare loop of its backend (goal: ≥ 0.97): the median over
+repetitions of the ratio of two runs made back to back (the order alternates),
 and per env step in µs, which says where the time between hpcars and the physics
 goes: physics (limit), the backend's own overhead (bare − limit), hpcars' policy
 call, bookkeeping and (EnvPool) resetting every env of the pool once per iteration
@@ -158,25 +160,33 @@ def single_core(env_id: str, episodes: int, repeats: int) -> dict:
     sides = {
         "limit": physics_limit(bare),
         "bare gymnasium": bare,
-        "bare envpool": bare_envpool(env_id, weight, episodes),
         "hpcars gymnasium": hpcars_rollouts(env_id, "gymnasium", weight, episodes, v2=True),
+        "bare envpool": bare_envpool(env_id, weight, episodes),
         "hpcars envpool": hpcars_rollouts(env_id, "envpool", weight, episodes, v2=True),
         "hpcars envpool V1": hpcars_rollouts(env_id, "envpool", weight, episodes, v2=False),
     }
     for fn in sides.values():
         fn()  # warm-up
     rates: dict[str, list[float]] = {name: [] for name in sides}
-    for _ in range(repeats):
-        for name, fn in sides.items():
+    for repeat in range(repeats):  # forwards, then backwards: a drift of the machine's speed cancels
+        for name in list(sides) if repeat % 2 == 0 else reversed(list(sides)):
             t = time.process_time()
-            steps = fn()
+            steps = sides[name]()
             rates[name].append(steps / (time.process_time() - t))
     rate = {name: statistics.median(r) for name, r in rates.items()}
     limit = rate["limit"]
+    # hpcars against the bare loop of its backend, repetition by repetition (the two ran back to back)
+    of_bare = {
+        backend: statistics.median(
+            h / b for h, b in zip(rates[f"hpcars {backend}"], rates[f"bare {backend}"], strict=True)
+        )
+        for backend in ("gymnasium", "envpool")
+    }
     return {
         "steps_per_s": {name: round(r) for name, r in rate.items()},
         "of_limit": {name: round(r / limit, 3) for name, r in rate.items()},
         "us_per_step": {name: round(1e6 / r, 2) for name, r in rate.items()},
+        "of_bare": {backend: round(r, 3) for backend, r in of_bare.items()},
     }
 
 
@@ -239,7 +249,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", default="HalfCheetah-v5,Hopper-v5,Swimmer-v5,Walker2d-v5")
     parser.add_argument("--episodes", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7, help="timed repetitions (alternating order)")
     parser.add_argument("--iterations", type=int, default=5, help="timed ARS iterations per world size")
     parser.add_argument("--scaling-env", default="HalfCheetah-v5", help="part 2's env")
     parser.add_argument("--directions", type=int, default=32, help="part 2's N (b = min(4, N))")
@@ -258,6 +268,8 @@ def main() -> None:
         print(f"{env_id}: steps/s per core (fraction of the mj_step limit; µs per step)")
         for name, rate in one["steps_per_s"].items():
             print(f"  {name:18s} {rate:8d}  ({one['of_limit'][name]:.3f}; {one['us_per_step'][name]:6.2f} µs)")
+        for backend, ratio in one["of_bare"].items():
+            print(f"  hpcars / bare {backend}: {ratio:.3f} (median over repetitions run back to back)")
     result["scaling"] = scaling(args.scaling_env, args.directions, args.iterations)
     for backend, r in result["scaling"].items():
         print(

@@ -10,6 +10,10 @@ weights and biases dense noise (``hpcars.algorithm.perturbation.hooks``).
 ``TransformerConfig(vocab, d_model, heads, layers, d_ff, max_len)``; ``forward(tokens
 [batch, seq]) -> logits [batch, seq, vocab]``. ``parameter_count(config)`` says the size
 before anything is built (about 12·layers·d_model² for d_ff = 4·d_model).
+
+Decoding: ``forward(tokens, cache)`` with a ``KVCache`` appends the new tokens' keys and values
+to it and attends to everything cached, so a greedy decoder feeds the prompt once and then one
+token per step (``hpcars.algorithm.generate``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,17 @@ class TransformerConfig:
     max_len: int = 64
 
 
+class KVCache:
+    """Keys and values of the tokens seen so far, per layer ([batch, heads, t, d_head] each)."""
+
+    def __init__(self) -> None:
+        self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    @property
+    def length(self) -> int:
+        return self.layers[0][0].shape[2] if self.layers else 0
+
+
 class Block(nn.Module):
     """Pre-norm: x + attention(norm(x)), then x + mlp(norm(x))."""
 
@@ -44,11 +59,21 @@ class Block(nn.Module):
         self.up = nn.Linear(c.d_model, c.d_ff)
         self.down = nn.Linear(c.d_ff, c.d_model)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         batch, seq, width = x.shape
         q, k, v = self.qkv(self.norm1(x)).split(width, dim=-1)
         q, k, v = (t.view(batch, seq, self.heads, width // self.heads).transpose(1, 2) for t in (q, k, v))
-        attended = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        first = cache is None or len(cache.layers) <= layer
+        if cache is not None:
+            if not first:  # earlier tokens: the one new token sees all of them
+                assert seq == 1, "after the prompt, a KVCache takes one token at a time"
+                k = torch.cat((cache.layers[layer][0], k), dim=2)
+                v = torch.cat((cache.layers[layer][1], v), dim=2)
+                cache.layers[layer] = (k, v)
+            else:
+                cache.layers.append((k, v))
+        # causal among the new tokens; a single new token attends to everything before it
+        attended = F.scaled_dot_product_attention(q, k, v, is_causal=first and seq > 1)
         x = x + self.proj(attended.transpose(1, 2).reshape(batch, seq, width))
         return x + self.down(F.gelu(self.up(self.norm2(x))))
 
@@ -70,11 +95,12 @@ class Transformer(nn.Module):
             if isinstance(module, nn.Linear):
                 nn.init.zeros_(module.bias)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(tokens.shape[-1], device=tokens.device).expand_as(tokens)  # one row per sequence
-        x = self.tokens(tokens) + self.positions(positions)
-        for block in self.blocks:
-            x = block(x)
+    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        start = cache.length if cache is not None else 0
+        positions = torch.arange(start, start + tokens.shape[-1], device=tokens.device)
+        x = self.tokens(tokens) + self.positions(positions.expand_as(tokens))  # one row per sequence
+        for layer, block in enumerate(self.blocks):
+            x = block(x, cache, layer)
         return self.head(self.norm(x))
 
 

@@ -105,13 +105,14 @@ class GymnasiumBackend:
         self._envs, self._live = [], []
 
     def step(self, actions: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        obs, rewards, done = [], [], []
-        for action, row in zip(actions, rows, strict=True):
-            ob, reward, terminated, truncated, _ = self._live[row].step(action)
-            obs.append(ob)
-            rewards.append(reward)
-            done.append(terminated or truncated)
-        return np.stack(obs), np.array(rewards, dtype=np.float64), np.array(done, dtype=bool)
+        obs = np.empty((len(rows), *self.observation_space.shape))
+        rewards = np.empty(len(rows))
+        done = np.empty(len(rows), dtype=bool)
+        live = self._live
+        for i, row in enumerate(rows.tolist()):  # Python ints: list indexing without NumPy scalars
+            obs[i], rewards[i], terminated, truncated, _ = live[row].step(actions[i])
+            done[i] = terminated or truncated
+        return obs, rewards, done
 
 
 @dataclass
@@ -214,6 +215,8 @@ class EnvPoolBackend:
         assert pool.used is not None  # a live pool has been reset
         pool.used[ids] = True
         ob, reward, terminated, truncated, info = pool.pool.step(actions, ids)
+        if np.array_equal(info["env_id"], ids):  # already in row order (the usual case on one thread)
+            return ob, reward.astype(np.float64, copy=False), terminated | truncated
         where = np.empty(pool.size, dtype=np.int64)
         where[ids] = np.arange(len(ids))
         order = where[info["env_id"]]  # results come back by env id: put them in row order

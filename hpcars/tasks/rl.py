@@ -155,12 +155,22 @@ class GymTask:
                 if record:
                     history.append(obs_np[:n].copy())
                 actions = self.to_actions(policy(obs.to(stack.device)).cpu())
-                ob, reward, done = self.backend.step(actions[active], active)
-                returns[active] += reward
-                steps[active] += 1
-                running = ~done
-                active = active[running]
-                obs_np[active] = ob[running]
+                if active.size == n:  # every episode still running (the common case): no index copies
+                    ob, reward, done = self.backend.step(actions[:n], active)
+                    returns += reward
+                    steps += 1
+                else:
+                    ob, reward, done = self.backend.step(actions[active], active)
+                    returns[active] += reward
+                    steps[active] += 1
+                if done.any():
+                    running = ~done
+                    active = active[running]
+                    obs_np[active] = ob[running]
+                elif active.size == n:
+                    obs_np[:n] = ob
+                else:
+                    obs_np[active] = ob
         moments = _moments(np.stack(history), steps) if record else None
         # the survival bonus comes off every step: T steps cost shift * T
         return returns - shift * steps, steps, moments

@@ -46,7 +46,7 @@ def hooked_forward(
             group = branches.select(picked)
             per = rows.reshape(count, -1, *rows.shape[1:])[picked].reshape(-1, *rows.shape[1:])
             branches.spec.load(module, branches.bases[base])  # the shared weights: this base's θ
-            with _hooks(module, group):
+            with branch_hooks(module, group):
                 parts.append(module(per))
             order.append(picked)
         out = torch.cat(parts).reshape(count, -1, *parts[0].shape[1:])
@@ -56,8 +56,10 @@ def hooked_forward(
     return call
 
 
-class _hooks:
-    """Forward hooks that add every branch's correction while the context is open."""
+class branch_hooks:
+    """Forward hooks that add every branch's correction while the context is open: inside it,
+    ``module`` (holding the branches' shared base weights) called on rows stacked branch-major
+    — any number of rows per branch, any extra arguments (a KV cache) — computes every branch."""
 
     def __init__(self, module: nn.Module, branches: LowRankBranches) -> None:
         self.handles = []

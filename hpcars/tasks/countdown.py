@@ -1,0 +1,191 @@
+"""Countdown puzzles and their verifier: reach a target with + − × ÷ over given numbers.
+
+A puzzle is three numbers and a target, written as the prompt ``numbers 3 7 25, target 31:``.
+A completion answers it when it is an arithmetic expression over integers, ``+ - * /`` and
+parentheses that uses each of the numbers exactly once (no other number) and evaluates to the
+target exactly (rational arithmetic: ``7/2*2`` is 7). That is the reward of the verifier task
+(1 or 0); a completion that parses and uses only the given numbers, each at most once, but
+misses the target or leaves a number out is "well formed" — counted apart, as the
+reward-hacking figure (format without arithmetic). The game is the one Qiu et al. 2025
+(arXiv 2509.24372) fine-tuned language models on with evolution strategies.
+
+Puzzles come from a seed: puzzle ``i`` of a stream is drawn from the counter-based generator
+(``hpcars.algorithm.noise.stream_key``), the same on every rank. Each is made solvable by
+construction (the target is the value of a random expression over the numbers, which is kept as
+its solution for teacher forcing). Held-out puzzles are those whose canonical form (sorted
+numbers, target) hashes into one tenth of the hash space; the training stream skips them,
+so the two splits are disjoint for every seed and fixed by it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from fractions import Fraction
+
+from hpcars.algorithm.noise import mix64, stream_key
+
+NUMBERS = 3  # per puzzle
+LARGEST = 25  # numbers are drawn from 1 .. LARGEST
+TARGET_MAX = 99  # targets are 1 .. TARGET_MAX
+OPS = "+-*/"
+TRAIN, HELDOUT = 0, 1  # the two splits
+HELDOUT_SHARE = 10  # one puzzle class in ten is held out
+
+
+@dataclass(frozen=True)
+class Puzzle:
+    numbers: tuple[int, ...]
+    target: int
+    solution: str  # one expression that reaches the target (for teacher forcing; never shown to ES)
+
+    @property
+    def prompt(self) -> str:
+        return f"numbers {' '.join(map(str, self.numbers))}, target {self.target}:"
+
+    @property
+    def canonical(self) -> tuple[int, ...]:
+        return (*sorted(self.numbers), self.target)
+
+
+def held_out(numbers: tuple[int, ...], target: int) -> bool:
+    """Whether the puzzle (numbers in any order, target) belongs to the held-out split."""
+    h = 0
+    for v in (*sorted(numbers), target):
+        h = mix64(h ^ v)
+    return h % HELDOUT_SHARE == 0
+
+
+def _draw(seed: int, index: int) -> Puzzle | None:
+    """Candidate ``index`` of a seed's stream: a random expression over random numbers, or None
+    when its value is not an integer target in range."""
+    words = [stream_key(seed, 0x636F756E74, index, k) for k in range(8)]  # "count"
+    numbers = tuple(1 + w % LARGEST for w in words[:NUMBERS])
+    order = sorted(range(NUMBERS), key=lambda k: words[3 + k])
+    a, b, c = (numbers[k] for k in order)
+    op1, op2 = OPS[words[6] % 4], OPS[words[7] % 4]
+    nested = words[6] >> 8 & 1  # (a op b) op c, or a op (b op c)
+    text = f"({a}{op1}{b}){op2}{c}" if nested else f"{a}{op1}({b}{op2}{c})"
+    try:
+        value = evaluate(text)
+    except ZeroDivisionError:
+        return None
+    if value.denominator != 1 or not 1 <= value <= TARGET_MAX:
+        return None
+    return Puzzle(numbers, int(value), _tidy(text))
+
+
+def _tidy(text: str) -> str:
+    """The solution without its parentheses when they change nothing (``(3+4)+5`` -> ``3+4+5``)."""
+    bare = text.replace("(", "").replace(")", "")
+    return bare if evaluate(bare) == evaluate(text) else text
+
+
+def puzzles(seed: int, split: int, count: int, start: int = 0) -> list[Puzzle]:
+    """Puzzles ``start .. start + count - 1`` of ``split`` (TRAIN or HELDOUT) for ``seed``."""
+    out: list[Puzzle] = []
+    for index in itertools.count():
+        puzzle = _draw(seed, index)
+        if puzzle is not None and held_out(puzzle.numbers, puzzle.target) == (split == HELDOUT):
+            out.append(puzzle)
+            if len(out) == start + count:
+                return out[start:]
+    raise AssertionError("unreachable")
+
+
+# -- the verifier ---------------------------------------------------------------------------
+def _tokens(text: str) -> list[str]:
+    out, number = [], ""
+    for ch in text.replace(" ", ""):
+        if ch.isdigit():
+            number += ch
+            continue
+        if number:
+            out.append(number)
+            number = ""
+        if ch not in "+-*/()":
+            raise ValueError(f"unexpected {ch!r}")
+        out.append(ch)
+    if number:
+        out.append(number)
+    if not out:
+        raise ValueError("empty")
+    return out
+
+
+def _parse(text: str) -> tuple[Fraction, list[int]]:
+    """(value, the numbers it uses in order) of an expression; ValueError if malformed."""
+    tokens = _tokens(text)
+    at = 0
+    used: list[int] = []
+
+    def peek() -> str | None:
+        return tokens[at] if at < len(tokens) else None
+
+    def take() -> str:
+        nonlocal at
+        at += 1
+        return tokens[at - 1]
+
+    def atom() -> Fraction:
+        token = peek()
+        if token is None:
+            raise ValueError("ends early")
+        if token == "(":
+            take()
+            value = expression()
+            if peek() != ")":
+                raise ValueError("unclosed (")
+            take()
+            return value
+        if token.isdigit():
+            if len(token) > 1 and token[0] == "0":
+                raise ValueError("leading zero")
+            used.append(int(take()))
+            return Fraction(int(token))
+        raise ValueError(f"unexpected {token!r}")
+
+    def term() -> Fraction:
+        value = atom()
+        while peek() in ("*", "/"):
+            op, right = take(), atom()
+            value = value * right if op == "*" else value / right
+        return value
+
+    def expression() -> Fraction:
+        value = term()
+        while peek() in ("+", "-"):
+            op, right = take(), term()
+            value = value + right if op == "+" else value - right
+        return value
+
+    value = expression()
+    if at != len(tokens):
+        raise ValueError(f"unexpected {tokens[at]!r}")
+    return value, used
+
+
+def evaluate(text: str) -> Fraction:
+    """The exact value of an expression (ValueError if malformed, ZeroDivisionError on x/0)."""
+    return _parse(text)[0]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    correct: bool  # uses every number exactly once and reaches the target
+    well_formed: bool  # parses, and uses only given numbers, none more often than given
+
+
+def verify(completion: str, numbers: tuple[int, ...], target: int) -> Verdict:
+    """The verifier's verdict on one completion (text up to its first newline)."""
+    text = completion.split("\n", 1)[0].strip()
+    try:
+        value, used = _parse(text)
+    except (ValueError, ZeroDivisionError):
+        return Verdict(False, False)
+    left = list(numbers)
+    for n in used:
+        if n not in left:
+            return Verdict(False, False)
+        left.remove(n)
+    return Verdict(not left and value == target, True)
