@@ -20,6 +20,7 @@ from hpcars.errors import ConfigError
 from hpcars.population.truncation import CLONE_FROM
 
 SUPERVISED_TASKS = ("regression", "digits")
+BUILTIN_TASKS = (*SUPERVISED_TASKS, "countdown")  # countdown: a language model judged by a verifier
 VARIANTS = ("v1", "v2")
 POLICIES = ("linear", "mlp")
 NONFINITE_POLICIES = ("skip", "fail")
@@ -69,7 +70,8 @@ class TrainConfig:
     )
     task: str = _result(
         "regression",
-        "regression, digits, a Gymnasium id (e.g. HalfCheetah-v5; mypackage.envs:MyEnv-v0 imports the module "
+        "regression, digits, countdown (a character-level transformer answering Countdown puzzles, rewarded "
+        "by a verifier), a Gymnasium id (e.g. HalfCheetah-v5; mypackage.envs:MyEnv-v0 imports the module "
         "that registers it), or your own task as package.module:factory (a SupervisedProblem, an Objective or a Task)",
     )
     iterations: int = _run(1000, "ARS iterations to run")
@@ -88,6 +90,11 @@ class TrainConfig:
     variant: str = _result("v1", "v2 normalises model inputs by running statistics of those seen in training", VARIANTS)
     batch_size: int = _result(0, "mini-batch size of supervised tasks (0 = task default: regression 2048, digits 256)")
     hidden: int = _result(32, "hidden width of the digits MLP and of MLP policies")
+    prompts: int = _result(16, "countdown: prompts per iteration, the same for every branch (new ones each iteration)")
+    eval_prompts: int = _report(500, "countdown: held-out prompts per evaluation")
+    format_reward: float = _result(
+        0.0, "countdown: reward added per well-formed answer (an expression over the given numbers), right or not"
+    )
     reward: str = _result(
         "loss", "supervised: the reward is -loss on the mini-batch, or the task's metric (e.g. accuracy)", REWARDS
     )
@@ -263,9 +270,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             raise ConfigError(option_name(name), f"{message} (got {value!r})")
 
     need(
-        cfg.task in SUPERVISED_TASKS or "-v" in cfg.task or ":" in cfg.task,
+        cfg.task in BUILTIN_TASKS or "-v" in cfg.task or ":" in cfg.task,
         "task",
-        "must be regression, digits, a Gymnasium id like HalfCheetah-v5, or package.module:factory",
+        "must be regression, digits, countdown, a Gymnasium id like HalfCheetah-v5, or package.module:factory",
     )
     for name in (
         "iterations",
@@ -274,6 +281,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         "devices_per_rank",
         "log_every",
         "eval_episodes",
+        "prompts",
+        "eval_prompts",
         "checkpoint_every",
         "keep_checkpoints",
     ):

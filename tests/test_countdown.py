@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from hpcars.tasks.countdown import HELDOUT, TRAIN, Puzzle, evaluate, held_out, puzzles, verify
+from tests.conftest import run_train
 
 NUMBERS, TARGET = (3, 7, 25), 29
 
@@ -44,4 +47,44 @@ def test_splits_are_disjoint_fixed_by_the_seed_and_solvable():
     assert puzzles(5, TRAIN, 400) == train and puzzles(5, TRAIN, 10, start=390) == train[390:]
     assert puzzles(6, TRAIN, 400) != train  # another seed, other puzzles
     assert all(verify(p.solution, p.numbers, p.target).correct for p in train + held)
-    assert Puzzle((3, 7, 25), 29, "").prompt == "numbers 3 7 25, target 29:"
+    assert Puzzle((3, 7, 25), 29, "").prompt == "numbers  3  7 25, target 29:"
+
+
+def test_vectorised_words_are_the_generator_s():
+    from hpcars.algorithm.noise import stream_key
+    from hpcars.tasks.countdown import STREAM, _words
+
+    words = _words(7, 10, 3)
+    assert [[int(w) for w in row] for row in words] == [
+        [stream_key(7, STREAM, i, k) for k in range(8)] for i in (10, 11, 12)
+    ]
+
+
+RUN = ["--task", "countdown", "--perturbation", "lowrank", "--perturbation-rank", "2", "--directions", "3"]
+RUN += ["--prompts", "4", "--eval-prompts", "50", "--eval-every", "2", "--checkpoint-every", "1"]
+RUN += ["--noise-std", "0.05", "--step-size", "0.02"]
+
+
+def test_a_countdown_run_is_world_size_invariant_and_resumes_bitwise(tmp_path):
+    summaries = {}
+    for ranks in (1, 3):
+        run = tmp_path / f"r{ranks}"
+        done = run_train([*RUN, "--iterations", "2", "--run-dir", str(run)], ranks)
+        assert done.returncode == 0, done.stderr
+        summaries[ranks] = json.loads((run / "summary.json").read_text())
+    assert summaries[1]["params_sha256"] == summaries[3]["params_sha256"]
+    assert summaries[1]["final"] == summaries[3]["final"]  # held-out accuracy, in fixed chunks
+    assert set(summaries[1]["final"]) == {"score", "eval_accuracy", "eval_format_only"}
+    assert 0.0 <= summaries[1]["final"]["score"] <= 1.0
+    # stopped after iteration 1 and resumed: the same bits as the uninterrupted run
+    run = tmp_path / "resumed"
+    assert run_train([*RUN, "--iterations", "1", "--run-dir", str(run)]).returncode == 0
+    done = run_train(["--resume", str(run), "--iterations", "2"])
+    assert done.returncode == 0, done.stderr
+    assert json.loads((run / "summary.json").read_text())["params_sha256"] == summaries[1]["params_sha256"]
+
+
+def test_countdown_refuses_v2_in_one_line(tmp_path):
+    done = run_train(["--task", "countdown", "--variant", "v2", "--run-dir", str(tmp_path / "r")])
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("hpcars.train: error: --variant: countdown's inputs are tokens")

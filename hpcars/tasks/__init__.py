@@ -40,12 +40,23 @@ def make_task(cfg: TrainConfig) -> Task:
         return Regression(cfg.seed, cfg.batch_size or 2048, cfg.variant == "v2")
     if cfg.task == "digits":
         return problem_task(digits_problem(cfg.seed, cfg.hidden), cfg)
+    if cfg.task == "countdown":
+        return _countdown_task(cfg)
     if cfg.task.startswith(IN_MEMORY):
         raise ConfigError("--task", f"{cfg.task} was an object given to hpcars.fit: give it to hpcars.fit again")
     if is_plugin(cfg.task):
         return make_plugin_task(cfg)
     _supervised_only(cfg, f"{cfg.task} is a reinforcement-learning task")
     return _gym_task(cfg)
+
+
+def _countdown_task(cfg: TrainConfig) -> Task:
+    from hpcars.tasks.verifier import CountdownTask
+
+    _supervised_only(cfg, "countdown draws new prompts every iteration")
+    if cfg.variant != "v1":
+        raise ConfigError("--variant", "countdown's inputs are tokens: v2's input normaliser does not apply (use v1)")
+    return CountdownTask(cfg.seed, cfg.prompts, cfg.eval_prompts, cfg.format_reward)
 
 
 def _gym_task(cfg: TrainConfig) -> Task:

@@ -1,0 +1,1 @@
+"""Gradient-based baselines that hpcars' studies compare ARS with (``grpo``)."""
