@@ -5,8 +5,9 @@
 The model is ``--task countdown``'s own (``hpcars.tasks.verifier.build_model``, initialised
 from ``--seed``); it learns to write each training puzzle's known solution after its prompt
 (cross-entropy on the answer's characters only, Adam, batches of 64). Every ``--eval-every``
-steps its greedy answers to the first 500 held-out puzzles are verified; training stops once
-their accuracy reaches ``--stop-at`` (or after ``--max-steps``), and the ``state_dict`` is written
+steps its greedy answers to 500 held-out puzzles of its own (from ``VALIDATION_START`` on: never
+the ones ``--task countdown`` reports) are verified; training stops once their accuracy reaches
+``--stop-at`` (or after ``--max-steps``), and the ``state_dict`` is written
 to ``--out`` (atomically) for ``python -m hpcars.train --task countdown --init-from PATH``.
 The last line printed is a JSON object: steps, seconds, held-out accuracy.
 """
@@ -26,23 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from hpcars.algorithm.branches import BatchedModel
-from hpcars.tasks.verifier import ANSWER_STEPS, CountdownTask, build_model, encode
-
-
-def answer_batch(task: CountdownTask, picks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs and targets of teacher forcing for the training puzzles ``picks``: the prompt and the
-    solution, the loss on the solution's characters and its newline only (other targets are -100)."""
-    rows, targets = [], []
-    for i in picks.tolist():
-        puzzle = task.pool[i]
-        prompt, answer = encode(puzzle.prompt), encode(puzzle.solution + "\n")
-        answer += [0] * (ANSWER_STEPS - len(answer))  # pad after the newline (never a target)
-        sequence = prompt + answer
-        target = [-100] * (len(prompt) - 1) + encode(puzzle.solution + "\n")
-        target += [-100] * (len(sequence) - 1 - len(target))
-        rows.append(sequence[:-1])
-        targets.append(target)
-    return torch.tensor(rows), torch.tensor(targets)
+from hpcars.tasks.verifier import VALIDATION_START, CountdownTask, build_model, teacher_batch
 
 
 def held_out_accuracy(task: CountdownTask, model: torch.nn.Module) -> float:
@@ -66,14 +51,14 @@ def main() -> None:
     parser.add_argument("--eval-prompts", type=int, default=500, help="held-out puzzles evaluated")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    task = CountdownTask(args.seed, eval_prompts=args.eval_prompts)
+    task = CountdownTask(args.seed, eval_prompts=args.eval_prompts, held_start=VALIDATION_START)
     model = build_model(args.seed).train()
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     g = torch.Generator().manual_seed(args.seed)
     start, accuracy, step = time.perf_counter(), held_out_accuracy(task, model), 0
     print(f"step 0: held-out accuracy {accuracy:.3f}", flush=True)
     while step < args.max_steps and accuracy < args.stop_at:
-        x, y = answer_batch(task, torch.randint(len(task.pool), (args.batch,), generator=g))
+        x, y = teacher_batch(task, torch.randint(len(task.pool), (args.batch,), generator=g))
         loss = F.cross_entropy(model(x).transpose(1, 2), y, ignore_index=-100)
         opt.zero_grad()
         loss.backward()

@@ -63,9 +63,9 @@ def _run(default: Any, help: str, choices: Sequence[str] | None = None) -> Any:
 class TrainConfig:
     preset: str = _report(
         "",
-        "the ARS paper's settings for a MuJoCo task, or TASK-pop: a population of them (swimmer-, hopper-pop: "
-        "truncation + PBT; halfcheetah-pop: 2 independent lineages; docs/populations.md); "
-        "the config file and command line override it",
+        "the ARS paper's settings for a MuJoCo task, TASK-pop: a population of them (swimmer-, hopper-pop: "
+        "truncation + PBT; halfcheetah-pop: 2 independent lineages; docs/populations.md), or countdown "
+        "(post-training a language model on a verifier reward); the config file and command line override it",
         PRESETS,
     )
     task: str = _result(
@@ -91,7 +91,7 @@ class TrainConfig:
     batch_size: int = _result(0, "mini-batch size of supervised tasks (0 = task default: regression 2048, digits 256)")
     hidden: int = _result(32, "hidden width of the digits MLP and of MLP policies")
     prompts: int = _result(16, "countdown: prompts per iteration, the same for every branch (new ones each iteration)")
-    eval_prompts: int = _report(500, "countdown: held-out prompts per evaluation")
+    eval_prompts: int = _report(500, "countdown: held-out prompts per evaluation (at most 2000)")
     format_reward: float = _result(
         0.0, "countdown: reward added per well-formed answer (an expression over the given numbers), right or not"
     )
@@ -159,8 +159,8 @@ class TrainConfig:
     branch_memory: float = _result(
         0.0,
         "GB a rank's dense branches may take: batched calls shrink to fit, down to one pair θ ± νδ (θ never "
-        "written); 0 = a quarter of the node's memory per core (of the GPU's memory on CUDA), the same on any "
-        "world size. A shrunk call can move a reward's last bits on some kernels, so it is part of the result",
+        "written); 0 = a quarter of the node's memory per core (of the GPU's memory on CUDA) as rank 0 sees it, "
+        "recorded in the run's config. A shrunk call can move a reward's last bits, so it is part of the result",
     )
     population: int = _result(
         1, "M, members trained side by side, each with N directions (2N·M branches per iteration); 1 = plain ARS"
@@ -289,6 +289,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         need(getattr(cfg, name) >= 1, name, "must be an integer >= 1")
     need(cfg.population >= 1, "population", "must be an integer >= 1")
     need(cfg.branch_memory >= 0, "branch_memory", "must be a number of GB >= 0 (0 = automatic)")
+    need(
+        cfg.eval_prompts <= 2000,
+        "eval_prompts",
+        "must be at most 2000 (the held-out puzzles after those validate pretraining)",
+    )
     need(not (cfg.quiet and cfg.verbose), "verbose", "not with --quiet")
     need(cfg.perturbation_rank >= 1, "perturbation_rank", "must be an integer >= 1")
     need(

@@ -57,6 +57,10 @@ EXPECTED: dict[str, list[str]] = {
         r"mlp\s+P\s+[\d,]+\s+dense\s+x2 \(calls of 16\) iteration",
         r"transformer\s+P\s+[\d,]+\s+lowrank R=1\s+x2 \(calls of 16\) iteration",
     ],
+    "lowrank_samples.py": [
+        r"digits\s+dense\s+final\s+[\d.]+ \[[\d.]+, [\d.]+\]\s+target [\d.]+: reached \d/1, median",
+        r"digits\s+lowrank:4\s+final",
+    ],
     "paper.py": [r"swimmer\s+V1\s+threshold 325: median .* episodes \(paper 100\), reached \d/1"],
     "population.py": [
         r"regression plain\s+median\s+-?[\d.]+\s+IQR \[-?[\d.]+, -?[\d.]+\]\s+beats plain in \d/2 seeds",
@@ -66,6 +70,11 @@ EXPECTED: dict[str, list[str]] = {
     "posttrain.py": [
         r"digits median held-out accuracy: before [\d.]+\s+adam [\d.]+\s+ars_loss [\d.]+\s+ars_metric [\d.]+",
         r"breast_cancer median held-out accuracy",
+    ],
+    "posttrain_lm.py": [
+        r"es-lowrank\s+held-out accuracy [\d.]+ \[[\d.]+, [\d.]+\] gain [+-][\d.]+\s+format-only [\d.]+",
+        r"grpo30\s+held-out accuracy",
+        r"sft\s+held-out accuracy",
     ],
     "priority.py": [r"outliers: median eval_loss uniform .*; prioritized better on \d of 1 seeds; time x[\d.]+"],
     "scale.py": [

@@ -86,6 +86,7 @@ def test_width_follows_the_budget_and_the_automatic_budget_is_the_node_share():
     assert Dense(1000, budget=12 * 1000 * 7).width(64) == 6  # pairs
     assert Dense(1000, budget=1).width(64) == 2  # never below one pair
     assert Dense(1000, budget=12 * 1000 * 100).width(64) == 64
+    assert Dense(1000, budget=1).width(1) == 1  # never above --branch-batch
     assert branch_memory(2.0, CPU) == 2 * 2**30
     assert branch_memory(0.0, CPU) == node_memory() // os.cpu_count() // 4  # not the ranks' share: see devices.py
     assert 0 < node_memory() <= 2**50
@@ -120,3 +121,10 @@ def test_a_negative_budget_is_refused_in_one_line(tmp_path):
         == "hpcars.train: error: --branch-memory: must be a number of GB >= 0 (0 = automatic) (got -1.0)"
     )
     assert not (tmp_path / "r").exists()
+
+
+def test_the_automatic_budget_is_decided_once_and_recorded(tmp_path):
+    run = tmp_path / "r"
+    assert run_train(["--iterations", "1", "--run-dir", str(run)]).returncode == 0
+    recorded = json.loads((run / "config.json").read_text())["branch_memory"]
+    assert recorded * 2**30 == branch_memory(0.0, CPU) > 0  # the figure, not 0: a resume elsewhere keeps it

@@ -27,6 +27,7 @@ NUMBERS, TARGET = (3, 7, 25), 29
         ("", False, False),
         ("25/(7-7)+3", False, False),  # 7 twice, and a division by zero
         ("07+25-3", False, False),  # leading zero
+        ("2 5+7-3", False, False),  # "2 5" is two numbers side by side, not 25
     ],
 )
 def test_the_verifier(completion, correct, well_formed):

@@ -44,7 +44,7 @@ from hpcars.run.provenance import differences, versions
 from hpcars.run.snapshot import restore, snapshot
 from hpcars.runtime.agreement import agree, on_rank_0
 from hpcars.runtime.comm import Transport
-from hpcars.runtime.devices import choose_devices
+from hpcars.runtime.devices import branch_memory, choose_devices
 from hpcars.runtime.update_log import LogEntry, log_arrays, log_entries
 from hpcars.tasks import TaskSource, make_task
 from hpcars.tasks.base import Task
@@ -92,6 +92,11 @@ class Session:
         # every refusal is agreed on (hpcars.runtime.agreement): no rank waits for one that gave up.
         self.devices, self.task = agree(transport, self._local_parts)
         plan = on_rank_0(transport, lambda: plan_run_dir(cfg))
+        if cfg.branch_memory == 0 and plan.resume_from is None:
+            # automatic: rank 0's machine decides, and the run records the figure (a resume keeps it;
+            # a run recorded before the option existed resumes with 0, each rank deciding for itself)
+            budget = on_rank_0(transport, lambda: branch_memory(0.0, self.devices[0]) / 2**30)
+            self.cfg = cfg = dataclasses.replace(cfg, branch_memory=budget)
         self.trainer, saved, initial = agree(transport, lambda: self._build(plan))
         self.init_from = self._init_record(initial)
         run_dir = on_rank_0(transport, lambda: open_run_dir(cfg, plan))

@@ -112,7 +112,7 @@ def restore(trainer: ARSTrainer, ckpt: Checkpoint) -> None:
         except KeyError as err:
             raise CheckpointError(f"checkpoint does not fit these population options: {err}") from None
         if "origin" in ckpt.population:  # format 4; older files: the rebuilt θ₀ (exact without --init-from)
-            origin = np.asarray(ckpt.population["origin"], dtype=np.float64)
+            origin = np.asarray(ckpt.population["origin"], dtype=np.float32)
             population.origin = torch.from_numpy(origin).to(population.origin.device)
     trainer.noise = NoiseSource(trainer.cfg.seed, ckpt.noise_scheme)  # the run's own directions, even if older
     trainer.iteration = ckpt.iteration

@@ -130,13 +130,15 @@ def puzzles(seed: int, split: int, count: int, start: int = 0) -> list[Puzzle]:
 # -- the verifier ---------------------------------------------------------------------------
 def _tokens(text: str) -> list[str]:
     out, number = [], ""
-    for ch in text.replace(" ", ""):
+    for ch in text:
         if ch.isdigit():
             number += ch
             continue
         if number:
             out.append(number)
             number = ""
+        if ch == " ":  # separates tokens: "2 5" is two numbers (malformed), not 25
+            continue
         if ch not in "+-*/()":
             raise ValueError(f"unexpected {ch!r}")
         out.append(ch)

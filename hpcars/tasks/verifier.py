@@ -38,6 +38,7 @@ DATA_SEED = 2026  # the puzzle pool and the held-out set: the same for every run
 TRAIN_POOL = 20_000  # training puzzles the iterations draw from
 EVAL_CHUNK = 50  # held-out prompts per evaluation unit (one batched call of a fixed shape)
 PROMPT_STREAM = 0x70726F6D7074  # "prompt"
+VALIDATION_START = 2_000  # held-out puzzles from here on validate pretraining; evaluations use the first ones
 
 
 def encode(text: str) -> list[int]:
@@ -59,9 +60,9 @@ def train_pool(size: int = TRAIN_POOL) -> tuple[Puzzle, ...]:
     return tuple(puzzles(DATA_SEED, TRAIN, size))
 
 
-@functools.lru_cache(maxsize=2)
-def held_out_set(size: int) -> tuple[Puzzle, ...]:
-    return tuple(puzzles(DATA_SEED, HELDOUT, size))
+@functools.lru_cache(maxsize=4)
+def held_out_set(size: int, start: int = 0) -> tuple[Puzzle, ...]:
+    return tuple(puzzles(DATA_SEED, HELDOUT, size, start))
 
 
 def build_model(seed: int) -> nn.Module:
@@ -98,10 +99,14 @@ class CountdownTask:
     eval_fields: tuple[str, ...] = ("correct", "format_only", "prompts")
     eval_columns: tuple[str, ...] = ("score", "eval_accuracy", "eval_format_only")
 
-    def __init__(self, seed: int, prompts: int = 16, eval_prompts: int = 500, format_reward: float = 0.0) -> None:
+    def __init__(
+        self, seed: int, prompts: int = 16, eval_prompts: int = 500, format_reward: float = 0.0, held_start: int = 0
+    ) -> None:
+        """``held_start``: the first held-out puzzle evaluated (pretraining validates on puzzles
+        from ``VALIDATION_START`` on, which the reported evaluations never use)."""
         self.seed, self.prompts, self.format_reward = seed, prompts, format_reward
         self.pool = train_pool()
-        self.held = held_out_set(eval_prompts)
+        self.held = held_out_set(eval_prompts, held_start)
         self.eval_units = -(-eval_prompts // EVAL_CHUNK)
 
     def build_model(self) -> nn.Module:
@@ -147,3 +152,19 @@ class CountdownTask:
             f"countdown: character-level transformer, {sum(p.numel() for p in model.module.parameters()):,} "
             f"parameters; held-out {puzzle.prompt!r} -> {decode(answer.tolist())!r}"
         )
+
+
+def teacher_batch(task: CountdownTask, picks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets of teacher forcing for the training puzzles ``picks``: the prompt and the
+    solution, the loss on the solution's characters and its newline only (other targets are -100)."""
+    rows, targets = [], []
+    for i in picks.tolist():
+        puzzle = task.pool[i]
+        prompt, answer = encode(puzzle.prompt), encode(puzzle.solution + "\n")
+        answer += [0] * (ANSWER_STEPS - len(answer))  # pad after the newline (never a target)
+        sequence = prompt + answer
+        target = [-100] * (len(prompt) - 1) + encode(puzzle.solution + "\n")
+        target += [-100] * (len(sequence) - 1 - len(target))
+        rows.append(sequence[:-1])
+        targets.append(target)
+    return torch.tensor(rows), torch.tensor(targets)

@@ -7,10 +7,11 @@ Memory is bounded by ``--branch-memory`` (``budget`` bytes): a call holds at mos
 branches (each costs its row of the stack plus its share of the directions and the forward's
 copies, ~12 bytes a parameter), down to one pair θ + νδ_k, θ − νδ_k — one model and one
 direction beside θ, which itself is never written, so there is nothing to restore. The update
-draws its directions in column blocks (``noise.ALIGN``) when [b, P] would not fit. Neither
-changes a bit: each branch's stack row is computed the same way whatever the width, a
-branch's forward does not depend on how many share the call (two or more; the tests check
-it), and a column of Σ w_k δ_k is the same sum whatever the block.
+draws its directions in column blocks (``noise.ALIGN``) when [b, P] would not fit: a column of
+Σ w_k δ_k is the same sum whatever the block, and each branch's stack row is computed the same
+way whatever the width. A branch's forward can depend on how many branches share the call in
+its last bits (a GEMM may pick another kernel), so the budget is part of the result: an
+automatic one is decided by rank 0 and recorded in the run's configuration (``run.session``).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Dense:
         if self.budget is None:
             return branch_batch
         fits = self.budget // (BYTES_PER_BRANCH_ENTRY * max(self.noise_size, 1))
-        return max(2, min(branch_batch, fits - fits % 2))
+        return min(branch_batch, max(2, fits - fits % 2))
 
     def branches(
         self,
