@@ -16,7 +16,7 @@ that judge (3000–3004 by default) were never used to choose anything:
   (80 iterations, α ∈ {0.001, 0.003, 0.01} × ν ∈ {0.001, 0.003, 0.01}: the defaults diverge
   at this size, the step growing with √P);
 * ``halfcheetah``: HalfCheetah-v5, the paper's V2-t settings (``--preset halfcheetah``: α = 0.02,
-  ν = 0.03, b = 4) with a tanh MLP policy 17-32-32-6 (1.9·10³ parameters), N = 16, 40
+  ν = 0.03, b = 4) with a tanh MLP policy 17-32-32-6 (1,830 parameters), N = 16, 40
   iterations (1,280 episodes).
 
 Per task and arm: the final held-out score (median and range over seeds), and the branch

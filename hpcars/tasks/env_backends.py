@@ -197,6 +197,7 @@ class EnvPoolBackend:
         return pool, wanted - pool.lo
 
     def step(self, actions: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        actions = actions.astype(self.action_space.dtype, copy=False)  # EnvPool converts float32 slowly
         if len(self._live) == 1:  # the usual batch: distinct indices, one pool
             pool, envs, _ = self._live[0]
             return self._step_pool(pool, envs[rows], actions)

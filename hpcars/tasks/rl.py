@@ -122,7 +122,7 @@ class GymTask:
         clipped to the Box (raw with ``clip_actions=False``)."""
         if self.discrete:
             return out.argmax(dim=-1).numpy()
-        return out.clamp(self.low, self.high).numpy() if self.clip_actions else out.numpy()
+        return torch.clamp(out, self.low, self.high, out=out).numpy() if self.clip_actions else out.numpy()
 
     # -- rollouts -----------------------------------------------------------------------
     def rollouts(
@@ -149,12 +149,13 @@ class GymTask:
         steps = np.zeros(n)
         history: list[np.ndarray] = []
         active = np.arange(n)
+        on_cpu = stack.device.type == "cpu"
         with torch.inference_mode():
             policy = model.bind(stack)
             while active.size:
                 if record:
                     history.append(obs_np[:n].copy())
-                actions = self.to_actions(policy(obs.to(stack.device)).cpu())
+                actions = self.to_actions(policy(obs if on_cpu else obs.to(stack.device)).cpu())
                 if active.size == n:  # every episode still running (the common case): no index copies
                     ob, reward, done = self.backend.step(actions[:n], active)
                     returns += reward
