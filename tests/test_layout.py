@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # where each importable package's source lies (jobs/ and analysis/ install as hpcars.jobs, hpcars.analysis)
 SOURCES = {"hpcars": ROOT / "hpcars", "hpcars.jobs": ROOT / "jobs", "hpcars.analysis": ROOT / "analysis"}
-LAYERS = {"algorithm", "runtime", "tasks", "population", "run", "cli", "presets"}
+LAYERS = {"algorithm", "runtime", "tasks", "population", "run", "cli", "baselines", "presets"}
 
 
 def modules() -> dict[str, Path]:

@@ -98,10 +98,11 @@ def config_differences(cfg: TrainConfig, saved: dict[str, Any]) -> list[str]:
     saved config lacks (added after it was written) counts as its default: a new option's
     default is what hpcars did before it existed."""
     current, defaults = to_dict(cfg), to_dict(TrainConfig())
+    automatic = {"branch_memory"} if cfg.branch_memory == 0 else set()  # 0 takes the figure the run recorded
     return [
         f"{option_name(name)} {saved.get(name, defaults[name])!r} -> {current[name]!r}"
         for name in RESULT_FIELDS
-        if saved.get(name, defaults[name]) != current[name]
+        if saved.get(name, defaults[name]) != current[name] and name not in automatic
     ]
 
 

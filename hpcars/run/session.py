@@ -92,10 +92,19 @@ class Session:
         # every refusal is agreed on (hpcars.runtime.agreement): no rank waits for one that gave up.
         self.devices, self.task = agree(transport, self._local_parts)
         plan = on_rank_0(transport, lambda: plan_run_dir(cfg))
-        if cfg.branch_memory == 0 and plan.resume_from is None:
-            # automatic: rank 0's machine decides, and the run records the figure (a resume keeps it;
-            # a run recorded before the option existed resumes with 0, each rank deciding for itself)
-            budget = on_rank_0(transport, lambda: branch_memory(0.0, self.devices[0]) / 2**30)
+        if cfg.branch_memory == 0:
+            # automatic: a fresh run's figure is decided by rank 0's machine and recorded; a run that
+            # continues keeps its recorded figure (0 for runs recorded before the option existed:
+            # each rank decides for itself, as those runs never shrank a call)
+            plan_from = plan.resume_from
+            budget = on_rank_0(
+                transport,
+                lambda: (
+                    branch_memory(0.0, self.devices[0]) / 2**30
+                    if plan_from is None
+                    else float(checkpoint.read_config(plan_from).get("branch_memory", 0.0))
+                ),
+            )
             self.cfg = cfg = dataclasses.replace(cfg, branch_memory=budget)
         self.trainer, saved, initial = agree(transport, lambda: self._build(plan))
         self.init_from = self._init_record(initial)
