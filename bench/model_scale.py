@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from scale import mpirun  # bench/scale.py: the venv's mpirun, else the one on PATH
+
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = dict(sizes=[1e5], ranks=[1], rows=4, tokens=8, sequences=2, dense_max=1e5, iterations=1, worlds=[1, 2])
 
@@ -195,12 +197,6 @@ def worker(spec: dict) -> dict:
         "rss_over_bound": max(peaks) / (2 * (params * 4 / 2**20 + activations)),
     }
     return row
-
-
-def mpirun(ranks: int) -> list[str]:
-    """``mpirun -n ranks``: the one beside this interpreter (the mpich wheel), else on PATH."""
-    beside = Path(sys.executable).parent / "mpirun"
-    return [str(beside) if beside.exists() else "mpirun", "-n", str(ranks)]
 
 
 def line(row: dict) -> str:

@@ -226,7 +226,9 @@ class ARSTrainer:
             signs = torch.tensor([1.0 if branches[r] % 2 == 0 else -1.0 for r in rows], device=device)
             scale[torch.as_tensor(rows, device=device)] = noise_std[int(m)] * signs
         size = self.perturbation.noise_size
-        directions = torch.cat(drawn) if drawn else torch.zeros(1, size, dtype=torch.float32, device=device)
+        if not drawn:  # judge rows only
+            drawn = [torch.zeros(1, size, dtype=torch.float32, device=device)]
+        directions = drawn[0] if len(drawn) == 1 else torch.cat(drawn)  # no copy for one member
         at = torch.as_tensor(owner, device=device)
         return self.perturbation.branches(bases, at, scale, directions, torch.as_tensor(which, device=device))
 

@@ -91,6 +91,8 @@ class RunDir:
     ended: str = ""
     #: a finished run's ``summary.json`` when it describes that checkpoint: printed again, nothing touched
     summary: dict[str, Any] | None = None
+    #: the options recorded in the checkpoint continued from (None: a fresh start)
+    recorded: dict[str, Any] | None = None
 
 
 def config_differences(cfg: TrainConfig, saved: dict[str, Any]) -> list[str]:
@@ -179,7 +181,7 @@ def plan_run_dir(cfg: TrainConfig) -> RunDir:
         )
     why = ended(cfg, saved)
     summary = _current_summary(path, saved) if why and not unreadable else None
-    return RunDir(path, found, tuple(unreadable), why, summary)
+    return RunDir(path, found, tuple(unreadable), why, summary, saved.config)
 
 
 def set_aside(run_dir: Path, resume_from: Path) -> list[Path]:

@@ -96,15 +96,10 @@ class Session:
             # automatic: a fresh run's figure is decided by rank 0's machine and recorded; a run that
             # continues keeps its recorded figure (0 for runs recorded before the option existed:
             # each rank decides for itself, as those runs never shrank a call)
-            plan_from = plan.resume_from
-            budget = on_rank_0(
-                transport,
-                lambda: (
-                    branch_memory(0.0, self.devices[0]) / 2**30
-                    if plan_from is None
-                    else float(checkpoint.read_config(plan_from).get("branch_memory", 0.0))
-                ),
-            )
+            if plan.recorded is None:
+                budget = on_rank_0(transport, lambda: branch_memory(0.0, self.devices[0]) / 2**30)
+            else:  # every rank has the plan, and with it the recorded options
+                budget = float(plan.recorded.get("branch_memory", 0.0))
             self.cfg = cfg = dataclasses.replace(cfg, branch_memory=budget)
         self.trainer, saved, initial = agree(transport, lambda: self._build(plan))
         self.init_from = self._init_record(initial)
