@@ -29,6 +29,7 @@ SEARCH_SPACES = ("full", "pruned", "shared", "subspace")
 SCHEDULES = ("static", "dynamic", "async")
 LOGS = ("none", "tensorboard")
 BATCH_PRIORITIES = ("uniform", "loss")
+EVAL_SPLITS = ("test", "validation")  # countdown's held-out puzzles: reported, or for tuning
 ENV_BACKENDS = ("gymnasium", "envpool")
 PERTURBATIONS = ("dense", "lowrank")  # hpcars.algorithm.perturbation
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -92,6 +93,17 @@ class TrainConfig:
     hidden: int = _result(32, "hidden width of the digits MLP and of MLP policies")
     prompts: int = _result(16, "countdown: prompts per iteration, the same for every branch (new ones each iteration)")
     eval_prompts: int = _report(500, "countdown: held-out prompts per evaluation (at most 2000)")
+    eval_split: str = _report(
+        "test",
+        "countdown: the held-out puzzles scored: test (the first ones: report with these) or validation "
+        "(from puzzle 2000 on: tune with these)",
+        EVAL_SPLITS,
+    )
+    hf_model: str = _result(
+        "",
+        "countdown: a Hugging Face causal LM's local directory (save_pretrained's files, tokenizer included) "
+        "instead of the built-in model; nothing is downloaded (pip install 'hpcars[hf]')",
+    )
     format_reward: float = _result(
         0.0, "countdown: reward added per well-formed answer (an expression over the given numbers), right or not"
     )
@@ -294,6 +306,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         "eval_prompts",
         "must be at most 2000 (the held-out puzzles after those validate pretraining)",
     )
+    need(not cfg.hf_model or cfg.task == "countdown", "hf_model", "is for --task countdown (a plug-in loads its own)")
     need(not (cfg.quiet and cfg.verbose), "verbose", "not with --quiet")
     need(cfg.perturbation_rank >= 1, "perturbation_rank", "must be an integer >= 1")
     need(

@@ -19,6 +19,7 @@ token per step (``hpcars.algorithm.generate``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,6 +41,7 @@ class KVCache:
 
     def __init__(self) -> None:
         self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.state: Any = None  # a wrapped model's own cache (``hpcars.tasks.hf_lm.CausalLM``)
 
     @property
     def length(self) -> int:

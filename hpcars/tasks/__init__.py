@@ -51,12 +51,19 @@ def make_task(cfg: TrainConfig) -> Task:
 
 
 def _countdown_task(cfg: TrainConfig) -> Task:
-    from hpcars.tasks.verifier import CountdownTask
+    from hpcars.tasks.verifier import VALIDATION_START, CountdownTask
 
     _supervised_only(cfg, "countdown draws new prompts every iteration")
     if cfg.variant != "v1":
         raise ConfigError("--variant", "countdown's inputs are tokens: v2's input normaliser does not apply (use v1)")
-    return CountdownTask(cfg.seed, cfg.prompts, cfg.eval_prompts, cfg.format_reward)
+    held_start = VALIDATION_START if cfg.eval_split == "validation" else 0
+    if cfg.hf_model:
+        from hpcars.tasks.hf_lm import check_directory
+
+        problem = check_directory(cfg.hf_model)
+        if problem:
+            raise ConfigError("--hf-model", problem)
+    return CountdownTask(cfg.seed, cfg.prompts, cfg.eval_prompts, cfg.format_reward, held_start, cfg.hf_model)
 
 
 def _gym_task(cfg: TrainConfig) -> Task:

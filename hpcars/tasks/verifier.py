@@ -9,8 +9,10 @@ iteration. The score is the accuracy on ``--eval-prompts`` held-out puzzles, whi
 training prompt shares, evaluated in fixed chunks so it does not depend on the world size.
 
 The model is the built-in character-level transformer (``MODEL``, 1.2·10⁶ parameters); start
-from a pretrained one with ``--init-from`` (``examples/countdown_pretrain.py`` makes one).
-Decoding: ``hpcars.algorithm.generate`` — low-rank branches as one batch with a KV cache.
+from a pretrained one with ``--init-from`` (``examples/countdown_pretrain.py`` makes one). Or a
+Hugging Face causal LM from a local directory, ``--hf-model DIR``, read with its own tokenizer
+(``hpcars.tasks.hf_lm``). A ``Codec`` is what the two differ in: prompts to token ids, answer ids
+to text. Decoding: ``hpcars.algorithm.generate`` — low-rank branches as one batch with a KV cache.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -55,6 +58,28 @@ def prompt_tokens(batch: Sequence[Puzzle], device: torch.device | str = "cpu") -
     return torch.tensor([encode(p.prompt) for p in batch], dtype=torch.long, device=device)
 
 
+class Codec(Protocol):
+    """What the verifier task needs of a model's tokenizer."""
+
+    def prompts(self, batch: Sequence[Puzzle], device: torch.device | str = "cpu") -> torch.Tensor:
+        """Puzzles -> token ids [K, L], one tensor (padded where the tokenizer needs it)."""
+        ...
+
+    def answer(self, ids: Sequence[int]) -> str:
+        """A completion's ids -> the answer's text (up to where it ends)."""
+        ...
+
+
+class CharCodec:
+    """The built-in model's characters (``VOCAB``): every prompt is ``PROMPT_LENGTH`` ids."""
+
+    def prompts(self, batch: Sequence[Puzzle], device: torch.device | str = "cpu") -> torch.Tensor:
+        return prompt_tokens(batch, device)
+
+    def answer(self, ids: Sequence[int]) -> str:
+        return decode(ids)
+
+
 @functools.lru_cache(maxsize=2)
 def train_pool(size: int = TRAIN_POOL) -> tuple[Puzzle, ...]:
     return tuple(puzzles(DATA_SEED, TRAIN, size))
@@ -80,13 +105,15 @@ class Prompts:
     tokens: torch.Tensor
 
 
-def scores(answers: torch.Tensor, batch: Sequence[Puzzle]) -> np.ndarray:
-    """[..., K, steps] answer ids -> [..., K, 2]: right, and well formed but wrong."""
+def scores(answers: torch.Tensor, batch: Sequence[Puzzle], codec: Codec | None = None) -> np.ndarray:
+    """[..., K, steps] answer ids -> [..., K, 2]: right, and well formed but wrong (``codec``:
+    the built-in characters unless given)."""
+    codec = codec or CharCodec()
     flat = answers.reshape(-1, len(batch), answers.shape[-1]).cpu().tolist()
     out = np.zeros((len(flat), len(batch), 2))
     for r, row in enumerate(flat):
         for i, (ids, puzzle) in enumerate(zip(row, batch, strict=True)):
-            verdict = verify(decode(ids), puzzle.numbers, puzzle.target)
+            verdict = verify(codec.answer(ids), puzzle.numbers, puzzle.target)
             out[r, i] = (verdict.correct, verdict.well_formed and not verdict.correct)
     return out.reshape(*answers.shape[:-2], len(batch), 2)
 
@@ -100,27 +127,44 @@ class CountdownTask:
     eval_columns: tuple[str, ...] = ("score", "eval_accuracy", "eval_format_only")
 
     def __init__(
-        self, seed: int, prompts: int = 16, eval_prompts: int = 500, format_reward: float = 0.0, held_start: int = 0
+        self,
+        seed: int,
+        prompts: int = 16,
+        eval_prompts: int = 500,
+        format_reward: float = 0.0,
+        held_start: int = 0,
+        model_dir: str = "",
     ) -> None:
         """``held_start``: the first held-out puzzle evaluated (pretraining validates on puzzles
-        from ``VALIDATION_START`` on, which the reported evaluations never use)."""
-        self.seed, self.prompts, self.format_reward = seed, prompts, format_reward
+        from ``VALIDATION_START`` on, which the reported evaluations never use); ``model_dir``: a
+        Hugging Face causal LM's directory instead of the built-in model."""
+        self.seed, self.prompts, self.format_reward, self.model_dir = seed, prompts, format_reward, model_dir
         self.pool = train_pool()
         self.held = held_out_set(eval_prompts, held_start)
         self.eval_units = -(-eval_prompts // EVAL_CHUNK)
+        self.codec: Codec = CharCodec()
+        if model_dir:
+            from hpcars.tasks.hf_lm import TokenizerCodec
+
+            self.codec = TokenizerCodec(model_dir)
 
     def build_model(self) -> nn.Module:
+        if self.model_dir:
+            from hpcars.tasks.hf_lm import CausalLM, TokenizerCodec
+
+            assert isinstance(self.codec, TokenizerCodec)
+            return CausalLM(self.model_dir, self.codec.pad_id)
         return build_model(self.seed)
 
     def begin_iteration(self, iteration: int, member: int, device: torch.device) -> Prompts:
         picks = [stream_key(self.seed, PROMPT_STREAM, iteration, i) % len(self.pool) for i in range(self.prompts)]
         batch = tuple(self.pool[i] for i in picks)
-        return Prompts(batch, prompt_tokens(batch, device))
+        return Prompts(batch, self.codec.prompts(batch, device))
 
     def rewards(self, model: BatchedModel, stack: Stack, context: Prompts, branches: Sequence[int]) -> BranchOutcome:
         n = len(branches)
         answers = completions(model, stack, context.tokens, ANSWER_STEPS)[:n]
-        right_wrong = scores(answers, context.puzzles)  # [n, K, 2]
+        right_wrong = scores(answers, context.puzzles, self.codec)  # [n, K, 2]
         rewards = right_wrong[..., 0].mean(axis=1)
         if self.format_reward:
             rewards = rewards + self.format_reward * right_wrong.sum(axis=2).mean(
@@ -135,8 +179,8 @@ class CountdownTask:
         for unit in units:
             chunk = self.held[unit * EVAL_CHUNK : (unit + 1) * EVAL_CHUNK]
             padded = chunk + (chunk[-1],) * (EVAL_CHUNK - len(chunk))  # every call of one shape
-            answers = completions(model, flat[None], prompt_tokens(padded, flat.device), ANSWER_STEPS)[0]
-            counts = scores(answers, padded)[: len(chunk)].sum(axis=0)
+            answers = completions(model, flat[None], self.codec.prompts(padded, flat.device), ANSWER_STEPS)[0]
+            counts = scores(answers, padded, self.codec)[: len(chunk)].sum(axis=0)
             rows.append((counts[0], counts[1], len(chunk)))
         return np.array(rows, dtype=np.float64).reshape(-1, 3)
 
@@ -147,10 +191,11 @@ class CountdownTask:
 
     def describe(self, model: BatchedModel, flat: torch.Tensor) -> str:
         puzzle = self.held[0]
-        answer = completions(model, flat[None], prompt_tokens([puzzle], flat.device), ANSWER_STEPS)[0, 0]
+        answer = completions(model, flat[None], self.codec.prompts([puzzle], flat.device), ANSWER_STEPS)[0, 0]
+        kind = f"Hugging Face causal LM {self.model_dir}" if self.model_dir else "character-level transformer"
         return (
-            f"countdown: character-level transformer, {sum(p.numel() for p in model.module.parameters()):,} "
-            f"parameters; held-out {puzzle.prompt!r} -> {decode(answer.tolist())!r}"
+            f"countdown: {kind}, {sum(p.numel() for p in model.module.parameters()):,} "
+            f"parameters; held-out {puzzle.prompt!r} -> {self.codec.answer(answer.tolist())!r}"
         )
 
 

@@ -1,0 +1,142 @@
+"""``--task countdown --hf-model DIR``: a Hugging Face causal LM from a local directory.
+
+The directory is made here as a user's would be: a tiny random Qwen2 config and a BPE tokenizer
+trained on a few puzzles, written with ``save_pretrained`` (nothing is downloaded).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from hpcars.algorithm.branches import BatchedModel, ParamSpec
+from hpcars.algorithm.generate import completions
+from hpcars.algorithm.noise import NoiseSource
+from hpcars.algorithm.perturbation import LowRank
+from hpcars.algorithm.transformer import KVCache
+from tests.conftest import run_train
+
+transformers = pytest.importorskip("transformers")
+tokenizers = pytest.importorskip("tokenizers")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from hpcars.tasks.verifier import train_pool
+
+    # byte-level BPE, as Qwen2's tokenizer (which AutoTokenizer builds for a qwen2 config) expects
+    byte_level = tokenizers.pre_tokenizers.ByteLevel
+    bpe = tokenizers.Tokenizer(tokenizers.models.BPE())
+    bpe.pre_tokenizer = byte_level(add_prefix_space=False)
+    bpe.decoder = tokenizers.decoders.ByteLevel()
+    trainer = tokenizers.trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<pad>", "<eos>"], initial_alphabet=byte_level.alphabet(), show_progress=False
+    )
+    bpe.train_from_iterator([p.prompt + p.solution + "\n" for p in train_pool()[:300]], trainer)
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", eos_token="<eos>")
+    config = transformers.Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(0)
+    lm = transformers.Qwen2ForCausalLM(config)
+    with torch.no_grad():
+        for p in lm.parameters():  # large random weights: answers differ from prompt to prompt
+            p.add_(0.2 * torch.randn_like(p))
+    path = tmp_path_factory.mktemp("hf") / "tiny-qwen2"
+    lm.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def _task(model_dir, **kwargs):
+    from hpcars.tasks.verifier import CountdownTask
+
+    return CountdownTask(0, model_dir=str(model_dir), **kwargs)
+
+
+def test_prompts_are_token_ids_and_answers_end_at_a_newline_or_eos(model_dir):
+    task = _task(model_dir)
+    tokenizer = task.codec.tokenizer
+    batch = task.pool[:10]
+    ids = task.codec.prompts(batch)
+    assert ids.tolist() == [tokenizer.encode(p.prompt, add_special_tokens=False) for p in batch]
+    assert task.codec.answer(tokenizer.encode("(25-13)*24\n3+4", add_special_tokens=False)) == "(25-13)*24"
+    eos = tokenizer.eos_token_id
+    assert task.codec.answer([*tokenizer.encode("3+4", add_special_tokens=False), eos, 5, 6]) == "3+4"
+
+
+def test_decoding_left_padded_prompts_with_the_cache_equals_each_prompt_alone_without_it(model_dir):
+    task = _task(model_dir)
+    module = task.build_model()
+    full = task.codec.prompts(task.pool[:6])
+    rows = [full[i, i:] for i in range(6)]  # ragged prompts (a tokenizer that packs digits makes them)
+    width = max(len(r) for r in rows)
+    pad = task.codec.pad_id
+    prompts = torch.stack([torch.cat((torch.full((width - len(r),), pad), r)) for r in rows])
+    with torch.no_grad():
+        cache = KVCache()
+        token = module(prompts, cache)[:, -1].argmax(-1)
+        batched = [token]
+        for _ in range(5):
+            token = module(token[:, None], cache)[:, -1].argmax(-1)
+            batched.append(token)
+        got = torch.stack(batched, dim=1)
+        for i, row in enumerate(rows):  # unpadded, the whole sequence recomputed at every step
+            ids = row[None]
+            for step in range(6):
+                token = module(ids)[:, -1].argmax(-1)
+                assert token.item() == got[i, step].item(), (i, step)
+                ids = torch.cat((ids, token[:, None]), dim=1)
+    assert len({tuple(r) for r in got.tolist()}) > 1  # the answers differ: the test can tell rows apart
+
+
+def test_batched_low_rank_branches_answer_as_each_branch_alone(model_dir):
+    task = _task(model_dir)
+    model = BatchedModel(task.build_model(), torch.device("cpu"))
+    spec = ParamSpec.of(model.module)
+    kind = LowRank(spec, 2)
+    directions = NoiseSource(5).directions(0, 0, range(4), kind.noise_size)
+    scale = torch.tensor([0.3, -0.3, 0.3, -0.3])
+    bases = spec.flatten(model.module)[None]
+    branches = kind.branches(bases, torch.zeros(4, dtype=torch.long), scale, directions, torch.arange(4))
+    prompts = task.codec.prompts(task.pool[:5])
+    got = completions(model, branches, prompts, steps=6)
+    alone = completions(BatchedModel(task.build_model(), torch.device("cpu")), branches.dense(), prompts, steps=6)
+    assert torch.equal(got, alone)
+    assert not torch.equal(got[0], got[1])
+
+
+RUN = ["--task", "countdown", "--perturbation", "lowrank", "--directions", "2", "--prompts", "4"]
+RUN += ["--eval-prompts", "50", "--eval-every", "2", "--noise-std", "0.05", "--step-size", "0.05"]
+
+
+def test_a_hf_countdown_run_is_world_size_invariant(model_dir, tmp_path):
+    shas = set()
+    for ranks in (1, 2):
+        run = tmp_path / f"r{ranks}"
+        done = run_train([*RUN, "--hf-model", str(model_dir), "--iterations", "2", "--run-dir", str(run)], ranks)
+        assert done.returncode == 0, done.stderr
+        summary = json.loads((run / "summary.json").read_text())
+        shas.add(summary["params_sha256"])
+        assert 0.0 <= summary["final"]["eval_accuracy"] <= 1.0
+    assert len(shas) == 1
+
+
+def test_a_directory_without_a_model_is_refused_in_one_line(tmp_path):
+    done = run_train([*RUN, "--hf-model", str(tmp_path), "--run-dir", str(tmp_path / "r")])
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"hpcars.train: error: --hf-model: {tmp_path} is not a Hugging Face model directory (no config.json in it)"
+    )
+    done = run_train(["--task", "digits", "--hf-model", str(tmp_path), "--run-dir", str(tmp_path / "d")])
+    assert done.returncode == 2 and "--hf-model: is for --task countdown" in done.stderr
