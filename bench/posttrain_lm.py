@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PER_BATCH = 480  # completions an arm generates per batch (ES: 30 branches × 16 prompts)
 EVAL_EVERY = 10  # batches between held-out evaluations
 GRPO_LR = 1e-4  # chosen on the tuning seed (BENCHMARKS.md)
+DENSE_STEP_SIZE = 0.002  # es-dense's α, chosen on the tuning seed (es-lowrank takes the preset's)
 SFT_LR = 1e-3  # the pretraining's
 SFT_BATCH = 64  # training examples per teacher-forcing step
 SMOKE = dict(seeds=[0], budget=PER_BATCH, pretrain_steps=10, eval_prompts=50)
@@ -63,10 +64,11 @@ def pretrain(seed: int, out: Path, steps: int, eval_prompts: int) -> Path:
 
 def es_arm(kind: str, seed: int, start: Path, batches: int, out: Path, args: argparse.Namespace) -> dict:
     """ARS with the ``countdown`` preset (``--step-size``, ``--noise-std``, ``--rank``: overrides)."""
-    overrides = [("--step-size", args.step_size), ("--noise-std", args.noise_std), ("--perturbation-rank", args.rank)]
+    step_size = args.dense_step_size if kind == "dense" and args.dense_step_size else args.step_size
+    overrides = [("--step-size", step_size), ("--noise-std", args.noise_std), ("--perturbation-rank", args.rank)]
     overrides = [(flag, value) for flag, value in overrides if value]
     tag = "".join(f"{flag[2:]}{value}" for flag, value in overrides)
-    run_dir = out / f"es-{kind}-{seed}-{args.eval_split}{tag}"
+    run_dir = out / f"es-{kind}-{seed}-{batches}x{PER_BATCH}-{args.eval_split}{tag}"
     command = [sys.executable, "-m", "hpcars.train", "--preset", "countdown", "--init-from", str(start)]
     command += ["--perturbation", kind, "--seed", str(seed), "--iterations", str(batches)]
     command += ["--eval-every", str(EVAL_EVERY), "--eval-prompts", str(args.eval_prompts)]
@@ -191,7 +193,9 @@ def plot(runs: list[dict], arms: list[str], path: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1000, 1001, 1002], help="seeds (pretraining and post-training)")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[1000, 1001, 1002], help="seeds (pretraining and post-training)"
+    )
     parser.add_argument("--budget", type=int, default=48_000, help="completions (sft: examples) per arm")
     parser.add_argument("--arms", nargs="+", default=["es-lowrank", "es-dense", "grpo8", "grpo30", "sft"])
     parser.add_argument("--jobs", type=int, default=2, help="arms run at a time (one core each)")
@@ -201,6 +205,9 @@ def main() -> None:
         "--eval-split", choices=("test", "validation"), default="test", help="held-out puzzles: tune on validation"
     )
     parser.add_argument("--step-size", type=float, default=0.0, help="ES: α (0 = the preset's)")
+    parser.add_argument(
+        "--dense-step-size", type=float, default=DENSE_STEP_SIZE, help="ES dense: α (0 = as --step-size)"
+    )
     parser.add_argument("--noise-std", type=float, default=0.0, help="ES: ν (0 = the preset's)")
     parser.add_argument("--rank", type=int, default=0, help="ES lowrank: R (0 = the preset's)")
     parser.add_argument("--grpo-lr", type=float, default=GRPO_LR, help="GRPO's Adam learning rate")
@@ -229,9 +236,16 @@ def main() -> None:
             arm, seed = job
             if arm.startswith("es-"):
                 result = es_arm(arm[3:], seed, starts[seed], batches, out, args)
-            else:
-                arm_batches = batches * PER_BATCH // SFT_BATCH if arm == "sft" else batches
-                result = gradient_arm(arm, seed, starts[seed], arm_batches, args)
+            else:  # kept in --out as JSON, like the ES runs' directories
+                lr = args.sft_lr if arm == "sft" else args.grpo_lr
+                setting = f"{batches}x{PER_BATCH}-{args.eval_split}-lr{lr:g}-beta{args.grpo_beta:g}"
+                kept = out / f"{arm}-{seed}-{setting}.json"
+                if kept.exists():
+                    result = json.loads(kept.read_text())
+                else:
+                    arm_batches = batches * PER_BATCH // SFT_BATCH if arm == "sft" else batches
+                    result = gradient_arm(arm, seed, starts[seed], arm_batches, args)
+                    kept.write_text(json.dumps(result))
             return dict(arm=arm, seed=seed, **result)
 
         runs = list(pool.map(one, [(a, s) for a in args.arms for s in args.seeds]))
@@ -257,11 +271,19 @@ def main() -> None:
         rows.append(row)
         print(
             f"{arm:<11} held-out accuracy {row['initial_median']:.3f} -> {row['final_median']:.3f} "
-            f"[{row['final_min']:.3f}, {row['final_max']:.3f}] sd {row['final_sd']:.3f}  gain {row['gain_median']:+.3f}  "
+            f"[{row['final_min']:.3f}, {row['final_max']:.3f}] sd {row['final_sd']:.3f}  "
+            f"gain {row['gain_median']:+.3f}  "
             f"format-only {row['format_only_median']:.3f}  train {row['train_s_median']:.0f} s  "
             f"({len(mine)} seeds, budget {args.budget:,})",
             flush=True,
         )
+    budgets = sorted({x for r in runs if r["arm"] != "sft" for x, _, _ in r["curve"]}) or [0]
+    shown = sorted({budgets[len(budgets) // 5], budgets[len(budgets) // 2], budgets[-1]})
+    for arm in args.arms:  # median held-out accuracy over seeds at a few budgets (sft: examples seen)
+        mine = [dict((x, a) for x, _, a in r["curve"]) for r in runs if r["arm"] == arm]
+        at = [statistics.median(c[b] for c in mine if b in c) for b in shown] if arm != "sft" else []
+        if at:
+            print(f"{arm:<11} at " + "  ".join(f"{b:,}: {a:.3f}" for b, a in zip(shown, at, strict=True)), flush=True)
     print(json.dumps({"bench": "posttrain_lm", "rows": rows, "runs": runs}))
 
 

@@ -133,7 +133,7 @@ def check_task(cfg: TrainConfig) -> None:
     from hpcars.tasks import make_task
     from hpcars.tasks.plugin import is_plugin, load_factory
 
-    if cfg.task in SUPERVISED_TASKS:
+    if cfg.task in SUPERVISED_TASKS or (cfg.task == "countdown" and not cfg.hf_model):
         return
     if is_plugin(cfg.task):
         if not _module_exists(cfg.task.rpartition(":")[0]):

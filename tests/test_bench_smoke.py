@@ -72,7 +72,9 @@ EXPECTED: dict[str, list[str]] = {
         r"breast_cancer median held-out accuracy",
     ],
     "posttrain_lm.py": [
-        r"es-lowrank\s+held-out accuracy [\d.]+ -> [\d.]+ \[[\d.]+, [\d.]+\] sd [\d.]+\s+gain [+-][\d.]+\s+format-only [\d.]+",
+        r"es-lowrank\s+held-out accuracy [\d.]+ -> [\d.]+ \[[\d.]+, [\d.]+\] sd [\d.]+\s+"
+        r"gain [+-][\d.]+\s+format-only [\d.]+",
+        r"es-lowrank\s+at [\d,]+: [\d.]+",
         r"grpo30\s+held-out accuracy",
         r"sft\s+held-out accuracy",
     ],
