@@ -277,13 +277,14 @@ def main() -> None:
             f"({len(mine)} seeds, budget {args.budget:,})",
             flush=True,
         )
-    budgets = sorted({x for r in runs if r["arm"] != "sft" for x, _, _ in r["curve"]}) or [0]
+    # median held-out accuracy over seeds at a few budgets of completions (sft counts examples: left out)
+    generating = [arm for arm in args.arms if arm != "sft"]
+    budgets = sorted({x for r in runs if r["arm"] in generating for x, _, _ in r["curve"]}) or [0]
     shown = sorted({budgets[len(budgets) // 5], budgets[len(budgets) // 2], budgets[-1]})
-    for arm in args.arms:  # median held-out accuracy over seeds at a few budgets (sft: examples seen)
-        mine = [dict((x, a) for x, _, a in r["curve"]) for r in runs if r["arm"] == arm]
-        at = [statistics.median(c[b] for c in mine if b in c) for b in shown] if arm != "sft" else []
-        if at:
-            print(f"{arm:<11} at " + "  ".join(f"{b:,}: {a:.3f}" for b, a in zip(shown, at, strict=True)), flush=True)
+    for arm in generating:
+        curves = [{x: a for x, _, a in r["curve"]} for r in runs if r["arm"] == arm]
+        at = "  ".join(f"{b:,}: {statistics.median(c[b] for c in curves if b in c):.3f}" for b in shown)
+        print(f"{arm:<11} at {at}", flush=True)
     print(json.dumps({"bench": "posttrain_lm", "rows": rows, "runs": runs}))
 
 

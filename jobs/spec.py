@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcars.cli.options import parse_args
-from hpcars.config import SUPERVISED_TASKS, ConfigError, TrainConfig
+from hpcars.config import BUILTIN_TASKS, ConfigError, TrainConfig
 from hpcars.run.paths import PathProblem, read_text
 
 
@@ -133,7 +133,7 @@ def check_task(cfg: TrainConfig) -> None:
     from hpcars.tasks import make_task
     from hpcars.tasks.plugin import is_plugin, load_factory
 
-    if cfg.task in SUPERVISED_TASKS or (cfg.task == "countdown" and not cfg.hf_model):
+    if cfg.task in BUILTIN_TASKS and not cfg.hf_model:  # --hf-model: its directory is checked by make_task
         return
     if is_plugin(cfg.task):
         if not _module_exists(cfg.task.rpartition(":")[0]):
