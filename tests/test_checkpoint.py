@@ -81,7 +81,7 @@ def test_crash_during_write_leaves_previous_valid(tmp_path):
         "checkpoint.write(sys.argv[1], dataclasses.replace(_sample(2), members=big), keep=3)"
     )
     writer = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT)
-    deadline = time.time() + 30
+    deadline = time.time() + 120  # importing torch on a busy machine can take most of it
     while not list((tmp_path / "checkpoints").glob(".ckpt-*.tmp-*")) and time.time() < deadline:
         assert writer.poll() is None, "the writer ended before it began writing"
         time.sleep(0.01)

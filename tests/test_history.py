@@ -78,7 +78,7 @@ def test_a_checkpoint_with_its_tables_inside_still_resumes(tmp_path):
         assert "metrics" in f and "history" not in f.attrs
     assert run_train([*TINY, "--iterations", "6", "--run-dir", str(old)]).returncode == 0
     resumed = checkpoint.read(checkpoint_file(old))
-    assert resumed.history == {"metrics": 6, "async_log": 0}
+    assert resumed.history == {"metrics": 6, "async_log": 0, "members": 0}
     assert list(resumed.metrics["iteration"]) == list(range(1, 7))
     assert inspect_json(straight)["params_sha256"] == inspect_json(old)["params_sha256"]
 

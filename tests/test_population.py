@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -21,7 +22,7 @@ from hpcars.population.truncation import TruncationParams, killed, plan, rank
 from hpcars.run.engine import ARSTrainer
 from hpcars.run.progress import population_line
 from hpcars.runtime.comm import SingleProcess
-from tests.conftest import checkpoint_file, inspect_json, run_cli, run_train
+from tests.conftest import checkpoint_file, inspect_json, run_cli, run_train, train_in_process
 from tests.tasks_for_tests import Quadratic
 
 CPU = [torch.device("cpu")]
@@ -302,6 +303,38 @@ def test_population_resume_is_bit_exact_across_world_sizes(tmp_path):
     for name in arrays_a:
         np.testing.assert_array_equal(arrays_a[name], arrays_b[name], err_msg=name)
     assert len(arrays_a["lineage"]) == 4 * 3  # 4 generations of 3 clones
+    members_a, members_b = _members(tmp_path / "a"), _members(tmp_path / "b")
+    np.testing.assert_array_equal(members_a["iteration"], np.arange(1, 15))
+    for name in members_a:  # the resumed run's table is the straight run's, row for row
+        np.testing.assert_array_equal(members_a[name], members_b[name], err_msg=name)
+
+
+def _members(run_dir):
+    with h5py.File(Path(run_dir) / "history.h5") as f:
+        return {k: np.asarray(v) for k, v in f["members"].items()}
+
+
+def _metrics(run_dir):
+    with h5py.File(Path(run_dir) / "history.h5") as f:
+        return {k: np.asarray(v) for k, v in f["metrics"].items()}
+
+
+def test_members_table_holds_what_truncation_ranked(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    args = ["--population", "4", "--directions", "2", "--generation-every", "2", "--kill-fraction", "0.5"]
+    status, err = train_in_process([*args, "--iterations", "6", "--run-dir", str(run_dir)], capsys)
+    assert status == 0, err
+    members, metrics = _members(run_dir), _metrics(run_dir)
+    np.testing.assert_array_equal(members["iteration"], metrics["iteration"])
+    assert members["reward_mean"].shape == (6, 4) and (members["samples_mean"] > 0).all()
+    # without annealing a member's fitness is its measured reward: the metrics' best is the row's best
+    np.testing.assert_array_equal(members["reward_mean"].max(axis=1), metrics["fitness_best"])
+    for i in (1, 3, 5):  # generations end at iterations 2, 4, 6: the worse half becomes clones of the best
+        ranked = np.argsort(-members["reward_mean"][i], kind="stable")
+        np.testing.assert_array_equal(members["parent"][i][np.sort(ranked[2:])], [ranked[0]] * 2)
+        np.testing.assert_array_equal(members["born"][i][np.sort(ranked[2:])], [i + 1] * 2)
+    lineage = _population_arrays(run_dir)["lineage"]  # (iteration, child, parent) of every cloning
+    assert len(lineage) == 6 and set(lineage[:, 0]) == {2, 4, 6}
 
 
 def test_64_members_on_2_and_5_ranks(tmp_path):

@@ -52,6 +52,7 @@ from hpcars.algorithm.runningstat import RunningStat
 from hpcars.algorithm.spaces import SearchSpace, SpaceOptions, make_space
 from hpcars.config import TrainConfig
 from hpcars.errors import DivergenceError, NonFiniteRewardError
+from hpcars.population import members as member_table
 from hpcars.population.annealing import AnnealingParams
 from hpcars.population.judge import OLD, PERTURBED, BranchLayout
 from hpcars.population.layer import Population, PopulationParams, PopulationRecord, best_member
@@ -99,6 +100,7 @@ class IterationRecord:
     comm_bytes: int
     eval: dict[str, float] = field(default_factory=dict)  # on evaluation iterations: the task's eval_columns
     population: PopulationRecord | None = None  # population runs (M > 1) only
+    members: dict[str, np.ndarray] = field(default_factory=dict)  # M > 1: a row of ``population.members``
     asynchronous: AsyncRecord | None = None  # --schedule async only
 
 
@@ -324,6 +326,9 @@ class ARSTrainer:
         t3 = time.perf_counter()
 
         self.iteration += 1
+        members = {}
+        if self.cfg.population > 1:  # each member's part of the iteration: the history's members table
+            members = member_table.row(self.iteration, by_member, self.layout.split(samples)[0], self.state)
         self.total_samples += int(samples.sum())
         self.total_episodes += len(rewards) * self.task.episodes_per_branch
         finite = rewards[np.isfinite(rewards)]
@@ -344,6 +349,7 @@ class ARSTrainer:
             update_s=t3 - t2,
             comm_bytes=comm_bytes,
             population=done if self.cfg.population > 1 else None,
+            members=members,
         )
 
     # -- checks and results -----------------------------------------------------------

@@ -2,7 +2,8 @@
 append-only HDF5 file, ``RUN_DIR/history.h5``, so that a checkpoint writes only the rows
 that are new since the last one.
 
-Layout: one group per table (``/metrics``, ``/async_log``), one dataset per column,
+Layout: one group per table (``/metrics``, ``/async_log``, and a population's per-member
+``/members``, ``hpcars.population.members``), one dataset per column,
 each resizable along its first axis (rows) and chunked, so appending k rows costs
 O(k) whatever the run's length. A checkpoint records how many rows of each table
 belong to it (its ``history`` attribute); rows past that count — written just before a
@@ -29,7 +30,7 @@ import numpy as np
 from hpcars.errors import HistoryError
 
 FILE = "history.h5"
-TABLES = ("metrics", "async_log")
+TABLES = ("metrics", "async_log", "members")
 _CHUNK_BYTES = 1 << 16  # at most 64 KiB and 1,024 rows per chunk: a short run's file stays small
 _CHUNK_ROWS = 1024
 

@@ -21,6 +21,7 @@ import torch
 
 from hpcars.algorithm.runningstat import RunningStat
 from hpcars.config import TrainConfig, to_dict
+from hpcars.population import members as member_table
 from hpcars.run import checkpoint
 from hpcars.run import history as run_history
 from hpcars.run.checkpoint import BestPolicy, Checkpoint
@@ -112,6 +113,7 @@ class Session:
         self.reached: TargetReached | None = None
         self.elapsed_before = 0.0
         self.async_log: list[LogEntry] = []  # --schedule async: every update sequenced so far
+        self.member_rows: list[dict[str, Any]] = []  # population: members rows not yet in history.h5
         self.best: BestPolicy | None = None  # the best evaluation so far and its parameters
         self.initial_eval: dict[str, float] = {}  # the evaluation of θ₀ (kept in every checkpoint)
         previous_metrics = None
@@ -268,6 +270,7 @@ class Session:
         if self.lead:
             assert self.metrics is not None and self.task is not None  # rank 0 of an open session
             row = self.metrics.write(record)
+            self.member_rows += [record.members] if record.members else []
             if self.tensorboard is not None:
                 self.tensorboard.write(record, row)
             first_skip = bool(record.skipped) and self.trainer.skipped_steps == 1  # later ones: in metrics.csv
@@ -292,8 +295,10 @@ class Session:
         new_rows = {
             "metrics": self.metrics.columns_for_checkpoint(start["metrics"]),
             "async_log": log_arrays(self.async_log[start["async_log"] :]),
+            member_table.TABLE: member_table.stack(self.member_rows),
         }
         self.history_rows = run_history.append(self.run_dir, new_rows, start)
+        self.member_rows = []
         state = dataclasses.replace(
             snapshot(self.trainer),
             config=to_dict(self.cfg),
