@@ -1,0 +1,189 @@
+"""Where a population run stalls, lineage by lineage, and what truncation kept.
+
+    python -m hpcars.analysis.lineages SWEEP_OR_RUN [SWEEP_OR_RUN ...] [--out DIR]
+
+Reads every population run under the given directories (its ``history.h5`` members table,
+``hpcars.population.members``; runs from before that table are listed and skipped) and
+writes, per run, a row of ``lineages.md`` / ``lineages.csv`` and a panel of
+``lineages.png``: each member's training return over the run's episodes, with the best
+member's evaluations and the threshold on top.
+
+Truncation ranks members on their training *fitness*: the mean reward of their 2N
+perturbed episodes, which for RL has ``shift`` per step taken off (the ARS paper's
+survival-bonus trick for Hopper, Walker and Ant). The threshold judges the *unshifted*
+return, so a member that runs fast and falls can outrank one that runs slower for the
+whole episode. For every generation the table counts:
+
+* ``generations`` — truncations in the run;
+* ``killed_top_unshifted`` — generations in which truncation replaced the member whose
+  unshifted training return was the highest of all (the one the threshold favours);
+* ``disagree`` — generations in which ranking on the unshifted return would have kept a
+  different set of members;
+* ``best_eval`` and ``at_episodes`` — the best evaluation and when it came, and
+  ``last_gain_episodes`` — the episodes from the last new best evaluation to the end of
+  the run (a stall's length).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import h5py
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+
+@dataclass(frozen=True)
+class RunLineages:
+    run: str
+    seed: int
+    members: int
+    reached: bool
+    best_eval: float
+    at_episodes: int
+    last_gain_episodes: int
+    generations: int
+    killed_top_unshifted: int
+    disagree: int
+
+
+def read_tables(run_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None:
+    """(members, metrics) columns of a run's history.h5; None without a members table."""
+    path = run_dir / "history.h5"
+    if not path.exists():
+        return None
+    with h5py.File(path, "r", locking=False) as f:
+        if "members" not in f:
+            return None
+        members = {k: np.asarray(v) for k, v in f["members"].items()}
+        metrics = {k: np.asarray(v) for k, v in f["metrics"].items() if v.dtype.kind in "fiu"}
+    return members, metrics
+
+
+def unshifted(members: dict[str, np.ndarray], shift: float) -> np.ndarray:
+    """Each member's mean training return with the survival bonus given back [rows, M]."""
+    return members["reward_mean"] + shift * members["samples_mean"]
+
+
+def generation_rows(members: dict[str, np.ndarray]) -> list[tuple[int, np.ndarray]]:
+    """(row, the members cloned at that row) for every truncation."""
+    out = []
+    for i, iteration in enumerate(members["iteration"]):
+        cloned = np.flatnonzero((members["born"][i] == iteration) & (members["parent"][i] >= 0))
+        if cloned.size:
+            out.append((i, cloned))
+    return out
+
+
+def survivors_on(values: np.ndarray, killed: int) -> set[int]:
+    """The members a truncation ranking ``values`` keeps (ties to the lower index, NaN last)."""
+    key = np.where(np.isfinite(values), -values, np.inf)
+    order = np.lexsort((np.arange(values.size), key))
+    return set(order[: values.size - killed].tolist())
+
+
+def summarize(run_dir: Path, members: dict[str, np.ndarray], metrics: dict[str, np.ndarray]) -> RunLineages:
+    config = json.loads((run_dir / "config.json").read_text())
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    returns = unshifted(members, float(config.get("shift", 0.0)))
+    killed_top = disagree = 0
+    generations = generation_rows(members)
+    for i, cloned in generations:
+        killed_top += int(np.nanargmax(returns[i]) in cloned)
+        disagree += int(survivors_on(returns[i], cloned.size) != set(range(returns.shape[1])) - set(cloned.tolist()))
+    score, episodes = metrics.get("score", np.array([])), metrics["total_episodes"]
+    seen = np.isfinite(score)
+    best, at, last_gain = math.nan, 0, 0
+    if seen.any():
+        running = np.fmax.accumulate(np.where(seen, score, -np.inf))
+        first_best = int(np.argmax(running >= running[-1]))
+        best, at = float(running[-1]), int(episodes[first_best])
+        last_gain = int(episodes[-1] - episodes[first_best])
+    return RunLineages(
+        run=run_dir.name,
+        seed=int(config["seed"]),
+        members=int(returns.shape[1]),
+        reached=bool(summary.get("reached_target")),
+        best_eval=best,
+        at_episodes=at,
+        last_gain_episodes=last_gain,
+        generations=len(generations),
+        killed_top_unshifted=killed_top,
+        disagree=disagree,
+    )
+
+
+def panel(ax, row: RunLineages, members, metrics, shift: float, target: float) -> None:
+    episodes = metrics["total_episodes"]
+    returns = unshifted(members, shift)
+    for m in range(returns.shape[1]):
+        ax.plot(episodes, returns[:, m], lw=0.6, alpha=0.6)
+    score = metrics.get("score", np.full(episodes.shape, np.nan))
+    seen = np.isfinite(score)
+    ax.plot(episodes[seen], score[seen], "k.-", lw=1, ms=2, label="best member's evaluation")
+    for i, _ in generation_rows(members):
+        ax.axvline(episodes[i], color="0.85", lw=0.5, zorder=0)
+    if math.isfinite(target):
+        ax.axhline(target, color="r", lw=0.8, ls="--")
+    ax.set_title(f"seed {row.seed}: {'reached' if row.reached else f'best {row.best_eval:.0f}'}", fontsize=8)
+    ax.tick_params(labelsize=6)
+
+
+def markdown(table: pd.DataFrame) -> str:
+    def cell(value) -> str:
+        return f"{value:.0f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dirs", nargs="+", help="sweep or run directories (every run with a history.h5 under them)")
+    parser.add_argument("--out", default=".", help="where lineages.md, .csv and .png go (default: .)")
+    args = parser.parse_args(argv)
+    runs, skipped = [], []
+    for root in map(Path, args.dirs):
+        if not root.is_dir():
+            parser.error(f"{root}: not a directory")
+        for history in sorted(root.rglob("history.h5")):
+            tables = read_tables(history.parent)
+            (runs if tables else skipped).append((history.parent, tables))
+    if not runs:
+        parser.error("no population run with a members table under " + ", ".join(args.dirs))
+    rows = [summarize(run_dir, *tables) for run_dir, tables in runs]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame([asdict(r) for r in rows]).sort_values("seed")
+    table.to_csv(out / "lineages.csv", index=False)
+    text = markdown(table)
+    (out / "lineages.md").write_text(text)
+    matplotlib.use("Agg")
+    cols = min(4, len(rows))
+    fig = Figure(figsize=(3.2 * cols, 2.4 * math.ceil(len(rows) / cols)), layout="constrained")
+    axes = fig.subplots(math.ceil(len(rows) / cols), cols, squeeze=False).ravel()
+    for ax, row, (run_dir, (members, metrics)) in zip(axes, rows, runs, strict=False):
+        config = json.loads((run_dir / "config.json").read_text())
+        panel(ax, row, members, metrics, float(config.get("shift", 0.0)), float(config.get("target", math.nan)))
+    for ax in axes[len(rows) :]:
+        ax.set_visible(False)
+    fig.supxlabel("training episodes (all members)")
+    fig.supylabel("training return per member (unshifted); evaluations")
+    fig.savefig(out / "lineages.png", dpi=110)
+    print(text, end="")
+    if skipped:
+        print(f"skipped {len(skipped)} run(s) without a members table (written before it existed)")
+    print(f"wrote {out / 'lineages.md'}, .csv, .png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
