@@ -16,5 +16,7 @@ mpirun_bin=$(dirname "$(command -v "$py")")/mpirun
 "$py" -m ruff format --check --quiet .
 "$py" -m ruff check --quiet .
 "$py" -m mypy
-timeout 2700 "$py" -m pytest -q -p no:cacheprovider tests --ignore=tests/mpi "$@"
+# two pytest workers (pytest-xdist), one per core: most tests run one process and would leave
+# the other core idle. Whole files per worker (loadfile), so a module's fixtures run once.
+timeout 2700 "$py" -m pytest -q -p no:cacheprovider -n 2 --dist loadfile tests --ignore=tests/mpi "$@"
 timeout 900 "$mpirun_bin" -n 2 "$py" -m pytest -q -p no:cacheprovider --with-mpi tests/mpi
