@@ -12,7 +12,8 @@ Truncation ranks members on their training *fitness*: the mean reward of their 2
 perturbed episodes, which for RL has ``shift`` per step taken off (the ARS paper's
 survival-bonus trick for Hopper, Walker and Ant). The threshold judges the *unshifted*
 return, so a member that runs fast and falls can outrank one that runs slower for the
-whole episode. For every generation the table counts:
+whole episode (`--rank-by return` ranks on the unshifted return: then both counts below are
+0 by construction). For every generation the table counts:
 
 * ``generations`` — truncations in the run;
 * ``killed_top_unshifted`` — generations in which truncation replaced the member whose

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcars.errors import ConfigError
-from hpcars.population.truncation import CLONE_FROM
+from hpcars.population.truncation import CLONE_FROM, RANK_BY
 
 SUPERVISED_TASKS = ("regression", "digits")
 BUILTIN_TASKS = (*SUPERVISED_TASKS, "countdown")  # countdown: a language model judged by a verifier
@@ -183,6 +183,12 @@ class TrainConfig:
     kill_fraction: float = _result(0.5, "truncation: fraction of the population replaced per generation")
     clone_from: str = _result(
         "best", "truncation: a clone copies the best member, or a survivor drawn at random", CLONE_FROM
+    )
+    rank_by: str = _result(
+        "reward",
+        "what members are ranked on (truncation, the member evaluated, the swarm's bests): the training reward ARS "
+        "climbs (RL: --shift per step taken off), or the return with the shift given back (what --target judges)",
+        RANK_BY,
     )
     pbt_perturb: bool = _result(False, "truncation: multiply each clone's α and ν by 0.8 or 1.2 (PBT explore)")
     anneal_t0: float = _result(
@@ -367,6 +373,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     )
     for name in ("generation_every", "repulsion"):
         need(cfg.population >= 2 or not getattr(cfg, name), name, "needs --population >= 2")
+    need(cfg.rank_by == "reward" or cfg.population >= 2, "rank_by", "return needs --population >= 2")
+    need(
+        cfg.rank_by == "reward" or not cfg.anneal_t0, "rank_by", "return needs --anneal-t0 0 (annealing judges rewards)"
+    )
     need(not math.isinf(cfg.target), "target", "must be a finite number or nan (none)")
     need(not cfg.stop_at_target or math.isfinite(cfg.target), "stop_at_target", "needs a --target")
     need(cfg.max_episodes >= 0, "max_episodes", "must be an integer >= 0 (0: no cap)")

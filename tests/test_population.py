@@ -381,6 +381,9 @@ def test_64_members_on_2_and_5_ranks(tmp_path):
         (["--generation-every", "5"], "--generation-every: needs --population >= 2"),
         (["--population", "4", "--kill-fraction", "1"], "--kill-fraction: must be in [0, 1)"),
         (["--population", "4", "--clone-from", "worst"], "--clone-from: invalid choice"),
+        (["--population", "4", "--rank-by", "score"], "--rank-by: invalid choice"),
+        (["--rank-by", "return"], "--rank-by: return needs --population >= 2"),
+        (["--population", "2", "--rank-by", "return", "--anneal-t0", "1"], "--rank-by: return needs --anneal-t0 0"),
         (["--anneal-cooling", "1.5"], "--anneal-cooling: must be in (0, 1]"),
     ],
 )

@@ -155,3 +155,22 @@ def test_episode_budget_stops_before_it_is_exceeded(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["iterations"] == 4 and summary["episodes"] == 48
     assert summary["final"]["eval_return_mean"] == pytest.approx(summary["final"]["score"])
+
+
+@pytest.mark.parametrize("rank_by", ["reward", "return"])
+def test_truncation_ranks_on_the_reward_or_on_the_return_with_the_shift_given_back(rank_by):
+    # Hopper's training reward has 1 per step taken off (--shift 1): a member that falls early can
+    # outrank one that stands; --rank-by return ranks on what the evaluation and --target judge
+    t = _trainer(
+        task="Hopper-v5", variant="v2", shift=1.0, population=4, directions=2, generation_every=1,
+        kill_fraction=0.5, rank_by=rank_by, eval_episodes=1, branch_batch=8, step_size=0.05,
+    )  # fmt: skip
+    for _ in range(3):
+        row = t.step().members
+        ranked = row["reward_mean"] + (row["samples_mean"] if rank_by == "return" else 0.0)
+        order = np.lexsort((np.arange(4), -ranked))  # best first, ties to the lower index
+        cloned = np.flatnonzero(row["born"] == row["iteration"])
+        np.testing.assert_array_equal(cloned, np.sort(order[2:]))
+        np.testing.assert_array_equal(row["parent"][cloned], [order[0]] * 2)
+        # the member evaluated is the best on the same ranking (or a clone of it: the same parameters)
+        assert torch.equal(t.state.theta[t.best], t.state.theta[order[0]])

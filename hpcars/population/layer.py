@@ -90,12 +90,15 @@ class Population:
         steps: Sequence[ARSStep],
         step_fn: StepFn,
         judge: np.ndarray | None = None,
+        ranked: np.ndarray | None = None,
     ) -> PopulationRecord:
-        """Iteration ``iteration`` given every member's rewards [M, 2N] and ARS steps, and
-        with annealing the judge pairs [M, J, 2] (old, new) of ``population.judge``."""
+        """Iteration ``iteration`` given every member's rewards [M, 2N] and ARS steps, with
+        annealing the judge pairs [M, J, 2] (old, new) of ``population.judge``, and with
+        ``--rank-by return`` what members are ranked on instead of their rewards [M, 2N]."""
         p, s = self.params, self.state
         members = s.members
-        measured = np.where(np.isfinite(rewards).all(axis=1), rewards.mean(axis=1), np.nan)
+        scored = rewards if ranked is None else ranked  # what members are ranked on (``--rank-by``)
+        measured = np.where(np.isfinite(scored).all(axis=1), scored.mean(axis=1), np.nan)
 
         # 1. annealing: judge last iteration's steps, old and new θ on common random numbers
         keep = np.ones(members, dtype=bool)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 CLONE_FROM = ("best", "top")
+#: what members are ranked on (``--rank-by``): the training reward, or the return with the shift given back
+RANK_BY = ("reward", "return")
 PBT_FACTORS = (0.8, 1.2)
 
 

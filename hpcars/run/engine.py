@@ -312,9 +312,12 @@ class ARSTrainer:
         gathered = decode_branches(self.schema, rows)
         rewards, samples = gathered.rewards, gathered.samples
         by_member, judge = self.layout.split(rewards)
+        member_samples = self.layout.split(samples)[0]
+        # --rank-by return: the population ranks on the return, the survival bonus (shift per step) given back
+        ranked = by_member + self.cfg.shift * member_samples if self.cfg.rank_by == "return" else None
         steps = self._ars_steps(by_member)
         done: PopulationRecord = self.population.advance(
-            j, by_member, steps, lambda member, step: self.step_vector(member, step, j), judge
+            j, by_member, steps, lambda member, step: self.step_vector(member, step, j), judge, ranked
         )
         skipped = [st.skipped for st in steps if st.skipped]
         self.skipped_steps += len(skipped)
@@ -328,7 +331,7 @@ class ARSTrainer:
         self.iteration += 1
         members = {}
         if self.cfg.population > 1:  # each member's part of the iteration: the history's members table
-            members = member_table.row(self.iteration, by_member, self.layout.split(samples)[0], self.state)
+            members = member_table.row(self.iteration, by_member, member_samples, self.state)
         self.total_samples += int(samples.sum())
         self.total_episodes += len(rewards) * self.task.episodes_per_branch
         finite = rewards[np.isfinite(rewards)]
