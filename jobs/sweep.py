@@ -9,7 +9,10 @@
 A sweep directory holds ``sweep.json`` (the spec, each run's name and hpcars.train
 options, and every submission's job ids), ``runs/RUN_NAME/`` (one hpcars run
 directory per task) and ``submitit/N/`` (a fresh submitit folder per submission: a
-reused folder could hand back an old result).
+reused folder could hand back an old result). A re-submission skips done runs and
+resumes the others from their checkpoints; a run stopped before its first checkpoint
+has nothing to resume from, so its directory is moved to ``set-aside/RUN_NAME.K``
+(never deleted) and the run starts again.
 All runs of a submission go to Slurm as one job array (``slurm_array_parallelism``
 tasks at a time); each task is one multi-rank MPI run started by ``srun --mpi=...``
 (never mpirun inside a task) and is requeued from its checkpoint on preemption.
@@ -45,6 +48,7 @@ from hpcars.run.paths import PathProblem, read_text, writable_directory
 from .spec import RunSpec, SpecError, SweepSpec, load
 
 SWEEP_FILE = "sweep.json"
+SET_ASIDE = "set-aside"  # run directories a re-submission could not resume, kept
 EXAMPLE_DIR = Path(__file__).parent / "examples"
 EXAMPLES = tuple(sorted(p.stem for p in EXAMPLE_DIR.glob("*.toml")))
 EXECUTORS = ("slurm", "local")
@@ -65,6 +69,23 @@ def run_state(run_dir: Path) -> dict[str, Any]:
         return {"state": "unreadable checkpoint", "iteration": None, "score": None}
     scores = [float(v) for v in ckpt.metrics.get("score", []) if v == v]  # the last evaluation so far
     return {"state": "partial", "iteration": ckpt.iteration, "score": scores[-1] if scores else None}
+
+
+def started_without_checkpoint(run_dir: Path) -> bool:
+    """A run that wrote files but was stopped before its first checkpoint (e.g. killed by a
+    cancelled job): hpcars.train refuses such a directory, it has nothing to resume from."""
+    return run_dir.is_dir() and any(run_dir.iterdir()) and run_state(run_dir)["state"] == "not started"
+
+
+def set_aside(sweep_dir: Path, run_dir: Path) -> Path:
+    """Move an unresumable run directory to ``SWEEP_DIR/set-aside/`` (nothing deleted), so the
+    run starts afresh in its own place; returns where it went."""
+    shelf = sweep_dir / SET_ASIDE
+    shelf.mkdir(exist_ok=True)
+    number = 1 + sum(1 for p in shelf.iterdir() if p.name.startswith(run_dir.name + "."))
+    target = shelf / f"{run_dir.name}.{number}"
+    run_dir.rename(target)
+    return target
 
 
 def make_executor(kind: str, folder: Path, spec: SweepSpec):
@@ -153,6 +174,8 @@ def print_plan(sweep_dir: Path, kind: str, todo: list[tuple[RunSpec, Path]], don
     """``--dry-run``: each run and the hpcars.train command it would run."""
     print(f"sweep {sweep_dir} (dry run, nothing submitted or written): {len(todo)} run(s) to submit ({kind})")
     for run, run_dir in todo:
+        if started_without_checkpoint(run_dir):
+            print(f"{run.name}: started before but has no checkpoint: its directory goes to {SET_ASIDE}/")
         print(f"{run.name}: python -m hpcars.train {shlex.join(run.argv(run_dir))}")
     for run in done:
         print(f"{run.name}: done, skipped")
@@ -182,6 +205,9 @@ def submit(spec_path: Path, sweep_dir: Path | None, kind: str, dry_run: bool = F
     if record is None:
         record = {"name": spec.name, "spec": str(spec_path), "runs": list(runs), "submissions": []}
     record["argv"] = runs  # the same as recorded, or recorded now for an older sweep.json
+    for run, run_dir in todo:
+        if started_without_checkpoint(run_dir):
+            print(f"{run.name}: started before but has no checkpoint: set aside as {set_aside(sweep_dir, run_dir)}")
     folder = sweep_dir / "submitit" / str(len(record["submissions"]))
     jobs = submit_runs(kind, folder, spec, todo)
     record["submissions"].append({"executor": kind, "folder": str(folder), "jobs": jobs, "time": time.time()})

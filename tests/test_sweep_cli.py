@@ -170,3 +170,20 @@ def test_dry_run_prints_each_run_and_writes_nothing(tmp_path, capsys, monkeypatc
         for s in (3, 4)
     ]
     assert list(tmp_path.iterdir()) == [spec]
+
+
+def test_resubmit_sets_aside_a_run_stopped_before_its_first_checkpoint(tmp_path, capsys):
+    """A job killed before its run's first checkpoint leaves files hpcars.train refuses to
+    overwrite: the re-submission moves them aside (kept) and runs it again."""
+    spec, sweep = _spec(tmp_path / "tiny.toml"), tmp_path / "sweep"
+    run_dir = sweep / "runs" / "seed=0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.csv").write_text("iteration,score\n1,0.5\n")  # what a killed run leaves
+    plan = _sweep(["submit", spec, "--sweep-dir", sweep, "--executor", "local", "--dry-run"], capsys)
+    assert "seed=0: started before but has no checkpoint: its directory goes to set-aside/" in plan.stdout
+    assert (run_dir / "metrics.csv").exists()  # a dry run moves nothing
+    done = _sweep(["submit", spec, "--sweep-dir", sweep, "--executor", "local"], capsys)
+    assert done.returncode == 0, done.stderr
+    assert f"set aside as {sweep / 'set-aside' / 'seed=0.1'}" in done.stdout
+    _wait_until_done(run_dir)
+    assert (sweep / "set-aside" / "seed=0.1" / "metrics.csv").read_text() == "iteration,score\n1,0.5\n"
