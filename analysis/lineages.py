@@ -97,7 +97,7 @@ def summarize(run_dir: Path, members: dict[str, np.ndarray], metrics: dict[str, 
     killed_top = disagree = 0
     generations = generation_rows(members)
     for i, cloned in generations:
-        killed_top += int(np.nanargmax(returns[i]) in cloned)
+        killed_top += int(np.isfinite(returns[i]).any() and np.nanargmax(returns[i]) in cloned)
         disagree += int(survivors_on(returns[i], cloned.size) != set(range(returns.shape[1])) - set(cloned.tolist()))
     score, episodes = metrics.get("score", np.array([])), metrics["total_episodes"]
     seen = np.isfinite(score)
