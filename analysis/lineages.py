@@ -3,7 +3,8 @@
     python -m hpcars.analysis.lineages SWEEP_OR_RUN [SWEEP_OR_RUN ...] [--out DIR]
 
 Reads every population run under the given directories (its ``history.h5`` members table,
-``hpcars.population.members``; runs from before that table are listed and skipped) and
+``hpcars.population.members``; runs from before that table are counted and skipped, and a
+run resumed into it from an older checkpoint is read from its first members row on) and
 writes, per run, a row of ``lineages.md`` / ``lineages.csv`` and a panel of
 ``lineages.png``: each member's training return over the run's episodes, with the best
 member's evaluations and the threshold on top.
@@ -121,16 +122,23 @@ def summarize(run_dir: Path, members: dict[str, np.ndarray], metrics: dict[str, 
     )
 
 
+def member_episodes(members: dict[str, np.ndarray], metrics: dict[str, np.ndarray]) -> np.ndarray:
+    """The training episodes at each members row, matched on the iteration: a run resumed from a
+    checkpoint older than the members table has metrics rows the table lacks."""
+    rows = np.searchsorted(metrics["iteration"], members["iteration"])
+    return metrics["total_episodes"][np.minimum(rows, len(metrics["iteration"]) - 1)]
+
+
 def panel(ax, row: RunLineages, members, metrics, shift: float, target: float) -> None:
-    episodes = metrics["total_episodes"]
+    episodes, at = metrics["total_episodes"], member_episodes(members, metrics)
     returns = unshifted(members, shift)
     for m in range(returns.shape[1]):
-        ax.plot(episodes, returns[:, m], lw=0.6, alpha=0.6)
+        ax.plot(at, returns[:, m], lw=0.6, alpha=0.6)
     score = metrics.get("score", np.full(episodes.shape, np.nan))
     seen = np.isfinite(score)
     ax.plot(episodes[seen], score[seen], "k.-", lw=1, ms=2, label="best member's evaluation")
     for i, _ in generation_rows(members):
-        ax.axvline(episodes[i], color="0.85", lw=0.5, zorder=0)
+        ax.axvline(at[i], color="0.85", lw=0.5, zorder=0)
     if math.isfinite(target):
         ax.axhline(target, color="r", lw=0.8, ls="--")
     ax.set_title(f"seed {row.seed}: {'reached' if row.reached else f'best {row.best_eval:.0f}'}", fontsize=8)

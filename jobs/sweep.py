@@ -49,6 +49,8 @@ from .spec import RunSpec, SpecError, SweepSpec, load
 
 SWEEP_FILE = "sweep.json"
 SET_ASIDE = "set-aside"  # run directories a re-submission could not resume, kept
+#: scheduler states of a job that may still write its run directory
+ACTIVE_STATES = ("PENDING", "RUNNING", "REQUEUED", "SUSPENDED", "CONFIGURING", "COMPLETING", "RESIZING")
 EXAMPLE_DIR = Path(__file__).parent / "examples"
 EXAMPLES = tuple(sorted(p.stem for p in EXAMPLE_DIR.glob("*.toml")))
 EXECUTORS = ("slurm", "local")
@@ -82,9 +84,14 @@ def set_aside(sweep_dir: Path, run_dir: Path) -> Path:
     run starts afresh in its own place; returns where it went."""
     shelf = sweep_dir / SET_ASIDE
     shelf.mkdir(exist_ok=True)
-    number = 1 + sum(1 for p in shelf.iterdir() if p.name.startswith(run_dir.name + "."))
+    number = 1
+    while (shelf / f"{run_dir.name}.{number}").exists():
+        number += 1
     target = shelf / f"{run_dir.name}.{number}"
-    run_dir.rename(target)
+    try:
+        run_dir.rename(target)
+    except OSError as err:
+        raise SpecError(f"--sweep-dir: cannot move {run_dir} to {target}: {err.strerror}") from None
     return target
 
 
@@ -205,8 +212,13 @@ def submit(spec_path: Path, sweep_dir: Path | None, kind: str, dry_run: bool = F
     if record is None:
         record = {"name": spec.name, "spec": str(spec_path), "runs": list(runs), "submissions": []}
     record["argv"] = runs  # the same as recorded, or recorded now for an older sweep.json
-    for run, run_dir in todo:
-        if started_without_checkpoint(run_dir):
+    stalled = [(run, run_dir) for run, run_dir in todo if started_without_checkpoint(run_dir)]
+    states = job_states(record) if stalled else {}
+    for run, run_dir in stalled:
+        state = states.get(run.name, "")
+        if state.split(" ")[0] in ACTIVE_STATES:  # a job still at it: never move a directory from under it
+            print(f"{run.name}: started before, no checkpoint yet, its job is {state}: left in place")
+        else:
             print(f"{run.name}: started before but has no checkpoint: set aside as {set_aside(sweep_dir, run_dir)}")
     folder = sweep_dir / "submitit" / str(len(record["submissions"]))
     jobs = submit_runs(kind, folder, spec, todo)

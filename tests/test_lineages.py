@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -36,3 +38,28 @@ def test_lineages_of_a_run_without_shift_agree_with_its_truncations(tmp_path, ca
     # no shift: the ranking truncation used is the unshifted one, so it never disagrees
     assert (row["generations"], row["killed_top_unshifted"], row["disagree"]) == (3, 0, 0)
     assert np.isfinite(row["best_eval"]) and (tmp_path / "out" / "lineages.png").stat().st_size > 0
+
+
+def test_a_truncation_that_killed_the_best_walker_is_counted(tmp_path):
+    """A run resumed into the members table at iteration 3 (its metrics start at 1); at iteration
+    4 truncation, ranking on the shifted reward, replaced members 1 and 3 — member 1 had the best
+    unshifted return, and ranking on that return would have kept members 1 and 2."""
+    import h5py
+
+    run_dir = tmp_path / "sweep" / "seed=7"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps({"seed": 7, "shift": 1.0, "target": 3120.0}))
+    (run_dir / "summary.json").write_text(json.dumps({"reached_target": None}))
+    with h5py.File(run_dir / "history.h5", "w") as f:
+        f["metrics/iteration"] = np.arange(1, 5, dtype=float)
+        f["metrics/total_episodes"] = 64.0 * np.arange(1, 5)
+        f["metrics/score"] = [np.nan, 900.0, np.nan, 950.0]
+        f["members/iteration"] = np.array([3, 4])
+        f["members/reward_mean"] = np.array([[1.0, 1.0, 1.0, 1.0], [10.0, 3.0, 5.0, 4.0]])
+        f["members/samples_mean"] = np.array([[50.0] * 4, [100.0, 1000.0, 900.0, 900.0]])  # returns 110, 1003, 905, 904
+        f["members/born"] = np.array([[0, 0, 0, 0], [0, 4, 0, 4]])
+        f["members/parent"] = np.array([[-1, -1, -1, -1], [-1, 0, -1, 0]])
+    assert main([str(tmp_path / "sweep"), "--out", str(tmp_path / "out")]) == 0
+    [row] = pd.read_csv(tmp_path / "out" / "lineages.csv").to_dict("records")
+    assert (row["generations"], row["killed_top_unshifted"], row["disagree"]) == (1, 1, 1)
+    assert (row["best_eval"], row["at_episodes"], row["last_gain_episodes"]) == (950, 256, 0)

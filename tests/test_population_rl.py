@@ -165,8 +165,14 @@ def test_truncation_ranks_on_the_reward_or_on_the_return_with_the_shift_given_ba
         task="Hopper-v5", variant="v2", shift=1.0, population=4, directions=2, generation_every=1,
         kill_fraction=0.5, rank_by=rank_by, eval_episodes=1, branch_batch=8, step_size=0.05,
     )  # fmt: skip
+    differ = False  # the two rankings must part somewhere, or this test could not tell them apart
     for _ in range(3):
         row = t.step().members
+        kills = [
+            set(np.lexsort((np.arange(4), -r))[2:])
+            for r in (row["reward_mean"], row["reward_mean"] + row["samples_mean"])
+        ]
+        differ |= kills[0] != kills[1]
         ranked = row["reward_mean"] + (row["samples_mean"] if rank_by == "return" else 0.0)
         order = np.lexsort((np.arange(4), -ranked))  # best first, ties to the lower index
         cloned = np.flatnonzero(row["born"] == row["iteration"])
@@ -174,3 +180,4 @@ def test_truncation_ranks_on_the_reward_or_on_the_return_with_the_shift_given_ba
         np.testing.assert_array_equal(row["parent"][cloned], [order[0]] * 2)
         # the member evaluated is the best on the same ranking (or a clone of it: the same parameters)
         assert torch.equal(t.state.theta[t.best], t.state.theta[order[0]])
+    assert differ

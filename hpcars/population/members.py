@@ -8,8 +8,9 @@ by what. One row per iteration, each column an array over the M members (plain h
 
 * ``iteration`` — the iteration the row describes (1 = the first), as in ``metrics``;
 * ``reward_mean`` — the mean training reward of the member's 2N perturbed branches (RL: the
-  return with ``shift`` per step taken off): the fitness truncation ranks on, unless
-  ``--rank-by return`` ranks on ``reward_mean + shift · samples_mean``;
+  return with ``shift`` per step taken off), measured before the iteration's operators:
+  the fitness truncation ranks on, except that ``--rank-by return`` ranks on
+  ``reward_mean + shift · samples_mean`` and annealing gives a reverted member its judge's score;
 * ``samples_mean`` — the mean samples of those branches (RL: episode length in steps),
   so ``reward_mean + shift · samples_mean`` is the unshifted training return;
 * ``parent``, ``born``, ``step_size``, ``noise_std`` — the member's search state after

@@ -340,7 +340,8 @@ def read(path: Path, tables: bool = True) -> Checkpoint:
     if ckpt.history is None or not tables:
         return ckpt
     try:
-        rows = run_history.read(path.parent.parent, ckpt.history)
+        # a population's members table is for readers of history.h5 (analysis); a resume needs none of it
+        rows = run_history.read(path.parent.parent, {**ckpt.history, "members": 0})
     except run_history.HistoryError as err:
         raise HistoryUnavailable(f"{err} (the metrics and update log of {path.name})") from None
     return dataclasses.replace(ckpt, metrics=rows["metrics"], async_log=rows["async_log"])

@@ -314,7 +314,9 @@ class ARSTrainer:
         by_member, judge = self.layout.split(rewards)
         member_samples = self.layout.split(samples)[0]
         # --rank-by return: the population ranks on the return, the survival bonus (shift per step) given back
-        ranked = by_member + self.cfg.shift * member_samples if self.cfg.rank_by == "return" else None
+        ranked = None
+        if self.cfg.rank_by == "return" and self.task.episodes_per_branch:  # only episodes take a shift
+            ranked = by_member + self.cfg.shift * member_samples
         steps = self._ars_steps(by_member)
         done: PopulationRecord = self.population.advance(
             j, by_member, steps, lambda member, step: self.step_vector(member, step, j), judge, ranked
