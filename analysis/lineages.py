@@ -40,6 +40,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from hpcars.population.truncation import rank
+
 
 @dataclass(frozen=True)
 class RunLineages:
@@ -84,14 +86,13 @@ def generation_rows(members: dict[str, np.ndarray]) -> list[tuple[int, np.ndarra
 
 
 def survivors_on(values: np.ndarray, killed: int) -> set[int]:
-    """The members a truncation ranking ``values`` keeps (ties to the lower index, NaN last)."""
-    key = np.where(np.isfinite(values), -values, np.inf)
-    order = np.lexsort((np.arange(values.size), key))
-    return set(order[: values.size - killed].tolist())
+    """The members truncation would keep if it ranked on ``values`` (its own ``rank``)."""
+    return set(rank(values)[: values.size - killed].tolist())
 
 
-def summarize(run_dir: Path, members: dict[str, np.ndarray], metrics: dict[str, np.ndarray]) -> RunLineages:
-    config = json.loads((run_dir / "config.json").read_text())
+def summarize(
+    run_dir: Path, config: dict, members: dict[str, np.ndarray], metrics: dict[str, np.ndarray]
+) -> RunLineages:
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     returns = unshifted(members, float(config.get("shift", 0.0)))
@@ -168,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             (runs if tables else skipped).append((history.parent, tables))
     if not runs:
         parser.error("no population run with a members table under " + ", ".join(args.dirs))
-    rows = [summarize(run_dir, *tables) for run_dir, tables in runs]
+    configs = [json.loads((run_dir / "config.json").read_text()) for run_dir, _ in runs]
+    rows = [summarize(run_dir, config, *tables) for (run_dir, tables), config in zip(runs, configs, strict=True)]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame([asdict(r) for r in rows]).sort_values("seed")
@@ -179,8 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     cols = min(4, len(rows))
     fig = Figure(figsize=(3.2 * cols, 2.4 * math.ceil(len(rows) / cols)), layout="constrained")
     axes = fig.subplots(math.ceil(len(rows) / cols), cols, squeeze=False).ravel()
-    for ax, row, (run_dir, (members, metrics)) in zip(axes, rows, runs, strict=False):
-        config = json.loads((run_dir / "config.json").read_text())
+    for ax, row, config, (_, (members, metrics)) in zip(axes, rows, configs, runs, strict=False):
         panel(ax, row, members, metrics, float(config.get("shift", 0.0)), float(config.get("target", math.nan)))
     for ax in axes[len(rows) :]:
         ax.set_visible(False)

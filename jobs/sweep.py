@@ -73,10 +73,11 @@ def run_state(run_dir: Path) -> dict[str, Any]:
     return {"state": "partial", "iteration": ckpt.iteration, "score": scores[-1] if scores else None}
 
 
-def started_without_checkpoint(run_dir: Path) -> bool:
-    """A run that wrote files but was stopped before its first checkpoint (e.g. killed by a
-    cancelled job): hpcars.train refuses such a directory, it has nothing to resume from."""
-    return run_dir.is_dir() and any(run_dir.iterdir()) and run_state(run_dir)["state"] == "not started"
+def started_without_checkpoint(run_dir: Path, state: str) -> bool:
+    """A run (in ``run_state`` ``state``) that wrote files but was stopped before its first
+    checkpoint (e.g. killed by a cancelled job): hpcars.train refuses such a directory, it has
+    nothing to resume from."""
+    return state == "not started" and run_dir.is_dir() and any(run_dir.iterdir())
 
 
 def set_aside(sweep_dir: Path, run_dir: Path) -> Path:
@@ -177,11 +178,13 @@ def existing_record(sweep_dir: Path, runs: dict[str, list[str]]) -> dict[str, An
     return record
 
 
-def print_plan(sweep_dir: Path, kind: str, todo: list[tuple[RunSpec, Path]], done: list[RunSpec]) -> None:
+def print_plan(
+    sweep_dir: Path, kind: str, todo: list[tuple[RunSpec, Path]], done: list[RunSpec], stalled: set[str]
+) -> None:
     """``--dry-run``: each run and the hpcars.train command it would run."""
     print(f"sweep {sweep_dir} (dry run, nothing submitted or written): {len(todo)} run(s) to submit ({kind})")
     for run, run_dir in todo:
-        if started_without_checkpoint(run_dir):
+        if run.name in stalled:
             print(f"{run.name}: started before but has no checkpoint: its directory goes to {SET_ASIDE}/")
         print(f"{run.name}: python -m hpcars.train {shlex.join(run.argv(run_dir))}")
     for run in done:
@@ -195,15 +198,17 @@ def submit(spec_path: Path, sweep_dir: Path | None, kind: str, dry_run: bool = F
     runs = {run.name: run.options_argv() for run in spec.runs()}
     sweep_dir = fresh_sweep_dir(spec) if sweep_dir is None else sweep_dir
     record = existing_record(sweep_dir, runs)
-    todo, done = [], []
+    todo, done, stalled = [], [], []  # stalled: started, stopped before a first checkpoint
     for run in spec.runs():
         run_dir = sweep_dir / "runs" / run.name
-        if run_state(run_dir)["state"] == "done":
+        state = run_state(run_dir)["state"]
+        if state == "done":
             done.append(run)
         else:
             todo.append((run, run_dir))
+            stalled += [(run, run_dir)] if started_without_checkpoint(run_dir, state) else []
     if dry_run:
-        print_plan(sweep_dir, kind, todo, done)
+        print_plan(sweep_dir, kind, todo, done, {run.name for run, _ in stalled})
         return sweep_dir
     try:
         writable_directory(sweep_dir)  # before anything is submitted
@@ -212,7 +217,6 @@ def submit(spec_path: Path, sweep_dir: Path | None, kind: str, dry_run: bool = F
     if record is None:
         record = {"name": spec.name, "spec": str(spec_path), "runs": list(runs), "submissions": []}
     record["argv"] = runs  # the same as recorded, or recorded now for an older sweep.json
-    stalled = [(run, run_dir) for run, run_dir in todo if started_without_checkpoint(run_dir)]
     states = job_states(record) if stalled else {}
     for run, run_dir in stalled:
         state = states.get(run.name, "")
