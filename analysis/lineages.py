@@ -179,14 +179,16 @@ def main(argv: list[str] | None = None) -> int:
     (out / "lineages.md").write_text(text)
     matplotlib.use("Agg")
     cols = min(4, len(rows))
-    fig = Figure(figsize=(3.2 * cols, 2.4 * math.ceil(len(rows) / cols)), layout="constrained")
-    axes = fig.subplots(math.ceil(len(rows) / cols), cols, squeeze=False).ravel()
+    grid_rows = math.ceil(len(rows) / cols)
+    # At least 6 x 3.6 inches, so one run's panel still has room for the axis labels.
+    fig = Figure(figsize=(max(6.0, 3.2 * cols), max(3.6, 2.4 * grid_rows)), layout="constrained")
+    axes = fig.subplots(grid_rows, cols, squeeze=False).ravel()
     for ax, row, config, (_, (members, metrics)) in zip(axes, rows, configs, runs, strict=False):
         panel(ax, row, members, metrics, float(config.get("shift", 0.0)), float(config.get("target", math.nan)))
     for ax in axes[len(rows) :]:
         ax.set_visible(False)
     fig.supxlabel("training episodes (all members)")
-    fig.supylabel("training return per member (unshifted); evaluations")
+    fig.supylabel("return (unshifted): members, evaluations")
     fig.savefig(out / "lineages.png", dpi=110)
     print(text, end="")
     if skipped:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -220,7 +221,8 @@ def submit(spec_path: Path, sweep_dir: Path | None, kind: str, dry_run: bool = F
     states = job_states(record) if stalled else {}
     for run, run_dir in stalled:
         state = states.get(run.name, "")
-        if state.split(" ")[0] in ACTIVE_STATES:  # a job still at it: never move a directory from under it
+        # A job still at it, or a scheduler that cannot say: never move a directory from under it.
+        if state.split(" ")[0] in (*ACTIVE_STATES, "unreachable"):
             print(f"{run.name}: started before, no checkpoint yet, its job is {state}: left in place")
         else:
             print(f"{run.name}: started before but has no checkpoint: set aside as {set_aside(sweep_dir, run_dir)}")
@@ -244,14 +246,31 @@ def submit_runs(kind: str, folder: Path, spec: SweepSpec, todo: list[tuple[RunSp
     return {name: job.job_id for name, job in submitted}
 
 
+def slurm_reachable() -> bool:
+    """Whether ``sacct`` answers here (it needs a Slurm configuration and a controller)."""
+    try:
+        probe = subprocess.run(["sacct", "-n", "-X", "-j", "1", "-o", "JobID"], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
 def job_states(record: dict[str, Any]) -> dict[str, str]:
-    """The scheduler's state of each run's latest job (slurm or local)."""
+    """The scheduler's state of each run's latest job (slurm or local).
+
+    Where no Slurm answers (a login node of another cluster, a laptop with the sweep
+    copied over), Slurm jobs read ``unreachable`` rather than asking sacct once per job.
+    """
     import submitit
 
     states: dict[str, str] = {}
+    reachable = not any(sub["executor"] == "slurm" for sub in record["submissions"]) or slurm_reachable()
     for sub in record["submissions"]:
         for name, job_id in sub["jobs"].items():
             job_class = submitit.SlurmJob if sub["executor"] == "slurm" else submitit.LocalJob
+            if job_class is submitit.SlurmJob and not reachable:
+                states[name] = "unreachable"
+                continue
             try:
                 states[name] = job_class(folder=sub["folder"], job_id=job_id).state
             except Exception as err:  # a scheduler that no longer knows the job

@@ -187,3 +187,28 @@ def test_resubmit_sets_aside_a_run_stopped_before_its_first_checkpoint(tmp_path,
     assert f"set aside as {sweep / 'set-aside' / 'seed=0.1'}" in done.stdout
     _wait_until_done(run_dir)
     assert (sweep / "set-aside" / "seed=0.1" / "metrics.csv").read_text() == "iteration,score\n1,0.5\n"
+
+
+def test_status_where_no_slurm_answers_says_so_once(tmp_path, capsys, monkeypatch):
+    """A sweep copied to a machine without Slurm (or read from a login node of another
+    cluster): status reads its runs and marks the Slurm jobs unreachable, without asking
+    sacct once per job and printing its errors."""
+    sweep = tmp_path / "sweep"
+    (sweep / "runs" / "seed=0").mkdir(parents=True)
+    record = {
+        "name": "tiny",
+        "runs": ["seed=0", "seed=1"],
+        "submissions": [
+            {"executor": "slurm", "folder": str(sweep / "submitit" / "0"), "jobs": {"seed=0": "7_0", "seed=1": "7_1"}}
+        ],
+    }
+    (sweep / "sweep.json").write_text(json.dumps(record))
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    monkeypatch.setenv("PATH", str(empty_bin))  # no sacct to be found
+    done = _sweep(["status", sweep], capsys)
+    assert done.returncode == 0, done.stderr
+    rows = done.stdout.splitlines()
+    assert [row.split()[:2] for row in rows] == [["seed=0", "not"], ["seed=1", "not"]]
+    assert all("job unreachable" in row for row in rows), done.stdout
+    assert "sacct" not in done.stderr
