@@ -21,6 +21,7 @@ whole episode (`--rank-by return` ranks on the unshifted return: then both count
   unshifted training return was the highest of all (the one the threshold favours);
 * ``disagree`` — generations in which ranking on the unshifted return would have kept a
   different set of members;
+* ``outcome`` — reached, missed, finished (a task without a target) or unfinished;
 * ``best_eval`` and ``at_episodes`` — the best evaluation and when it came, and
   ``last_gain_episodes`` — the episodes from the last new best evaluation to the end of
   the run (a stall's length).
@@ -45,10 +46,10 @@ from hpcars.population.truncation import rank
 
 @dataclass(frozen=True)
 class RunLineages:
-    run: str
+    run: str  # SWEEP/RUN for a run of a sweep, else the run directory's name
     seed: int
     members: int
-    reached: bool
+    outcome: str  # reached, missed (the target), finished (no target) or unfinished (no summary yet)
     best_eval: float
     at_episodes: int
     last_gain_episodes: int
@@ -94,7 +95,12 @@ def summarize(
     run_dir: Path, config: dict, members: dict[str, np.ndarray], metrics: dict[str, np.ndarray]
 ) -> RunLineages:
     summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    if not summary_path.exists():
+        outcome = "unfinished"
+    elif json.loads(summary_path.read_text()).get("reached_target"):
+        outcome = "reached"
+    else:
+        outcome = "missed" if math.isfinite(float(config.get("target") or math.nan)) else "finished"
     returns = unshifted(members, float(config.get("shift", 0.0)))
     killed_top = disagree = 0
     generations = generation_rows(members)
@@ -110,10 +116,10 @@ def summarize(
         best, at = float(running[-1]), int(episodes[first_best])
         last_gain = int(episodes[-1] - episodes[first_best])
     return RunLineages(
-        run=run_dir.name,
+        run=run_name(run_dir),
         seed=int(config["seed"]),
         members=int(returns.shape[1]),
-        reached=bool(summary.get("reached_target")),
+        outcome=outcome,
         best_eval=best,
         at_episodes=at,
         last_gain_episodes=last_gain,
@@ -121,6 +127,11 @@ def summarize(
         killed_top_unshifted=killed_top,
         disagree=disagree,
     )
+
+
+def run_name(run_dir: Path) -> str:
+    """``SWEEP/RUN`` for a sweep's run (``SWEEP/runs/RUN``), so runs of two sweeps stay apart."""
+    return f"{run_dir.parent.parent.name}/{run_dir.name}" if run_dir.parent.name == "runs" else run_dir.name
 
 
 def member_episodes(members: dict[str, np.ndarray], metrics: dict[str, np.ndarray]) -> np.ndarray:
@@ -142,7 +153,7 @@ def panel(ax, row: RunLineages, members, metrics, shift: float, target: float) -
         ax.axvline(at[i], color="0.85", lw=0.5, zorder=0)
     if math.isfinite(target):
         ax.axhline(target, color="r", lw=0.8, ls="--")
-    ax.set_title(f"seed {row.seed}: {'reached' if row.reached else f'best {row.best_eval:.0f}'}", fontsize=8)
+    ax.set_title(f"{row.run}: {row.outcome}, best {row.best_eval:.0f}", fontsize=8)
     ax.tick_params(labelsize=6)
 
 
@@ -173,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [summarize(run_dir, config, *tables) for (run_dir, tables), config in zip(runs, configs, strict=True)]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    table = pd.DataFrame([asdict(r) for r in rows]).sort_values("seed")
+    table = pd.DataFrame([asdict(r) for r in rows]).sort_values(["seed", "run"])
     table.to_csv(out / "lineages.csv", index=False)
     text = markdown(table)
     (out / "lineages.md").write_text(text)

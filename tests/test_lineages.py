@@ -37,6 +37,7 @@ def test_lineages_of_a_run_without_shift_agree_with_its_truncations(tmp_path, ca
     [row] = table.to_dict("records")
     # no shift: the ranking truncation used is the unshifted one, so it never disagrees
     assert (row["generations"], row["killed_top_unshifted"], row["disagree"]) == (3, 0, 0)
+    assert (row["run"], row["outcome"]) == ("seed=0", "finished")  # the regression task has no target
     assert np.isfinite(row["best_eval"]) and (tmp_path / "out" / "lineages.png").stat().st_size > 0
 
 
@@ -46,7 +47,7 @@ def test_a_truncation_that_killed_the_best_walker_is_counted(tmp_path):
     unshifted return, and ranking on that return would have kept members 1 and 2."""
     import h5py
 
-    run_dir = tmp_path / "sweep" / "seed=7"
+    run_dir = tmp_path / "sweep" / "runs" / "seed=7"
     run_dir.mkdir(parents=True)
     (run_dir / "config.json").write_text(json.dumps({"seed": 7, "shift": 1.0, "target": 3120.0}))
     (run_dir / "summary.json").write_text(json.dumps({"reached_target": None}))
@@ -63,3 +64,11 @@ def test_a_truncation_that_killed_the_best_walker_is_counted(tmp_path):
     [row] = pd.read_csv(tmp_path / "out" / "lineages.csv").to_dict("records")
     assert (row["generations"], row["killed_top_unshifted"], row["disagree"]) == (1, 1, 1)
     assert (row["best_eval"], row["at_episodes"], row["last_gain_episodes"]) == (950, 256, 0)
+    assert (row["run"], row["outcome"]) == ("sweep/seed=7", "missed")
+    (run_dir / "summary.json").write_text(json.dumps({"reached_target": {"iteration": 4, "score": 3150.0}}))
+    assert main([str(tmp_path / "sweep"), "--out", str(tmp_path / "out")]) == 0
+    assert pd.read_csv(tmp_path / "out" / "lineages.csv")["outcome"].tolist() == ["reached"]
+    (run_dir / "summary.json").unlink()  # still running
+    assert main([str(tmp_path / "sweep"), "--out", str(tmp_path / "out")]) == 0
+    [row] = pd.read_csv(tmp_path / "out" / "lineages.csv").to_dict("records")
+    assert row["outcome"] == "unfinished"
