@@ -13,7 +13,10 @@ finished in both hpcars arms, so the arms are compared seed by seed.
 
 Per task and arm: the success fraction; the median and 90th percentile of the training
 episodes to the threshold over all seeds (all members' episodes up to the first
-evaluation at the threshold; a seed that did not get there counts as never); the median
+evaluation at the threshold; a seed that did not get there counts as never); over the
+solved seeds, the median of those episodes divided by the members (what each lineage
+trained: a population beats plain ARS only if truncation shortens a lineage's way by
+more than the M lineages it pays for); the median
 wall clock and training env steps of a run (to the threshold, or to the end of its
 budget; runs that share a machine with others have comparable env steps, not wall
 clocks); and the expected
@@ -57,6 +60,7 @@ class Outcome:
     spent: int  # training episodes the run spent in all
     wall_s: float  # to the threshold, or the whole run
     steps: float  # training env steps (samples), to the threshold or the whole run
+    members: int = 1  # a population's M: ``episodes / members`` is what each lineage trained
 
 
 def budget(config: dict) -> int:
@@ -78,7 +82,8 @@ def read_sweep(root: Path) -> tuple[dict[int, Outcome], int]:
         episodes = float(hit["episodes"]) if hit else math.inf
         wall = float(hit["wall_s"]) if hit else float(summary["wall_s"])
         steps = float(hit["samples"]) if hit else float(summary.get("env_steps", math.nan))
-        out[int(seed)] = Outcome(int(seed), episodes, int(summary["episodes"]), wall, steps)
+        members = int(config.get("population", 1))
+        out[int(seed)] = Outcome(int(seed), episodes, int(summary["episodes"]), wall, steps, members)
     return out, most
 
 
@@ -147,6 +152,7 @@ def arm_row(task: str, arm: str, outcomes: list[Outcome], plain: list[Outcome] |
     def pct(q: float) -> float:
         return float(np.percentile(episodes, q, method="lower"))  # a seed's own count, never interpolated
 
+    per_member = [o.episodes / o.members for o in outcomes if math.isfinite(o.episodes)]
     draws = expected_draws(outcomes) if arm != "authors" else np.full(2, math.nan)
     low, high = interval(draws)
     ratio = ratio_low = ratio_high = math.nan
@@ -162,6 +168,8 @@ def arm_row(task: str, arm: str, outcomes: list[Outcome], plain: list[Outcome] |
         "success": reached / len(outcomes),
         "median_episodes": pct(50),
         "p90_episodes": pct(90),
+        # what a population pays for: episodes per member (per lineage) on its solved seeds
+        "median_member_episodes_solved": float(np.median(per_member)) if per_member else math.nan,
         "median_wall_s": float(np.median([o.wall_s for o in outcomes])),
         "median_env_steps": float(np.median([o.steps for o in outcomes])),
         "expected_episodes_to_solve": expected_to_solve(outcomes) if arm != "authors" else math.nan,
@@ -195,15 +203,17 @@ def _ratio(row) -> str:
 
 def markdown(table: pd.DataFrame, budgets: dict[str, int]) -> str:
     lines = [
-        "| task | arm | seeds reached | median episodes | p90 episodes | median env steps | median wall (s) "
-        "| expected episodes to a solved run (95 % interval) | vs plain (95 % interval) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| task | arm | seeds reached | median episodes | p90 episodes | solved: median episodes per member "
+        "| median env steps | median wall (s) | expected episodes to a solved run (95 % interval) "
+        "| vs plain (95 % interval) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in table.itertuples():
         b = budgets[row.task]
         lines.append(
             f"| {row.task} | {row.arm} | {row.reached}/{row.seeds} ({row.success:.0%}) "
             f"| {_cell(row.median_episodes, b)} | {_cell(row.p90_episodes, b)} "
+            f"| {_cell(row.median_member_episodes_solved, b)} "
             f"| {_cell(row.median_env_steps, b)} | {_cell(row.median_wall_s, b)} "
             f"| {_cell(row.expected_episodes_to_solve, b)}{_span(row.expected_low, row.expected_high, '{:,.0f}')} "
             f"| {_ratio(row)} |"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from hpcars.analysis.population_study import Outcome, arm_row, expected_draws, expected_to_solve, main, read_sweep
@@ -64,6 +66,12 @@ def test_study_table_from_real_sweeps(tmp_path):
     table = (out / "population-study.md").read_text().splitlines()
     assert len(table) == 4 and "| cartpole | plain |" in table[2] and "/2 (" in table[2]
     assert table[2].endswith("| — |") and not table[3].endswith("| — |")  # population: its E against plain's
+    # episodes per member on solved seeds: the population's own count halved, plain's as it is
+    report = pd.read_csv(out / "population-study.csv").set_index("arm")
+    solved = [o.episodes for o in pop.values() if math.isfinite(o.episodes)]
+    assert report.loc["population", "median_member_episodes_solved"] == pytest.approx(np.median(solved) / 2)
+    solved = [plain[s].episodes for s in pop if math.isfinite(plain[s].episodes)]
+    assert report.loc["plain", "median_member_episodes_solved"] == pytest.approx(np.median(solved))
     assert (out / "population-study.png").stat().st_size > 1000
     # a named control arm (here the plain sweep again) joins the task's rows on the same seeds
     more = ["--arm", "cartpole", "control", str(tmp_path / "plain"), "--out", str(out)]
