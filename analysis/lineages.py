@@ -100,7 +100,8 @@ def summarize(
     elif json.loads(summary_path.read_text()).get("reached_target"):
         outcome = "reached"
     else:
-        outcome = "missed" if math.isfinite(float(config.get("target") or math.nan)) else "finished"
+        target = config.get("target")
+        outcome = "missed" if target is not None and math.isfinite(float(target)) else "finished"
     returns = unshifted(members, float(config.get("shift", 0.0)))
     killed_top = disagree = 0
     generations = generation_rows(members)

@@ -256,25 +256,27 @@ def slurm_reachable() -> bool:
 
 
 def job_states(record: dict[str, Any]) -> dict[str, str]:
-    """The scheduler's state of each run's latest job (slurm or local).
+    """The scheduler's state of each run's latest job (slurm or local); earlier jobs of a
+    re-submitted run are not asked about.
 
     Where no Slurm answers (a login node of another cluster, a laptop with the sweep
     copied over), Slurm jobs read ``unreachable`` rather than asking sacct once per job.
     """
     import submitit
 
+    latest = {name: (sub, job_id) for sub in record["submissions"] for name, job_id in sub["jobs"].items()}
+    slurm = any(sub["executor"] == "slurm" for sub, _ in latest.values())
+    reachable = not slurm or slurm_reachable()
     states: dict[str, str] = {}
-    reachable = not any(sub["executor"] == "slurm" for sub in record["submissions"]) or slurm_reachable()
-    for sub in record["submissions"]:
-        for name, job_id in sub["jobs"].items():
-            job_class = submitit.SlurmJob if sub["executor"] == "slurm" else submitit.LocalJob
-            if job_class is submitit.SlurmJob and not reachable:
-                states[name] = "unreachable"
-                continue
-            try:
-                states[name] = job_class(folder=sub["folder"], job_id=job_id).state
-            except Exception as err:  # a scheduler that no longer knows the job
-                states[name] = f"unknown ({type(err).__name__})"
+    for name, (sub, job_id) in latest.items():
+        if sub["executor"] == "slurm" and not reachable:
+            states[name] = "unreachable"
+            continue
+        job_class = submitit.SlurmJob if sub["executor"] == "slurm" else submitit.LocalJob
+        try:
+            states[name] = job_class(folder=sub["folder"], job_id=job_id).state
+        except Exception as err:  # a scheduler that no longer knows the job
+            states[name] = f"unknown ({type(err).__name__})"
     return states
 
 
