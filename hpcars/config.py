@@ -170,9 +170,11 @@ class TrainConfig:
     devices_per_rank: int = _run(1, "with auto/cuda: how many GPUs each rank drives")
     branch_memory: float = _result(
         0.0,
-        "GB a rank's dense branches may take: batched calls shrink to fit, down to one pair θ ± νδ (θ never "
-        "written); 0 = a quarter of the node's memory per core (of the GPU's memory on CUDA) as rank 0 sees it, "
-        "recorded in the run's config. A shrunk call can move a reward's last bits, so it is part of the result",
+        "GB a rank's branches may take with --perturbation dense (in any --search-space: a compressed one counts "
+        "the model parameters each branch expands to): batched calls shrink to fit, down to one pair θ ± νδ (θ "
+        "never written); 0 = a quarter of the node's memory per core (of the GPU's memory on CUDA) as rank 0 sees "
+        "it, recorded in the run's config. A shrunk call can move a reward's last bits, so it is part of the "
+        "result. --perturbation lowrank ignores it: its branches share the weights (thin factors per branch)",
     )
     population: int = _result(
         1, "M, members trained side by side, each with N directions (2N·M branches per iteration); 1 = plain ARS"
@@ -306,7 +308,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     ):
         need(getattr(cfg, name) >= 1, name, "must be an integer >= 1")
     need(cfg.population >= 1, "population", "must be an integer >= 1")
-    need(cfg.branch_memory >= 0, "branch_memory", "must be a number of GB >= 0 (0 = automatic)")
+    need(
+        math.isfinite(cfg.branch_memory) and cfg.branch_memory >= 0,
+        "branch_memory",
+        "must be a finite number of GB >= 0 (0 = automatic)",
+    )
+    need(math.isfinite(cfg.format_reward) and cfg.format_reward >= 0, "format_reward", "must be a finite number >= 0")
     need(
         cfg.eval_prompts <= 2000,
         "eval_prompts",

@@ -72,7 +72,66 @@ def test_skips_and_bad_input():
     assert np.array_equal(ars.theta, np.zeros(3, dtype=np.float32))
     with pytest.raises(hpcars.ConfigError, match=r"rewards: expected 4 \(2N\) rewards, got shape \(3,\)"):
         ars.tell([1.0, 2.0, 3.0])
-    with pytest.raises(hpcars.ConfigError, match=r"top_directions: must be in \[0, directions=2\] \(got 3\)"):
+    with pytest.raises(
+        hpcars.ConfigError, match=r"top_directions: must be an integer in \[0, directions=2\] \(got 3\)"
+    ):
         hpcars.ARS(num_params=3, directions=2, top_directions=3)
     with pytest.raises(hpcars.ConfigError, match="init: must hold num_params=3 values"):
         hpcars.ARS(num_params=3, init=np.zeros(4))
+
+
+def test_numpy_integers_are_integers_and_the_settings_become_plain_numbers():
+    ars = hpcars.ARS(num_params=np.int64(12), directions=np.int32(4), top_directions=np.int64(2), seed=np.uint8(5))
+    assert ars.params.num_params == 12 and type(ars.params.num_params) is int and type(ars.params.seed) is int
+    assert ars.ask().shape == (8, 12)
+    same = hpcars.ARS(num_params=12, directions=4, top_directions=2, seed=5)
+    np.testing.assert_array_equal(ars.ask(), same.ask())
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"num_params": True}, r"num_params: must be an integer >= 1 \(got True\)"),
+        ({"num_params": 12.0}, r"num_params: must be an integer >= 1 \(got 12.0\)"),
+        ({"num_params": 0}, r"num_params: must be an integer >= 1 \(got 0\)"),
+        ({"directions": "8"}, r"directions: must be an integer >= 1 \(got '8'\)"),
+        ({"top_directions": 2.0}, r"top_directions: must be an integer in \[0, directions=32\] \(got 2.0\)"),
+        ({"top_directions": -1}, r"top_directions: must be an integer in \[0, directions=32\] \(got -1\)"),
+        ({"step_size": float("inf")}, r"step_size: must be a finite number > 0 \(got inf\)"),
+        ({"noise_std": float("inf")}, r"noise_std: must be a finite number > 0 \(got inf\)"),
+        ({"noise_std": float("nan")}, r"noise_std: must be a finite number > 0 \(got nan\)"),
+        ({"step_size": True}, r"step_size: must be a finite number > 0 \(got True\)"),
+        ({"step_size": "0.1"}, r"step_size: must be a finite number > 0 \(got '0.1'\)"),
+        ({"seed": 2**64 + 3}, r"seed: must be an integer in \[0, 2\*\*63\) \(got 18446744073709551619\)"),
+        ({"seed": -1}, r"seed: must be an integer in \[0, 2\*\*63\) \(got -1\)"),
+        ({"seed": 1.5}, r"seed: must be an integer in \[0, 2\*\*63\) \(got 1.5\)"),
+        ({"branch_batch": 0}, r"branch_batch: must be an integer >= 1 \(got 0\)"),
+        ({"init": np.array([0.0, np.nan, 0.0, 0.0])}, r"init: must hold finite values"),
+        ({"init": ["a", "b", "c", "d"]}, r"init: must be num_params=4 numbers"),
+    ],
+)
+def test_every_bad_setting_is_refused_in_one_line(settings, message):
+    with pytest.raises(hpcars.ConfigError, match=message):
+        hpcars.ARS(**{"num_params": 4, **settings})
+
+
+def test_tell_refuses_rewards_that_are_not_numbers():
+    ars = hpcars.ARS(num_params=3, directions=2)
+    with pytest.raises(hpcars.ConfigError, match=r"rewards: must be 4 numbers"):
+        ars.tell(["a", "b", "c", "d"])
+
+
+def test_load_state_dict_refuses_a_wrong_theta_and_a_state_without_its_settings():
+    ars = hpcars.ARS(num_params=4, directions=2, seed=3)
+    state = ars.state_dict()
+    with pytest.raises(hpcars.ConfigError, match=r"state: theta holds 5 values, expected num_params=4"):
+        ars.load_state_dict({**state, "theta": torch.zeros(5)})
+    no_seed = {k: v for k, v in state["params"].items() if k != "seed"}
+    with pytest.raises(hpcars.ConfigError, match=r"state: params lack seed"):
+        ars.load_state_dict({**state, "params": no_seed})
+    with pytest.raises(hpcars.ConfigError, match=r"state: lacks iteration"):
+        ars.load_state_dict({k: v for k, v in state.items() if k != "iteration"})
+    with pytest.raises(hpcars.ConfigError, match=r"state: iteration must be an integer >= 0 \(got -2\)"):
+        ars.load_state_dict({**state, "iteration": -2})
+    ars.load_state_dict({**state, "iteration": 4})  # and a good one still loads
+    assert ars.iteration == 4

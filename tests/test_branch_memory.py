@@ -113,12 +113,14 @@ def test_in_place_runs_are_world_size_invariant_and_close_to_the_stacked_run(tmp
     assert scores["pairs1"] == pytest.approx(scores["stacked"], rel=1e-4), scores
 
 
-def test_a_negative_budget_is_refused_in_one_line(tmp_path):
-    done = run_train(["--branch-memory", "-1", "--run-dir", str(tmp_path / "r")])
+@pytest.mark.parametrize("value", ["-1", "inf", "nan"])
+def test_a_negative_or_infinite_budget_is_refused_in_one_line(tmp_path, value):
+    done = run_train(["--branch-memory", value, "--run-dir", str(tmp_path / "r")])
     assert done.returncode == 2
     assert (
         done.stderr.strip()
-        == "hpcars.train: error: --branch-memory: must be a number of GB >= 0 (0 = automatic) (got -1.0)"
+        == "hpcars.train: error: --branch-memory: must be a finite number of GB >= 0 (0 = automatic) "
+        f"(got {float(value)!r})"
     )
     assert not (tmp_path / "r").exists()
 
@@ -128,3 +130,36 @@ def test_the_automatic_budget_is_decided_once_and_recorded(tmp_path):
     assert run_train(["--iterations", "1", "--run-dir", str(run)]).returncode == 0
     recorded = json.loads((run / "config.json").read_text())["branch_memory"]
     assert recorded * 2**30 == branch_memory(0.0, CPU) > 0  # the figure, not 0: a resume elsewhere keeps it
+
+
+def test_a_compressed_space_counts_the_model_parameters_its_branches_expand_to():
+    """The stack is [width, d] in the searched space, but the task gets [width, P]: the budget
+    bounds that, not just the d-wide stack (a 1,000 x 1,000 layer in a 64-dimensional subspace
+    used to take 244 times a 1 MiB budget)."""
+    torch.manual_seed(0)
+    model = nn.Linear(300, 300)  # P = 90,300
+    problem = SupervisedProblem(model=model, train=(torch.randn(64, 300), torch.randn(64, 300)), loss="mse")
+    size = sum(p.numel() for p in model.parameters())
+    budget = 10 * (12 * 64 + 8 * size)  # ten branches' worth
+    cfg = TrainConfig(
+        directions=16,
+        branch_batch=32,
+        device="cpu",
+        search_space="subspace",
+        subspace_dim=64,
+        branch_memory=budget / 2**30,
+        batch_size=16,
+    )
+    trainer = ARSTrainer(cfg, task_from(problem, cfg), SingleProcess(), [CPU])
+    assert trainer.width == 10
+    seen = []
+    rewards = trainer.task.rewards
+
+    def watched(model, params, context, ids):
+        seen.append(tuple(params.shape))
+        return rewards(model, params, context, ids)
+
+    trainer.task.rewards = watched
+    trainer.step()
+    assert seen and all(rows * cols * 4 <= budget for rows, cols in seen) and {cols for _, cols in seen} == {size}
+    assert Dense(64, budget=2**20, expanded=10**6).width(64) == 2  # the issue's case: one pair, never 244 MiB

@@ -60,6 +60,32 @@ def test_bad_values_are_rejected_in_process(args, option):
     assert str(err.value).startswith(option)
 
 
+#: number options where a non-finite value means something (and what)
+NON_FINITE_ALLOWED = {("target", "nan"): "no target"}
+
+
+@pytest.mark.parametrize(
+    "name", [f.name for f in dataclasses.fields(TrainConfig) if isinstance(f.default, float)]
+)  # every number option, those added later included
+def test_every_number_option_refuses_nan_and_infinities_in_one_line(name):
+    for text in ("nan", "inf", "-inf"):
+        if (name, text) in NON_FINITE_ALLOWED:
+            parse_args([option_name(name), text])
+            continue
+        with pytest.raises(ConfigError) as err:
+            parse_args([option_name(name), text])
+        assert str(err.value).startswith(f"{option_name(name)}: "), (text, str(err.value))
+
+
+def test_format_reward_must_be_finite_and_not_negative(tmp_path, capsys):
+    status, lines = train_in_process(
+        ["--task", "countdown", "--format-reward", "nan", "--run-dir", str(tmp_path)], capsys
+    )
+    assert status == 2 and lines == ["hpcars.train: error: --format-reward: must be a finite number >= 0 (got nan)"]
+    with pytest.raises(ConfigError, match=r"^--format-reward: must be a finite number >= 0 \(got -0.5\)"):
+        parse_args(["--task", "countdown", "--format-reward", "-0.5"])
+
+
 def test_cuda_device_that_is_not_visible_exits_2_with_one_line(tmp_path, capsys):
     """``cuda:K`` with K the number of visible GPUs cannot exist, whatever machine runs this."""
     import torch

@@ -28,6 +28,12 @@ NUMBERS, TARGET = (3, 7, 25), 29
         ("25/(7-7)+3", False, False),  # 7 twice, and a division by zero
         ("07+25-3", False, False),  # leading zero
         ("2 5+7-3", False, False),  # "2 5" is two numbers side by side, not 25
+        ("25+7-\u0663", False, False),  # ARABIC-INDIC DIGIT THREE is not the digit 3
+        ("25+7-3\u00b2", False, False),  # nor is a superscript two
+        ("((25+7))-3", True, True),  # redundant parentheses are fine
+        ("(" * 32 + "25+7-3" + ")" * 32, True, True),  # nested as deep as allowed
+        ("(" * 33 + "25+7-3" + ")" * 33, False, False),  # deeper: malformed, not a RecursionError
+        ("(" * 400 + "25+7-3" + ")" * 400, False, False),
     ],
 )
 def test_the_verifier(completion, correct, well_formed):

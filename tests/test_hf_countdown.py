@@ -7,6 +7,7 @@ trained on a few puzzles, written with ``save_pretrained`` (nothing is downloade
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -140,3 +141,20 @@ def test_a_directory_without_a_model_is_refused_in_one_line(tmp_path):
     )
     done = run_train(["--task", "digits", "--hf-model", str(tmp_path), "--run-dir", str(tmp_path / "d")])
     assert done.returncode == 2 and "--hf-model: is for --task countdown" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("broken", "what"),
+    [("config.json", "tokenizer"), ("model.safetensors", "model")],  # the tokenizer reads config.json first
+)
+def test_a_directory_with_a_broken_file_is_refused_in_one_line(model_dir, tmp_path, broken, what):
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    (copy / broken).write_bytes((copy / broken).read_bytes()[:40])  # cut short: not JSON, not safetensors
+    done = run_train([*RUN, "--hf-model", str(copy), "--run-dir", str(tmp_path / "r")])
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"hpcars.train: error: --hf-model: {copy}: cannot load its {what} ("
+    ), lines
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").glob("checkpoints/*"))

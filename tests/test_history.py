@@ -108,3 +108,16 @@ def test_the_async_log_keeps_one_merged_moment_per_update(tmp_path):
     applied = log["obs"][log["applied"]]
     assert applied[:, 0].sum() == saved.obs_stat.count  # every input the statistics saw is in the log
     assert "matches the run's" in run_train(["--replay", str(run_dir)]).stdout
+
+
+def test_append_over_stale_rows_gives_a_column_not_given_its_fill_value(tmp_path):
+    """Rows at or past ``start`` left by an attempt that crashed before its checkpoint are
+    replaced, in every column: one given again gets the new values, one not given its fill."""
+    first = {"metrics": {"loss": np.arange(4.0), "count": np.arange(4), "note": np.array(["a", "b", "c", "d"])}}
+    assert run_history.append(tmp_path, first, {"metrics": 0}) == {"metrics": 4}
+    again = {"metrics": {"loss": np.array([10.0, 11.0, 12.0])}}  # from row 2 on, 'count' and 'note' not given
+    assert run_history.append(tmp_path, again, {"metrics": 2}) == {"metrics": 5}
+    table = run_history.read(tmp_path, {"metrics": 5})["metrics"]
+    np.testing.assert_array_equal(table["loss"], [0.0, 1.0, 10.0, 11.0, 12.0])
+    np.testing.assert_array_equal(table["count"], [0, 1, 0, 0, 0])
+    assert table["note"].tolist() == ["a", "b", "", "", ""]

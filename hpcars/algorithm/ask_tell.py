@@ -27,6 +27,7 @@ array when none was given); ``tell`` takes either.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,17 +71,24 @@ class ARS:
         branch_batch: int = 64,
         device: torch.device | str = "cpu",
     ) -> None:
-        self.params = ARSParams(num_params, directions, top_directions, step_size, noise_std, seed, branch_batch)
-        _check(self.params)
+        self.params = _checked(num_params, directions, top_directions, step_size, noise_std, seed, branch_batch)
+        num_params = self.params.num_params
         self.device = torch.device(device)
         self._numpy = init is None or not isinstance(init, torch.Tensor)
-        theta = torch.zeros(num_params) if init is None else torch.as_tensor(np.asarray(init) if self._numpy else init)
+        try:
+            theta = (
+                torch.zeros(num_params) if init is None else torch.as_tensor(np.asarray(init) if self._numpy else init)
+            )
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ConfigError("init", f"must be num_params={num_params} numbers ({err})") from None
         theta = theta.detach().to(self.device, torch.float32).reshape(-1).clone()
         if theta.numel() != num_params:
             raise ConfigError("init", f"must hold num_params={num_params} values (got {theta.numel()})")
+        if not bool(torch.isfinite(theta).all()):
+            raise ConfigError("init", "must hold finite values (got NaN or infinity)")
         self._theta = theta
         self.iteration = 0
-        self._noise = NoiseSource(seed)
+        self._noise = NoiseSource(self.params.seed)
 
     # -- the two calls ------------------------------------------------------------------
     def share(self, rank: int = 0, world: int = 1) -> range:
@@ -102,7 +110,10 @@ class ARS:
         """Apply the update for all 2N rewards (in ``ask``'s order); returns the step taken
         (``step.skipped`` names why θ did not move: a non-finite reward, or σ_R = 0)."""
         p = self.params
-        r = np.asarray(rewards.detach().cpu() if isinstance(rewards, torch.Tensor) else rewards, dtype=np.float64)
+        try:
+            r = np.asarray(rewards.detach().cpu() if isinstance(rewards, torch.Tensor) else rewards, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ConfigError("rewards", f"must be {2 * p.directions} numbers ({err})") from None
         if r.shape != (2 * p.directions,):
             raise ConfigError("rewards", f"expected {2 * p.directions} (2N) rewards, got shape {r.shape}")
         step = ars_step(r[0::2], r[1::2], ARSHyper(p.step_size, p.noise_std, p.directions, p.top))
@@ -130,24 +141,69 @@ class ARS:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from ``state_dict()``'s output; refused if the settings differ."""
+        """Continue from ``state_dict()``'s output; refused if the settings differ or anything is missing."""
+        missing = [key for key in ("theta", "iteration", "params") if key not in state]
+        if missing:
+            raise ConfigError("state", f"lacks {', '.join(missing)} (expected what state_dict() returns)")
         mine = dataclasses.asdict(self.params)
-        changed = [k for k, v in state["params"].items() if mine.get(k) != v]
+        saved = state["params"]
+        absent = sorted(set(mine) - set(saved))
+        if absent:
+            raise ConfigError("state", f"params lack {', '.join(absent)} (expected what state_dict() returns)")
+        changed = [k for k, v in saved.items() if mine.get(k) != v]
         if changed:
             raise ConfigError("state", f"made with other settings: {', '.join(sorted(changed))}")
-        self._theta = torch.as_tensor(state["theta"]).to(self.device, torch.float32).clone()
-        self.iteration = int(state["iteration"])
+        theta = torch.as_tensor(state["theta"]).reshape(-1)
+        if theta.numel() != self.params.num_params:
+            raise ConfigError("state", f"theta holds {theta.numel()} values, expected num_params={mine['num_params']}")
+        iteration = state["iteration"]
+        if not _integral(iteration) or iteration < 0:
+            raise ConfigError("state", f"iteration must be an integer >= 0 (got {iteration!r})")
+        self._theta = theta.to(self.device, torch.float32).clone()
+        self.iteration = int(iteration)
 
     def _directions(self, indices: list[int]) -> torch.Tensor:
         return self._noise.directions(self.iteration, 0, indices, self.params.num_params, device=self.device)
 
 
-def _check(p: ARSParams) -> None:
-    for name in ("num_params", "directions", "branch_batch"):
-        if not (isinstance(getattr(p, name), int) and getattr(p, name) >= 1):
-            raise ConfigError(name, f"must be an integer >= 1 (got {getattr(p, name)!r})")
-    if not 0 <= p.top_directions <= p.directions:
-        raise ConfigError("top_directions", f"must be in [0, directions={p.directions}] (got {p.top_directions})")
-    for name in ("step_size", "noise_std"):
-        if not getattr(p, name) > 0:
-            raise ConfigError(name, f"must be > 0 (got {getattr(p, name)!r})")
+def _integral(value: Any) -> bool:
+    """An integer of Python or NumPy (not a bool, not a float that happens to be whole)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _checked(
+    num_params: Any,
+    directions: Any,
+    top_directions: Any,
+    step_size: Any,
+    noise_std: Any,
+    seed: Any,
+    branch_batch: Any,
+) -> ARSParams:
+    """The settings as plain Python numbers, or ``ConfigError`` naming the first bad one."""
+    counts = {"num_params": num_params, "directions": directions, "branch_batch": branch_batch}
+    for name, value in counts.items():
+        if not (_integral(value) and value >= 1):
+            raise ConfigError(name, f"must be an integer >= 1 (got {value!r})")
+    if not (_integral(top_directions) and 0 <= top_directions <= directions):
+        raise ConfigError(
+            "top_directions", f"must be an integer in [0, directions={directions}] (got {top_directions!r})"
+        )
+    for name, value in (("step_size", step_size), ("noise_std", noise_std)):
+        if not (_real(value) and math.isfinite(value) and value > 0):
+            raise ConfigError(name, f"must be a finite number > 0 (got {value!r})")
+    if not (_integral(seed) and 0 <= seed < 2**63):
+        raise ConfigError("seed", f"must be an integer in [0, 2**63) (got {seed!r})")
+    return ARSParams(
+        int(num_params),
+        int(directions),
+        int(top_directions),
+        float(step_size),
+        float(noise_std),
+        int(seed),
+        int(branch_batch),
+    )

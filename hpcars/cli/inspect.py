@@ -28,7 +28,7 @@ import numpy as np
 from hpcars.run import checkpoint
 from hpcars.run.checkpoint import CheckpointError
 from hpcars.run.output import CONFIG_FILE, METRICS_FILE
-from hpcars.run.provenance import differences, versions
+from hpcars.run.provenance import MACHINE, differences, machine_differences, versions
 from hpcars.threads import pin_threads
 
 
@@ -60,17 +60,24 @@ def _config_provenance(run_dir: Path) -> dict[str, str | None] | None:
 
 
 def describe_provenance(provenance: dict[str, str | None] | None) -> str:
-    """One line: ``hpcars 0.1.0 (commit …)  python …  torch …`` (what is recorded and not None)."""
+    """One line: ``hpcars 0.1.0 (commit …)  python …  torch …`` (the software recorded and not None)."""
     if not provenance:
         return "not recorded"
     parts = []
     for name, value in provenance.items():
-        if value is None or name == "git_commit":
+        if value is None or name == "git_commit" or name in MACHINE:
             continue
         if name == "hpcars" and provenance.get("git_commit"):
             value = f"{value} (commit {provenance['git_commit']})"
         parts.append(f"{'MPI library' if name == 'mpi_library' else name} {value}")
     return "  ".join(parts)
+
+
+def describe_machine(provenance: dict[str, str | None] | None) -> str:
+    """One line: ``cpu AuthenticAMD AMD EPYC  cpu capability AVX512  BLAS mkl 2024.2  GPU …``."""
+    labels = {"cpu": "cpu", "cpu_capability": "cpu capability", "blas": "BLAS", "gpu": "GPU"}
+    parts = [f"{labels[name]} {provenance[name]}" for name in MACHINE if provenance and provenance.get(name)]
+    return "  ".join(parts) or "not recorded"
 
 
 def _best(rows: list[dict[str, Any]], key: str) -> float | None:
@@ -160,10 +167,15 @@ def read_run(target: Path) -> dict[str, Any]:
 
 
 def _print_provenance(provenance: dict[str, str | None] | None) -> None:
+    now = versions()
     print(f"software: {describe_provenance(provenance)}")
-    changed = differences(provenance, versions())
+    changed = differences(provenance, now)
     if changed:
         print(f"  differs from this installation: {'; '.join(changed)}")
+    print(f"machine: {describe_machine(provenance)}")
+    other = machine_differences(provenance, now)
+    if other:
+        print(f"  differs from this machine ({'; '.join(other)}): a resume here need not match its bits")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

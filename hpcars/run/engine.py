@@ -141,7 +141,7 @@ class ARSTrainer:
         self.space: SearchSpace = make_space(space_options(cfg), self.spec, theta0)
         self.budget = branch_memory(cfg.branch_memory, self.primary)
         self.perturbation = make_perturbation(
-            cfg.perturbation, self.spec, self.space.size, cfg.perturbation_rank, self.budget
+            cfg.perturbation, self.spec, self.space.size, cfg.perturbation_rank, self.budget, self.space.kind != "full"
         )
         self.width = self.perturbation.width(cfg.branch_batch)  # branches per batched call
         self.params = population_params(cfg)

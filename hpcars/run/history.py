@@ -93,6 +93,13 @@ def _column(group: h5py.Group, name: str, value: np.ndarray, rows: int) -> h5py.
     )
 
 
+def _fill(dataset: h5py.Dataset, count: int) -> np.ndarray:
+    """``count`` rows of the column's fill value ("" for text)."""
+    if h5py.check_string_dtype(dataset.dtype):
+        return np.full(count, "", dtype=object)
+    return np.full((count, *dataset.shape[1:]), dataset.fillvalue, dtype=dataset.dtype)
+
+
 def append(run_dir: Path, new_rows: dict[str, dict[str, np.ndarray]], start: dict[str, int]) -> dict[str, int]:
     """Write ``new_rows[table]`` (column -> [k, ...]) as rows ``start[table]`` onwards and return
     each table's row count after. Rows at or past ``start`` left by an earlier attempt are
@@ -115,8 +122,8 @@ def append(run_dir: Path, new_rows: dict[str, dict[str, np.ndarray]], start: dic
                 _column(group, name, value, begin)
             for name, dataset in group.items():
                 dataset.resize(begin + count, axis=0)
-                if name in columns and count:
-                    dataset[begin:] = np.asarray(columns[name])
+                if count:  # every column's new rows are written: a stale row never survives under them
+                    dataset[begin:] = np.asarray(columns[name]) if name in columns else _fill(dataset, count)
             counts[table] = begin + count
     _sync(path)
     return counts

@@ -41,7 +41,7 @@ from hpcars.run.output import (
     write_json_atomic,
 )
 from hpcars.run.progress import population_line, progress_line
-from hpcars.run.provenance import differences, versions
+from hpcars.run.provenance import continuation_warning, versions
 from hpcars.run.snapshot import restore, snapshot
 from hpcars.runtime.agreement import agree, on_rank_0
 from hpcars.runtime.comm import Transport
@@ -174,12 +174,9 @@ class Session:
         """Rank 0: one line per checkpoint set aside, and one if the software changed since the run began."""
         for line in plan.unreadable:
             self.warn(f"{line}; resumed from {plan.resume_from} instead (the unreadable file is kept, renamed)")
-        changed = differences(saved.provenance, versions())
-        if changed:
-            self.warn(
-                f"resuming under other versions than the checkpoint's ({'; '.join(changed)}): "
-                "the run goes on, but need not match an uninterrupted run bit for bit"
-            )
+        warning = continuation_warning(saved.provenance, "resuming")
+        if warning:
+            self.warn(warning)
 
     def warn(self, text: str) -> None:
         """Rank 0: a warning line (stderr, under the program's name)."""

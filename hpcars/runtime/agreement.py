@@ -35,9 +35,11 @@ def settle(transport: Transport, refusal: Exception | None) -> None:
     """Collective: return if no rank refused, else raise ``Refused`` on every rank."""
     if not transport.allmax(int(refusal is not None)):
         return
-    messages = [m.decode() for m in transport.allgather_bytes(str(refusal).encode() if refusal else b"")]
-    ranks = [r for r, m in enumerate(messages) if m]
-    message = messages[ranks[0]]
+    # a refusal travels as b"!" + its message (one with no text says what it is), so an empty one still counts
+    mine = b"!" + (str(refusal) or type(refusal).__name__).encode() if refusal is not None else b""
+    messages = transport.allgather_bytes(mine)
+    ranks = [r for r, m in enumerate(messages) if m[:1] == b"!"]
+    message = messages[ranks[0]][1:].decode(errors="replace")
     if len(ranks) < transport.size:  # name the ranks when it is not everyone's problem
         where = f"rank {ranks[0]}" if len(ranks) == 1 else f"ranks {ranks[0]} and {len(ranks) - 1} more"
         message = f"{message} (on {where} of {transport.size})"

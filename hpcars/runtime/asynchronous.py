@@ -50,6 +50,7 @@ version. A straggler delays only its own updates, which arrive staler.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -349,6 +350,11 @@ def replay_run(cfg, transport, out) -> int:
     sha = trainer.params_sha256()
     same = sha == saved.params_sha256
     if transport.rank == 0:
+        from hpcars.run.provenance import continuation_warning
+
+        warning = continuation_warning(saved.provenance, "replaying")
+        if warning:  # no console handler here: the line the logger would print
+            print(f"hpcars.train: warning: {warning}", file=sys.stderr, flush=True)
         applied = sum(e.applied for e in entries)
         print(
             f"replayed {len(entries)} updates ({applied} applied) of {found} on {transport.size} rank(s) in "

@@ -46,6 +46,7 @@ from __future__ import annotations
 import atexit
 import fcntl
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -53,6 +54,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
+#: seconds an aborting rank waits for the launcher to forward its last output
+ABORT_GRACE_S = 0.5
 
 
 class Transport(Protocol):
@@ -236,6 +240,12 @@ class MPITransport:
         return arrived
 
     def abort(self, code: int) -> None:
+        """End every rank of the job with ``code`` — after a moment for the launcher to forward what
+        this rank just wrote: MPICH's mpiexec may exit on the abort before it has passed on the
+        rank's last stderr line (seen under load), and that line says why the job ended."""
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        time.sleep(ABORT_GRACE_S)
         self.comm.Abort(code)
         os._exit(code)  # Abort should not return; if it does, no traceback follows the one-line message
 

@@ -35,6 +35,8 @@ TRAIN, HELDOUT = 0, 1  # the two splits
 HELDOUT_SHARE = 10  # one puzzle class in ten is held out
 STREAM = 0x636F756E74  # "count": the puzzles' stream of the counter-based generator
 BATCH = 4096  # candidates drawn per vectorised pass
+DIGITS = "0123456789"  # ASCII only: str.isdigit also takes '٣', '²', ...
+MAX_DEPTH = 32  # parentheses nested deeper are malformed (the parser recurses once per level)
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ def puzzles(seed: int, split: int, count: int, start: int = 0) -> list[Puzzle]:
 def _tokens(text: str) -> list[str]:
     out, number = [], ""
     for ch in text:
-        if ch.isdigit():
+        if ch in DIGITS:
             number += ch
             continue
         if number:
@@ -163,39 +165,41 @@ def _parse(text: str) -> tuple[Fraction, list[int]]:
         at += 1
         return tokens[at - 1]
 
-    def atom() -> Fraction:
+    def atom(depth: int) -> Fraction:
         token = peek()
         if token is None:
             raise ValueError("ends early")
         if token == "(":
+            if depth == MAX_DEPTH:
+                raise ValueError(f"parentheses nested deeper than {MAX_DEPTH}")
             take()
-            value = expression()
+            value = expression(depth + 1)
             if peek() != ")":
                 raise ValueError("unclosed (")
             take()
             return value
-        if token.isdigit():
+        if token[0] in DIGITS:
             if len(token) > 1 and token[0] == "0":
                 raise ValueError("leading zero")
             used.append(int(take()))
             return Fraction(int(token))
         raise ValueError(f"unexpected {token!r}")
 
-    def term() -> Fraction:
-        value = atom()
+    def term(depth: int) -> Fraction:
+        value = atom(depth)
         while peek() in ("*", "/"):
-            op, right = take(), atom()
+            op, right = take(), atom(depth)
             value = value * right if op == "*" else value / right
         return value
 
-    def expression() -> Fraction:
-        value = term()
+    def expression(depth: int) -> Fraction:
+        value = term(depth)
         while peek() in ("+", "-"):
-            op, right = take(), term()
+            op, right = take(), term(depth)
             value = value + right if op == "+" else value - right
         return value
 
-    value = expression()
+    value = expression(0)
     if at != len(tokens):
         raise ValueError(f"unexpected {tokens[at]!r}")
     return value, used

@@ -21,7 +21,7 @@ The model is loaded in float32 (the branches' corrections are float32) and in ev
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from hpcars.algorithm.transformer import KVCache
+from hpcars.errors import ConfigError
 from hpcars.tasks.countdown import Puzzle
 
 
@@ -38,6 +39,18 @@ def _transformers() -> Any:
     except ImportError as err:  # pragma: no cover - the hf extra is part of dev
         raise RuntimeError("--hf-model needs transformers: pip install 'hpcars[hf]'") from err
     return transformers
+
+
+def _load(what: str, directory: str, load: Callable[[], Any]) -> Any:
+    """``load()``, with whatever transformers raises on a broken directory (a config that is not
+    JSON, missing or truncated weights, an unknown architecture: errors of several libraries,
+    safetensors' included) as one line naming the option. It only reads the user's files, so any
+    failure is a refusal of that input."""
+    try:
+        return load()
+    except Exception as err:
+        detail = " ".join(str(err).split()) or type(err).__name__
+        raise ConfigError("--hf-model", f"{directory}: cannot load its {what} ({detail[:300]})") from None
 
 
 def check_directory(path: str) -> str | None:
@@ -53,8 +66,12 @@ class CausalLM(nn.Module):
     def __init__(self, directory: str, pad_id: int) -> None:
         super().__init__()
         transformers = _transformers()
-        self.lm = transformers.AutoModelForCausalLM.from_pretrained(
-            directory, local_files_only=True, dtype=torch.float32
+        self.lm = _load(
+            "model",
+            directory,
+            lambda: transformers.AutoModelForCausalLM.from_pretrained(
+                directory, local_files_only=True, dtype=torch.float32
+            ),
         ).eval()
         self.pad_id = pad_id
         # the key/value cache's argument (and output): ``cache`` in recent releases, ``past_key_values`` before
@@ -82,7 +99,10 @@ class TokenizerCodec:
     """Prompts -> left-padded token ids; answer ids -> text for the verifier."""
 
     def __init__(self, directory: str) -> None:
-        tokenizer = _transformers().AutoTokenizer.from_pretrained(directory, local_files_only=True)
+        transformers = _transformers()
+        tokenizer = _load(
+            "tokenizer", directory, lambda: transformers.AutoTokenizer.from_pretrained(directory, local_files_only=True)
+        )
         self.tokenizer = tokenizer
         self.eos_id = tokenizer.eos_token_id
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

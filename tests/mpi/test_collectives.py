@@ -63,3 +63,23 @@ def test_population_sends_only_scalars():
         assert len(trainer.state.lineage) == 2 * 2  # two generations happened
     # M members x (2N branches + 2J annealing judge rows) x (reward, samples) x 8 bytes
     assert per_iteration[10] == per_iteration[10_000] == [4 * (2 * 3 + 2 * 1) * 2 * 8] * 4
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("message", ["", "--x: no good"])
+def test_a_refusal_on_one_rank_is_heard_on_every_rank_even_without_a_message(message):
+    from hpcars.errors import CheckpointError, Refused
+    from hpcars.runtime.agreement import agree
+
+    transport = make_transport()
+
+    def attempt() -> int:
+        if transport.rank == 1:
+            raise CheckpointError(message)
+        return 7
+
+    with pytest.raises(Refused) as refused:
+        agree(transport, attempt)
+    expected = message or "CheckpointError"
+    assert str(refused.value) == f"{expected} (on rank 1 of {transport.size})"
+    assert agree(transport, lambda: 7) == 7  # and the ranks go on in step

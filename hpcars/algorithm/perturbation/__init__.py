@@ -22,10 +22,14 @@ Perturbation = Dense | LowRank
 __all__ = ["Dense", "Draw", "LowRank", "LowRankBranches", "Perturbation", "make_perturbation"]
 
 
-def make_perturbation(kind: str, spec: ParamSpec, size: int, rank: int, budget: int | None = None) -> Perturbation:
-    """The kind ``kind`` for a model of ``spec`` searched in ``size`` dimensions, dense branches
-    within ``budget`` bytes (``--branch-memory``). A model without weight matrices gets dense
-    noise either way (low rank would be the same directions)."""
+def make_perturbation(
+    kind: str, spec: ParamSpec, size: int, rank: int, budget: int | None = None, compressed: bool = False
+) -> Perturbation:
+    """The kind ``kind`` for a model of ``spec`` searched in ``size`` dimensions (``compressed``: a
+    search space that expands each branch to the model's parameters), dense branches within
+    ``budget`` bytes (``--branch-memory``; low rank's branches share the weights and are not
+    bounded by it). A model without weight matrices gets dense noise either way (low rank would
+    be the same directions)."""
     if kind == "lowrank" and any(len(shape) >= 2 for shape in spec.shapes):
         return LowRank(spec, rank)
-    return Dense(size, budget)
+    return Dense(size, budget, spec.size if compressed else 0)

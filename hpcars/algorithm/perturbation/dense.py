@@ -5,7 +5,9 @@ and the update Σ_k w_k δ_k is a [b] × [b, P] product in float64.
 
 Memory is bounded by ``--branch-memory`` (``budget`` bytes): a call holds at most ``width``
 branches (each costs its row of the stack plus its share of the directions and the forward's
-copies, ~12 bytes a parameter), down to one pair θ + νδ_k, θ − νδ_k — one model and one
+copies, ~12 bytes a parameter; in a compressed search space, ~12 bytes per searched entry
+plus ~8 per model parameter, for the [width, P] parameters the space expands the stack to and
+the forward's copy of them), down to one pair θ + νδ_k, θ − νδ_k — one model and one
 direction beside θ, which itself is never written, so there is nothing to restore. The update
 draws its directions in column blocks (``noise.ALIGN``) when [b, P] would not fit: a column of
 Σ w_k δ_k is the same sum whatever the block, and each branch's stack row is computed the same
@@ -27,23 +29,32 @@ Draw = Callable[[slice], torch.Tensor]
 
 BYTES_PER_BRANCH_ENTRY = 12  # its stack row (4), half a direction (2), the forward's copy of a layer (4), slack
 BYTES_PER_UPDATE_ENTRY = 12  # a direction's entry in float32 (4) and its float64 copy (8)
+BYTES_PER_EXPANDED_ENTRY = 8  # compressed spaces: the model parameters a branch expands to (4), the forward's copy (4)
 
 
 class Dense:
-    """The dense perturbation kind of a searched vector of ``size`` entries, within ``budget`` bytes."""
+    """The dense perturbation kind of a searched vector of ``size`` entries, within ``budget`` bytes;
+    ``expanded``: the model parameters a branch becomes in a compressed search space (0: the
+    searched vector is the model's parameters)."""
 
     kind = "dense"
     update_dtype = torch.float64  # Σ w_k δ_k, accumulated over chunks of directions
 
-    def __init__(self, size: int, budget: int | None = None) -> None:
+    def __init__(self, size: int, budget: int | None = None, expanded: int = 0) -> None:
         self.noise_size = size
         self.budget = budget
+        self.expanded = expanded
+
+    @property
+    def branch_bytes(self) -> int:
+        """What one branch of a batched call costs (see the module's text)."""
+        return BYTES_PER_BRANCH_ENTRY * max(self.noise_size, 1) + BYTES_PER_EXPANDED_ENTRY * self.expanded
 
     def width(self, branch_batch: int) -> int:
         """Branches per batched call: ``branch_batch``, or fewer (at least a pair) within the budget."""
         if self.budget is None:
             return branch_batch
-        fits = self.budget // (BYTES_PER_BRANCH_ENTRY * max(self.noise_size, 1))
+        fits = self.budget // self.branch_bytes
         return min(branch_batch, max(2, fits - fits % 2))
 
     def branches(
