@@ -15,7 +15,7 @@ from hpcars.algorithm.runningstat import RunningStat
 from hpcars.cli.inspect import main as inspect_main
 from hpcars.run import checkpoint
 from hpcars.run.checkpoint import Checkpoint, Member
-from tests.conftest import ROOT, checkpoint_file, inspect_json, mpirun, run_cli, train_in_process
+from tests.conftest import ROOT, checkpoint_file, inspect_json, mpirun, run_cli, run_train, train_in_process
 
 DIGITS_V2 = [
     "--task",
@@ -136,7 +136,7 @@ def test_bad_checkpoint_exit_2_and_untouched(tmp_path, damage, capsys):
 
 def test_resume_equals_uninterrupted_across_world_sizes(tmp_path):
     whole, parts = tmp_path / "whole", tmp_path / "parts"
-    assert run_cli(DIGITS_V2 + ["--iterations", "12", "--run-dir", str(whole)], ranks=2).returncode == 0
+    assert run_train(DIGITS_V2 + ["--iterations", "12", "--run-dir", str(whole)]).returncode == 0  # 1 rank
     first = run_cli(DIGITS_V2 + ["--iterations", "6", "--run-dir", str(parts)], ranks=2)
     assert first.returncode == 0, first.stderr
     # continue with 3 ranks, naming only what changes: the rest comes from the checkpoint
@@ -224,7 +224,7 @@ def test_signal_on_one_rank_checkpoints_and_resumes(tmp_path):
     assert f"stopped by {signal.Signals(sig).name}" in out
     stopped = inspect_json(run_dir)
     assert stopped["metrics_rows"] == stopped["iteration"] > 8
-    done = run_cli(["--resume", str(run_dir), "--iterations", str(stopped["iteration"] + 3)], ranks=2)
+    done = run_train(["--resume", str(run_dir), "--iterations", str(stopped["iteration"] + 3)])  # on 1 rank
     assert done.returncode == 0, done.stderr
     assert inspect_json(run_dir)["iteration"] == stopped["iteration"] + 3
 
@@ -239,7 +239,7 @@ def test_killed_rank_ends_job_quickly_and_resume_works(tmp_path):
     assert proc.returncode == signal.SIGKILL  # MPICH's mpiexec exits with the killed rank's signal number
     saved = inspect_json(run_dir)["iteration"]
     assert saved >= 5
-    done = run_cli(["--resume", str(run_dir), "--iterations", str(saved + 2)], ranks=2)
+    done = run_train(["--resume", str(run_dir), "--iterations", str(saved + 2)])  # on 1 rank
     assert done.returncode == 0, done.stderr
     assert f"resumed at iteration {saved}" in done.stdout
 

@@ -231,7 +231,7 @@ def test_prioritized_resume_is_bit_exact_across_world_sizes(tmp_path):
         "--eval-every",
         "4",
     ]
-    straight = run_cli([*base, "--iterations", "10", "--run-dir", str(tmp_path / "a")], ranks=2)
+    straight = run_train([*base, "--iterations", "10", "--run-dir", str(tmp_path / "a")])  # 1 rank; resumed on 3
     assert straight.returncode == 0, straight.stderr
     assert run_train([*base, "--iterations", "4", "--run-dir", str(tmp_path / "b")]).returncode == 0
     resumed = run_cli(["--resume", str(tmp_path / "b"), "--iterations", "10"], ranks=3)

@@ -337,11 +337,11 @@ def test_members_table_holds_what_truncation_ranked(tmp_path, capsys):
     assert len(lineage) == 6 and set(lineage[:, 0]) == {2, 4, 6}
 
 
-def test_64_members_on_2_and_5_ranks(tmp_path):
+def test_64_members_on_1_and_5_ranks(tmp_path):
     """No deadlock with 5 ranks oversubscribed on this machine's cores (a hang fails by
-    timeout; 64 members do not divide evenly), and the same parameters on 2 and 5 ranks."""
+    timeout; 64 members do not divide evenly), and the same parameters on 1 and 5 ranks."""
     hashes = {}
-    for ranks in (2, 5):
+    for ranks in (1, 5):
         run_dir = tmp_path / f"n{ranks}"
         args = [
             "--population",
@@ -371,7 +371,7 @@ def test_64_members_on_2_and_5_ranks(tmp_path):
         assert info["population"]["members"] == 64 and info["world_size"] == ranks
         assert info["population"]["clonings"] == 3 * 32
         hashes[ranks] = info["params_sha256"]
-    assert hashes[2] == hashes[5]
+    assert hashes[1] == hashes[5]
 
 
 @pytest.mark.parametrize(

@@ -88,17 +88,17 @@ def test_shift_comes_off_every_training_step():
 
 
 def test_v2_world_size_invariance_params_and_statistics(tmp_path):
-    """Hopper episodes end at different times: uneven work, same result on 1, 2, 3 ranks."""
+    """Hopper episodes end at different times: uneven work, same result on 1 and 3 ranks."""
     args = HOPPER_V2
     seen = {}
-    for ranks in (1, 2, 3):
+    for ranks in (1, 3):
         run_dir = tmp_path / f"n{ranks}"
         done = run_train(args + ["--run-dir", str(run_dir)], ranks=ranks)
         assert done.returncode == 0, done.stderr
         with h5py.File(checkpoint_file(run_dir)) as f:
             stats = tuple(np.asarray(f["obs_stat"][k]).tobytes() for k in ("count", "mean", "m2"))
         seen[ranks] = (inspect_json(run_dir)["params_sha256"], stats)
-    assert seen[1] == seen[2] == seen[3]
+    assert seen[1] == seen[3]
 
 
 def test_presets_and_overrides():

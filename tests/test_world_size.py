@@ -25,9 +25,10 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_params_identical_on_1_2_3_ranks(tmp_path, case):
+def test_params_identical_on_1_and_3_ranks(tmp_path, case):
+    """3 ranks: uneven shares (26 branches), the case 2 ranks would show and more."""
     hashes = {}
-    for ranks in (1, 2, 3):
+    for ranks in (1, 3):
         run_dir = tmp_path / f"n{ranks}"
         done = run_train(CASES[case] + ["--run-dir", str(run_dir), "--guard-every", "3"], ranks=ranks)
         assert done.returncode == 0, done.stderr
