@@ -35,7 +35,7 @@ from pathlib import Path
 from scale import mpirun  # bench/scale.py: the venv's mpirun, else the one on PATH
 
 ROOT = Path(__file__).resolve().parents[1]
-SMOKE = dict(sizes=[1e5], ranks=[1], rows=4, tokens=8, sequences=2, dense_max=1e5, iterations=1, worlds=[1, 2])
+SMOKE = dict(sizes=[1e5], ranks=[1], rows=4, tokens=8, sequences=2, dense_max=1e5, iterations=1, worlds=[2])
 
 
 def mlp_width(params: float) -> int:

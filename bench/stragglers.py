@@ -41,7 +41,9 @@ from pathlib import Path
 MODES = ("static", "dynamic", "async")
 CAPS = {"halfcheetah": 200, "hopper": 400}  # iterations: 12,800 and 6,400 training episodes
 #: ``--smoke``: the same runs at tiny sizes, seconds of run time
-SMOKE = dict(tasks="hopper", seeds=1, ranks="2", iterations=2, cap=2, eval_episodes=2, skip_threshold=True)
+SMOKE = dict(
+    tasks="hopper", seeds=1, ranks="2", iterations=2, cap=2, eval_episodes=2, skip_threshold=True, modes="async"
+)
 
 
 def mpirun() -> str:
@@ -91,17 +93,19 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=12, help="iterations of each part-1 run")
     parser.add_argument("--cap", type=int, default=0, help="part 2: iteration cap of every task (0: CAPS)")
     parser.add_argument("--eval-episodes", type=int, default=20, help="episodes per evaluation")
+    parser.add_argument("--modes", default=",".join(MODES), help="schedules compared")
     parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
     if parser.parse_known_args()[0].smoke:
         parser.set_defaults(**SMOKE)
     args = parser.parse_args()
     world_sizes = [int(k) for k in args.ranks.split(",")]
+    modes = args.modes.split(",")
     result: dict = {"bench": "stragglers", "throughput": {}, "threshold": {}}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for task in args.tasks.split(","):
             for ranks in world_sizes:
-                for mode in MODES:
+                for mode in modes:
                     extra = ["--iterations", str(args.iterations), "--stop-at-target", "false", "--eval-every", "0"]
                     train(task, mode, ranks, 0, args.eval_episodes, extra, root / f"tp-{task}-{ranks}-{mode}")
                     rate = training_rate(root / f"tp-{task}-{ranks}-{mode}" / "metrics.csv")
@@ -109,9 +113,9 @@ def main() -> None:
                     print(f"{task:12s} {ranks} ranks {mode:8s} {rate:8.0f} env steps/s", flush=True)
             if args.skip_threshold:
                 continue
-            runs: dict[str, list[dict]] = {m: [] for m in MODES}
+            runs: dict[str, list[dict]] = {m: [] for m in modes}
             for seed in range(args.seeds):
-                for mode in MODES:
+                for mode in modes:
                     extra = ["--iterations", str(args.cap or CAPS[task])]
                     s = train(
                         task, mode, world_sizes[-1], seed, args.eval_episodes, extra, root / f"th-{task}-{mode}-{seed}"

@@ -52,7 +52,7 @@ EXPECTED: dict[str, list[str]] = {
     # the per-run lines are parsed by analysis/population_study.py (read_authors)
     "fidelity.py": [r"swimmer\s+authors\s+seed 0: (\d+|not reached)", r"swimmer\s+hpcars envpool\s+reached \d/1"],
     "model_scale.py": [
-        r"mlp\s+P\s+[\d,]+\s+lowrank R=1\s+x1 \(calls of 32\) iteration\s+[\d.]+ s \(noise [\d.]+, forward [\d.]+, "
+        r"mlp\s+P\s+[\d,]+\s+lowrank R=1\s+x2 \(calls of \d+\) iteration\s+[\d.]+ s \(noise [\d.]+, forward [\d.]+, "
         r"update [\d.]+, comm [\d.]+; noise\+update <= \d+ %\)\s+plain [\d.]+ s\s+eval/plain [\d.]+\s+RSS [\d,]+ MB",
         r"mlp\s+P\s+[\d,]+\s+dense\s+x2 \(calls of 16\) iteration",
         r"transformer\s+P\s+[\d,]+\s+lowrank R=1\s+x2 \(calls of 16\) iteration",
