@@ -30,6 +30,7 @@ _WHERE = {
     "fit": "hpcars.api",
     "Result": "hpcars.api",
     "ARS": "hpcars.algorithm.ask_tell",
+    "check_perturbation": "hpcars.algorithm.perturbation.check",
     "pin_threads": "hpcars.threads",
     "TrainConfig": "hpcars.config",
     "SupervisedProblem": "hpcars.tasks.problems",

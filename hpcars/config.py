@@ -88,6 +88,11 @@ class TrainConfig:
         PERTURBATIONS,
     )
     perturbation_rank: int = _result(1, "R, the rank of --perturbation lowrank")
+    check_perturbation: bool = _report(
+        False,
+        "before training, compare the batched branches with explicit per-branch weights on the task's example "
+        "inputs (hpcars.check_perturbation), print the largest deviation per output and refuse if one is not exact",
+    )
     variant: str = _result("v1", "v2 normalises model inputs by running statistics of those seen in training", VARIANTS)
     batch_size: int = _result(0, "mini-batch size of supervised tasks (0 = task default: regression 2048, digits 256)")
     hidden: int = _result(32, "hidden width of the digits MLP and of MLP policies")
@@ -225,7 +230,9 @@ class TrainConfig:
         -1, "async: drop an update scored more than this many updates before it is applied (-1 = keep all)"
     )
     branch_batch: int = _result(
-        64, "branches per batched call (a short last call is padded): fixed, so results do not depend on the world size"
+        64,
+        "branches per batched call at most: calls are min(this, the iteration's 2N·M branches rounded up to a power "
+        "of two) wide on every rank (a short call is padded), so results do not depend on the world size",
     )
     eval_every: int = _report(10, "evaluate the unperturbed model every this many iterations (0 = only at the end)")
     log: str = _run(

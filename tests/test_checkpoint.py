@@ -13,8 +13,10 @@ import pytest
 
 from hpcars.algorithm.runningstat import RunningStat
 from hpcars.cli.inspect import main as inspect_main
+from hpcars.cli.options import parse_args
 from hpcars.run import checkpoint
 from hpcars.run.checkpoint import Checkpoint, Member
+from hpcars.run.engine import ARSTrainer
 from tests.conftest import ROOT, checkpoint_file, inspect_json, mpirun, run_cli, run_train, train_in_process
 
 DIGITS_V2 = [
@@ -266,3 +268,27 @@ def test_exception_on_one_rank_ends_the_job_with_a_message(tmp_path):
     assert done.returncode == 1, done.stderr  # "any other failure": rank 1 aborts the job with MPI_Abort(1)
     lines = done.stderr.strip().splitlines()
     assert lines[0] == "hpcars.train: rank 1: RuntimeError: simulated env failure", lines
+
+
+def test_a_checkpoint_keeps_its_call_width_and_an_older_one_resumes_at_the_old_width(tmp_path):
+    """Calls are no wider than an iteration's branches (8 here, not --branch-batch 64); a
+    checkpoint records the width, and one written before that resumes with --branch-batch wide
+    calls, as its run was made."""
+    import torch
+
+    from hpcars.run.snapshot import restore
+    from hpcars.runtime.comm import SingleProcess
+    from hpcars.tasks import make_task
+
+    run_dir = tmp_path / "r"
+    assert run_train(["--directions", "4", "--iterations", "2", "--run-dir", str(run_dir)]).returncode == 0
+    path = checkpoint_file(run_dir)
+    assert checkpoint.read(path).call_width == 8
+    cfg = parse_args(["--resume", str(run_dir)])
+    trainer = ARSTrainer(cfg, make_task(cfg), SingleProcess(), [torch.device("cpu")])
+    restore(trainer, checkpoint.read(path))
+    assert trainer.width == 8
+    with h5py.File(path, "r+") as f:
+        del f.attrs["call_width"]
+    restore(trainer, checkpoint.read(path))
+    assert trainer.width == 64

@@ -90,8 +90,8 @@ def test_update_is_the_weighted_sum_of_the_directions():
 def test_a_model_without_matrices_gets_dense_noise():
     vector = nn.Module()
     vector.theta = nn.Parameter(torch.zeros(7))
-    assert isinstance(make_perturbation("lowrank", ParamSpec.of(vector), 7, 4), Dense)
-    assert isinstance(make_perturbation("lowrank", ParamSpec.of(nn.Linear(2, 2)), 6, 4), LowRank)
+    assert isinstance(make_perturbation("lowrank", vector, 7, 4), Dense)
+    assert isinstance(make_perturbation("lowrank", nn.Linear(2, 2), 6, 4), LowRank)
 
 
 LOWRANK = [

@@ -46,7 +46,7 @@ def completions(model: BatchedModel, stack: Stack, prompts: torch.Tensor, steps:
         if isinstance(stack, LowRankBranches):
             for base in torch.unique(stack.owner).tolist():
                 picked = torch.nonzero(stack.owner == base).flatten()
-                spec.load(module, stack.bases[base])  # the shared weights: this base's θ
+                stack.load_base(module, base)  # the shared weights: this base's θ
                 with branch_hooks(module, stack.select(picked)):
                     rows = prompts.repeat(len(picked), 1)  # branch-major: the K prompts once per branch
                     out[picked] = greedy(module, rows, steps).view(len(picked), k, steps)

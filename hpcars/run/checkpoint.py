@@ -103,6 +103,9 @@ class Checkpoint:
     history: dict[str, int] | None = None
     #: how the run regenerates its directions (``hpcars.algorithm.noise``); files before it: scheme 1
     noise_scheme: str = SCHEME_1
+    #: branches per batched call (``ARSTrainer.width``); 0: written before it was recorded, when every
+    #: call was --branch-batch wide (within --branch-memory), which a resume of such a file keeps
+    call_width: int = 0
 
 
 def params_sha256(flat: np.ndarray) -> str:
@@ -170,6 +173,7 @@ def _fill(f: h5py.File, ckpt: Checkpoint) -> None:
     f.attrs["format"] = FORMAT
     f.attrs["format_version"] = FORMAT_VERSION
     f.attrs["noise_scheme"] = ckpt.noise_scheme
+    f.attrs["call_width"] = ckpt.call_width
     f.attrs["config"] = json.dumps(ckpt.config)
     f.attrs["iteration"] = ckpt.iteration
     f.attrs["total_episodes"] = ckpt.total_episodes
@@ -321,6 +325,7 @@ def read(path: Path, tables: bool = True) -> Checkpoint:
                 metrics={c: _column(f["metrics"][c]) for c in f["metrics"]} if "metrics" in f else {},
                 params_sha256=str(f.attrs["params_sha256"]),
                 noise_scheme=str(f.attrs.get("noise_scheme", SCHEME_1)),
+                call_width=int(f.attrs.get("call_width", 0)),
                 population={k: np.asarray(v) for k, v in f["population"].items()} if "population" in f else None,
                 buffers=_arrays(f, "buffers"),
                 task_state=_arrays(f, "task"),

@@ -7,7 +7,7 @@ every rank:
 
 1. scores its branches of the 2N·M (``hpcars.runtime.schedule``: a fixed contiguous share, or
    chunks claimed from a shared counter), regenerating the directions it needs from
-   the common seed, in batched calls of exactly ``branch_batch`` branches (a short
+   the common seed, in batched calls of exactly ``call_width`` branches (a short
    call is padded; a call may mix members), so a branch's reward is computed by the
    same kernels whatever the world size or schedule;
 2. all-gathers one row per branch (``messages.branch_schema``: reward, samples,
@@ -47,11 +47,12 @@ from hpcars.algorithm.ars import SKIP_NONFINITE, ARSHyper, ARSStep, ars_step
 from hpcars.algorithm.branches import BatchedModel, ParamSpec
 from hpcars.algorithm.models import Normalized
 from hpcars.algorithm.noise import NoiseSource
-from hpcars.algorithm.perturbation import LowRankBranches, make_perturbation
+from hpcars.algorithm.perturbation import LowRank, LowRankBranches, make_perturbation
+from hpcars.algorithm.perturbation.check import PerturbationCheck, check_perturbation, refuse_foreign_uses
 from hpcars.algorithm.runningstat import RunningStat
 from hpcars.algorithm.spaces import SearchSpace, SpaceOptions, make_space
 from hpcars.config import TrainConfig
-from hpcars.errors import DivergenceError, NonFiniteRewardError
+from hpcars.errors import ConfigError, DivergenceError, NonFiniteRewardError
 from hpcars.population import members as member_table
 from hpcars.population.annealing import AnnealingParams
 from hpcars.population.judge import OLD, PERTURBED, BranchLayout
@@ -104,6 +105,17 @@ class IterationRecord:
     asynchronous: AsyncRecord | None = None  # --schedule async only
 
 
+def call_width(branch_batch: int, branches: int) -> int:
+    """Branches per batched call: ``--branch-batch``, or fewer when an iteration has fewer branches —
+    the smallest power of two that holds them all. The same on every rank whatever its share (a
+    short call is padded), so a branch is computed by the same kernels at any world size: a
+    matrix product's row can change its last bits with the number of rows in the call (on an
+    AMD EPYC with MKL, calls of 1-3 rows round row 0 differently from wider ones) and with its
+    position in a call whose width is not a power of two (6 and 48 do, 1-64 in powers of two
+    do not, measured with ``tests/test_world_size.py``'s check)."""
+    return min(branch_batch, 1 << max(0, (branches - 1).bit_length()))
+
+
 def space_options(cfg: TrainConfig) -> SpaceOptions:
     """The search-space options of ``cfg``."""
     return SpaceOptions(cfg.search_space, cfg.sparsity, cfg.bits, cfg.subspace_dim, cfg.seed)
@@ -141,9 +153,15 @@ class ARSTrainer:
         self.space: SearchSpace = make_space(space_options(cfg), self.spec, theta0)
         self.budget = branch_memory(cfg.branch_memory, self.primary)
         self.perturbation = make_perturbation(
-            cfg.perturbation, self.spec, self.space.size, cfg.perturbation_rank, self.budget, self.space.kind != "full"
+            cfg.perturbation,
+            self.models[0].module,
+            self.space.size,
+            cfg.perturbation_rank,
+            self.budget,
+            self.space.kind != "full",
         )
-        self.width = self.perturbation.width(cfg.branch_batch)  # branches per batched call
+        self.perturbation_check = self._check_perturbation(cfg, task)
+        self.legacy_width = self.perturbation.width(cfg.branch_batch)  # runs before call_width (their checkpoints)
         self.params = population_params(cfg)
         state = PopulationState.start(
             self.space.initial(),
@@ -162,6 +180,7 @@ class ARSTrainer:
         self.skipped_steps = 0
         self.layout = BranchLayout(cfg.directions, cfg.anneal_pairs if self.params.annealing.enabled else 0)
         self.per_member = self.layout.per_member
+        self.width = self.perturbation.width(call_width(cfg.branch_batch, self.per_member * cfg.population))
         episodic = task.episodes_per_branch > 0
         self.schedule = make_schedule(
             cfg.schedule,
@@ -172,6 +191,28 @@ class ARSTrainer:
             episodic,
             self.schema.width,
         )
+
+    def _check_perturbation(self, cfg: TrainConfig, task: Task) -> PerturbationCheck | None:
+        """Low-rank branches that hooks compute: refuse a parameter no hook can see (on the task's
+        example inputs); ``--check-perturbation``: compare them with explicit weights, refuse if not exact."""
+        module = self.models[0].module
+        example = getattr(task, "example_inputs", None)
+        hooked = isinstance(self.perturbation, LowRank) and not self.models[0].stacked
+        if example is None:
+            if cfg.check_perturbation:
+                raise ConfigError("--check-perturbation", f"task {task.name} gives no example inputs to check on")
+            return None
+        inputs = example(self.primary)
+        if hooked and not cfg.check_perturbation:
+            refuse_foreign_uses(module, inputs, {})
+        if not cfg.check_perturbation:
+            return None
+        report = check_perturbation(
+            module, inputs, cfg.perturbation, cfg.perturbation_rank, cfg.noise_std, min(4, 2 * cfg.directions), cfg.seed
+        )
+        if not report.exact():
+            raise ConfigError("--check-perturbation", report.describe())
+        return report
 
     @property
     def state(self) -> PopulationState:

@@ -240,6 +240,8 @@ class Session:
         )
         if trainer.init_report is not None:
             self.say("  " + trainer.init_report.line())
+        if trainer.perturbation_check is not None:
+            self.say("  check: " + trainer.perturbation_check.describe())
         if trainer.space.kind != "full":
             info = trainer.space.describe()
             self.say(

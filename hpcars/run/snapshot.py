@@ -44,6 +44,7 @@ def snapshot(trainer: ARSTrainer) -> Checkpoint:
         search_space=_search_space(trainer),
         search_space_info=trainer.space.describe(),
         noise_scheme=trainer.noise.scheme,
+        call_width=trainer.width,
     )
 
 
@@ -115,6 +116,7 @@ def restore(trainer: ARSTrainer, ckpt: Checkpoint) -> None:
             origin = np.asarray(ckpt.population["origin"], dtype=np.float32)
             population.origin = torch.from_numpy(origin).to(population.origin.device)
     trainer.noise = NoiseSource(trainer.cfg.seed, ckpt.noise_scheme)  # the run's own directions, even if older
+    trainer.width = ckpt.call_width or trainer.legacy_width  # the run's own calls, even if older
     trainer.iteration = ckpt.iteration
     trainer.total_episodes = ckpt.total_episodes
     trainer.total_samples = ckpt.total_samples

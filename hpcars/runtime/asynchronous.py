@@ -399,6 +399,7 @@ def _replay_setup(cfg, transport):
     initial = InitialWeights.read(cfg.init_from, cfg.init_partial) if cfg.init_from else None
     trainer = ARSTrainer(cfg, make_task(cfg), transport, devices, initial)
     trainer.noise = NoiseSource(cfg.seed, saved.noise_scheme)  # the run's own directions
+    trainer.width = saved.call_width or trainer.legacy_width  # and its own calls
     if initial is not None and initial.obs_stat is not None and trainer.obs_stat is not None:
         trainer.set_obs_stat(initial.obs_stat)
     return trainer, found, saved, entries

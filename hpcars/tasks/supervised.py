@@ -140,6 +140,10 @@ class SupervisedTask:
     def begin_iteration(self, iteration: int, member: int, device: torch.device) -> Batch:
         return self.draw(iteration, member).to(device)
 
+    def example_inputs(self, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """The model's input for checks before training: the first rows of iteration 0's batch."""
+        return (self.draw(0, 0).x[:4].to(device),)
+
     def branch_losses(self, model: BatchedModel, stack: Stack, batch: Batch) -> torch.Tensor:
         """Loss of every row of ``stack`` on the batch [B]."""
         raise NotImplementedError

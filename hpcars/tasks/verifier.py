@@ -161,6 +161,10 @@ class CountdownTask:
         batch = tuple(self.pool[i] for i in picks)
         return Prompts(batch, self.codec.prompts(batch, device))
 
+    def example_inputs(self, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """The model's input for checks before training: two held-out prompts."""
+        return (self.codec.prompts(self.held[:2], device),)
+
     def rewards(self, model: BatchedModel, stack: Stack, context: Prompts, branches: Sequence[int]) -> BranchOutcome:
         n = len(branches)
         answers = completions(model, stack, context.tokens, ANSWER_STEPS)[:n]

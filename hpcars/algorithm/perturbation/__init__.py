@@ -13,6 +13,8 @@ engine does not know which one it runs.
 
 from __future__ import annotations
 
+from torch import nn
+
 from hpcars.algorithm.branches import ParamSpec
 from hpcars.algorithm.perturbation.dense import Dense, Draw
 from hpcars.algorithm.perturbation.lowrank import LowRank, LowRankBranches
@@ -23,13 +25,21 @@ __all__ = ["Dense", "Draw", "LowRank", "LowRankBranches", "Perturbation", "make_
 
 
 def make_perturbation(
-    kind: str, spec: ParamSpec, size: int, rank: int, budget: int | None = None, compressed: bool = False
+    kind: str,
+    module: nn.Module,
+    size: int,
+    rank: int,
+    budget: int | None = None,
+    compressed: bool = False,
 ) -> Perturbation:
-    """The kind ``kind`` for a model of ``spec`` searched in ``size`` dimensions (``compressed``: a
-    search space that expands each branch to the model's parameters), dense branches within
-    ``budget`` bytes (``--branch-memory``; low rank's branches share the weights and are not
-    bounded by it). A model without weight matrices gets dense noise either way (low rank would
-    be the same directions)."""
-    if kind == "lowrank" and any(len(shape) >= 2 for shape in spec.shapes):
-        return LowRank(spec, rank)
+    """The kind ``kind`` for ``module`` searched in ``size`` dimensions (``compressed``: a search
+    space that expands each branch to the model's parameters), dense branches within ``budget``
+    bytes (``--branch-memory``; low rank's branches share the weights and are not bounded by it).
+    A model without weight matrices gets dense noise either way (low rank would be the same
+    directions)."""
+    spec = ParamSpec.of(module)
+    if kind == "lowrank":
+        low = LowRank.of(module, rank)
+        if any(piece.rows for piece in low.pieces):
+            return low
     return Dense(size, budget, spec.size if compressed else 0)

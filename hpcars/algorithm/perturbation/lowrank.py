@@ -31,7 +31,7 @@ from torch import nn
 
 from hpcars.algorithm.branches import ParamSpec, stacked_walk, supports_stacked
 from hpcars.algorithm.perturbation.dense import Draw
-from hpcars.algorithm.perturbation.hooks import hooked_forward
+from hpcars.algorithm.perturbation.hooks import hooked_forward, is_norm, owners
 
 
 @dataclass(frozen=True)
@@ -45,11 +45,12 @@ class Piece:
     cols: int  # n for a matrix
 
 
-def layout(spec: ParamSpec, rank: int) -> tuple[list[Piece], int]:
-    """Every parameter's ``Piece`` and the normals per direction."""
+def layout(spec: ParamSpec, rank: int, dense: frozenset[str] = frozenset()) -> tuple[list[Piece], int]:
+    """Every parameter's ``Piece`` and the normals per direction (``dense``: parameters of two or
+    more dimensions that still get one normal per entry, e.g. a LayerNorm's over two dimensions)."""
     pieces, at_p, at_n = [], 0, 0
     for name, shape, size in zip(spec.names, spec.shapes, spec.sizes, strict=True):
-        if len(shape) >= 2:
+        if len(shape) >= 2 and name not in dense:
             m, n = shape[0], size // shape[0]
             used = (m + n) * rank
             pieces.append(Piece(name, slice(at_p, at_p + size), slice(at_n, at_n + used), m, n))
@@ -126,6 +127,19 @@ class LowRankBranches:
         part, shape = self._slot(name)
         return self.bases[int(self.owner[0]), part].reshape(shape)
 
+    def value(self, name: str, branch: int) -> torch.Tensor:
+        """Parameter ``name`` of branch ``branch``, built in full [*shape]."""
+        part, shape = self._slot(name)
+        base = self.bases[int(self.owner[branch]), part].reshape(shape)
+        if name in self.factors:
+            a, b = self.factors[name]
+            return base + (a[branch] @ b[branch].T).reshape(shape)
+        return self.vectors[name][branch].reshape(shape)
+
+    def load_base(self, module: nn.Module, base: int) -> None:
+        """Set the module's parameters to base ``base``'s θ (the weights every branch shares)."""
+        self.spec.load(module, self.bases[base])
+
     def layer_values(self, name: str) -> torch.Tensor:
         """Parameter ``name`` of every branch, built in full [B, *shape] (one layer at a time)."""
         part, shape = self._slot(name)
@@ -143,16 +157,34 @@ class LowRankBranches:
         return hooked_forward(module, self, shared)
 
 
+def dense_matrices(module: nn.Module) -> frozenset[str]:
+    """The parameters of two or more dimensions that a normalisation layer owns: an elementwise
+    scale, perturbed densely like a vector (``hooks.NORMS``)."""
+    return frozenset(
+        canonical
+        for _, layer, own, _ in owners(module)
+        if is_norm(layer)
+        for local, canonical in own
+        if getattr(layer, local).dim() >= 2
+    )
+
+
 class LowRank:
-    """The low-rank perturbation kind for one model (its ``ParamSpec``) and rank R."""
+    """The low-rank perturbation kind for one model (its ``ParamSpec``) and rank R; ``dense``: the
+    parameters of two or more dimensions that keep dense noise (``dense_matrices``)."""
 
     kind = "lowrank"
     update_dtype = torch.float32  # Σ w_k A_k B_kᵀ/√R: float64 would double the update's memory at 10⁸
 
-    def __init__(self, spec: ParamSpec, rank: int) -> None:
+    def __init__(self, spec: ParamSpec, rank: int, dense: frozenset[str] = frozenset()) -> None:
         self.spec = spec
         self.rank = rank
-        self.pieces, self.noise_size = layout(spec, rank)
+        self.pieces, self.noise_size = layout(spec, rank, dense)
+
+    @classmethod
+    def of(cls, module: nn.Module, rank: int) -> LowRank:
+        """The kind for ``module``: its parameters (``ParamSpec.of``) and the matrices that stay dense."""
+        return cls(ParamSpec.of(module), rank, dense_matrices(module))
 
     def width(self, branch_batch: int) -> int:
         """Branches per batched call: ``branch_batch`` (their factors are thin)."""
