@@ -106,7 +106,6 @@ def gradient_arm(arm: str, seed: int, start: Path, batches: int, args: argparse.
     from hpcars.baselines.grpo import answer_logprobs, group_advantages, grpo_loss, sample
     from hpcars.tasks.verifier import (
         ANSWER_STEPS,
-        VALIDATION_START,
         CountdownTask,
         build_model,
         prompt_tokens,
@@ -115,8 +114,7 @@ def gradient_arm(arm: str, seed: int, start: Path, batches: int, args: argparse.
     )
 
     torch.set_num_threads(1)
-    held_start = VALIDATION_START if args.eval_split == "validation" else 0
-    task = CountdownTask(seed, eval_prompts=args.eval_prompts, held_start=held_start)
+    task = CountdownTask(seed, eval_prompts=args.eval_prompts, eval_split=args.eval_split)
     beta = args.grpo_beta
     model = build_model(seed)
     model.load_state_dict(torch.load(start, weights_only=True))

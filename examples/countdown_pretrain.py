@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from hpcars.algorithm.branches import BatchedModel
-from hpcars.tasks.verifier import VALIDATION_START, CountdownTask, build_model, teacher_batch
+from hpcars.tasks.verifier import CountdownTask, build_model, teacher_batch
 
 
 def held_out_accuracy(task: CountdownTask, model: torch.nn.Module) -> float:
@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--eval-prompts", type=int, default=500, help="held-out puzzles evaluated")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    task = CountdownTask(args.seed, eval_prompts=args.eval_prompts, held_start=VALIDATION_START)
+    task = CountdownTask(args.seed, eval_prompts=args.eval_prompts, eval_split="validation")
     model = build_model(args.seed).train()
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     g = torch.Generator().manual_seed(args.seed)

@@ -32,6 +32,9 @@ BATCH_PRIORITIES = ("uniform", "loss")
 EVAL_SPLITS = ("test", "validation")  # countdown's held-out puzzles: reported, or for tuning
 ENV_BACKENDS = ("gymnasium", "envpool")
 PERTURBATIONS = ("dense", "lowrank")  # hpcars.algorithm.perturbation
+FITNESS = ("ars", "zscore", "group-zscore")  # hpcars.algorithm.fitness
+CHAT_TEMPLATES = ("auto", "none")  # hpcars.tasks.hf_lm
+LANGUAGE_TASKS = ("countdown", "reasoning-gym:NAME")
 PRESET_DIR = Path(__file__).parent / "presets"
 PRESETS = tuple(sorted(p.stem for p in PRESET_DIR.glob("*.toml")))
 
@@ -71,14 +74,22 @@ class TrainConfig:
     )
     task: str = _result(
         "regression",
-        "regression, digits, countdown (a character-level transformer answering Countdown puzzles, rewarded "
-        "by a verifier), a Gymnasium id (e.g. HalfCheetah-v5; mypackage.envs:MyEnv-v0 imports the module "
-        "that registers it), or your own task as package.module:factory (a SupervisedProblem, an Objective or a Task)",
+        "regression, digits, countdown (a language model answering Countdown puzzles, rewarded by a verifier), "
+        "reasoning-gym:NAME (a reasoning-gym dataset and its scorer, with --hf-model), a Gymnasium id (e.g. "
+        "HalfCheetah-v5; mypackage.envs:MyEnv-v0 imports the module that registers it), or your own task as "
+        "package.module:factory (a SupervisedProblem, an Objective or a Task)",
     )
     iterations: int = _run(1000, "ARS iterations to run")
     seed: int = _result(0, "run seed: noise, data and initialisation all derive from it")
     directions: int = _result(32, "N, perturbation directions per iteration (2N branches)")
     top_directions: int = _result(0, "b, directions kept for the update (0 = all N: V1/V2; b < N: V1-t/V2-t)")
+    fitness: str = _result(
+        "ars",
+        "how rewards become the step: ars (Algorithm 2: top b, scaled by σ_R), zscore (each branch's z-score across "
+        "the member's 2N, Qiu et al. 2025), group-zscore (z-scored per prompt across the branches, then averaged: "
+        "EGGROLL; language tasks)",
+        FITNESS,
+    )
     step_size: float = _result(0.02, "α, the step size")
     noise_std: float = _result(0.03, "ν, the standard deviation of the exploration noise")
     perturbation: str = _result(
@@ -96,21 +107,45 @@ class TrainConfig:
     variant: str = _result("v1", "v2 normalises model inputs by running statistics of those seen in training", VARIANTS)
     batch_size: int = _result(0, "mini-batch size of supervised tasks (0 = task default: regression 2048, digits 256)")
     hidden: int = _result(32, "hidden width of the digits MLP and of MLP policies")
-    prompts: int = _result(16, "countdown: prompts per iteration, the same for every branch (new ones each iteration)")
-    eval_prompts: int = _report(500, "countdown: held-out prompts per evaluation (at most 2000)")
+    prompts: int = _result(16, "language tasks: prompts per iteration, the same for every branch")
+    prompt_pool: int = _result(
+        0,
+        "language tasks: draw each iteration's prompts from a fixed pool of the first K training prompts (--prompts K "
+        "--prompt-pool K: every branch scores the same K every iteration, as Qiu et al.); 0 = the whole training split",
+    )
+    eval_prompts: int = _report(500, "language tasks: held-out prompts per evaluation (at most 2000)")
     eval_split: str = _report(
         "test",
-        "countdown: the held-out puzzles scored: test (the first ones: report with these) or validation "
-        "(from puzzle 2000 on: tune with these)",
+        "language tasks: the held-out prompts scored: test (report with these) or validation (tune with these)",
         EVAL_SPLITS,
     )
     hf_model: str = _result(
         "",
-        "countdown: a Hugging Face causal LM's local directory (save_pretrained's files, tokenizer included) "
-        "instead of the built-in model; nothing is downloaded (pip install 'hpcars[hf]')",
+        "language tasks: a Hugging Face causal LM instead of the built-in model: a save_pretrained directory "
+        "(tokenizer included), a GGUF file, or a directory holding one; nothing is downloaded (pip install "
+        "'hpcars[llm]')",
+    )
+    chat_template: str = _result(
+        "auto",
+        "--hf-model: auto feeds each prompt through the tokenizer's chat template as the user's message when it has "
+        "one (instruct models); none feeds the prompt's text as it is",
+        CHAT_TEMPLATES,
+    )
+    task_config: str = _result(
+        "", "reasoning-gym: the dataset's options as KEY=VALUE[,KEY=VALUE...] (e.g. min_digits=2,max_digits=2)"
+    )
+    max_new_tokens: int = _result(
+        0, "language tasks: tokens an answer may take before it ends (0 = the task's: countdown 12, reasoning-gym 32)"
+    )
+    temperature: float = _result(
+        0.0,
+        "language tasks: sample training answers at this temperature, with noise every branch of an iteration "
+        "shares (0 = greedy; evaluations are always greedy)",
     )
     format_reward: float = _result(
-        0.0, "countdown: reward added per well-formed answer (an expression over the given numbers), right or not"
+        0.0,
+        "language tasks: reward added per well-formed answer, right or not (countdown: an expression over the given "
+        "numbers; reasoning-gym: an answer the extraction rule found)",
     )
     reward: str = _result(
         "loss", "supervised: the reward is -loss on the mini-batch, or the task's metric (e.g. accuracy)", REWARDS
@@ -299,7 +334,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(
         cfg.task in BUILTIN_TASKS or "-v" in cfg.task or ":" in cfg.task,
         "task",
-        "must be regression, digits, countdown, a Gymnasium id like HalfCheetah-v5, or package.module:factory",
+        "must be regression, digits, countdown, reasoning-gym:NAME, a Gymnasium id like HalfCheetah-v5, or "
+        "package.module:factory",
     )
     for name in (
         "iterations",
@@ -326,7 +362,33 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         "eval_prompts",
         "must be at most 2000 (the held-out puzzles after those validate pretraining)",
     )
-    need(not cfg.hf_model or cfg.task == "countdown", "hf_model", "is for --task countdown (a plug-in loads its own)")
+    language = cfg.task == "countdown" or cfg.task.startswith("reasoning-gym:")
+    need(
+        not cfg.hf_model or language,
+        "hf_model",
+        "is for --task countdown or reasoning-gym:NAME (a plug-in loads its own)",
+    )
+    need(cfg.prompt_pool >= 0, "prompt_pool", "must be an integer >= 0 (0: the whole training split)")
+    need(cfg.max_new_tokens >= 0, "max_new_tokens", "must be an integer >= 0 (0: the task's)")
+    need(math.isfinite(cfg.temperature) and cfg.temperature >= 0, "temperature", "must be a finite number >= 0")
+    need(
+        not cfg.task_config or cfg.task.startswith("reasoning-gym:"), "task_config", "is for --task reasoning-gym:NAME"
+    )
+    need(
+        cfg.fitness != "group-zscore" or language,
+        "fitness",
+        f"group-zscore needs a language task ({', '.join(LANGUAGE_TASKS)})",
+    )
+    need(
+        cfg.fitness == "ars" or cfg.top_directions in (0, cfg.directions),
+        "top_directions",
+        f"is ARS's b; --fitness {cfg.fitness} keeps every direction (leave it 0)",
+    )
+    need(
+        cfg.fitness == "ars" or cfg.schedule != "async",
+        "fitness",
+        "needs --schedule static or dynamic (async applies ARS steps)",
+    )
     need(not (cfg.quiet and cfg.verbose), "verbose", "not with --quiet")
     need(cfg.perturbation_rank >= 1, "perturbation_rank", "must be an integer >= 1")
     need(

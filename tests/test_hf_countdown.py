@@ -59,19 +59,21 @@ def model_dir(tmp_path_factory):
     return path
 
 
-def _task(model_dir, **kwargs):
-    from hpcars.tasks.verifier import CountdownTask
+def _task(model_dir, **options):
+    from hpcars.config import TrainConfig
+    from hpcars.tasks import make_task
 
-    return CountdownTask(0, model_dir=str(model_dir), **kwargs)
+    return make_task(TrainConfig(task="countdown", hf_model=str(model_dir), **options))
 
 
 def test_prompts_are_token_ids_and_answers_end_at_a_newline_or_eos(model_dir):
     task = _task(model_dir)
     tokenizer = task.codec.tokenizer
     batch = task.pool[:10]
-    ids = task.codec.prompts(batch)
+    ids = task.codec.prompts([p.prompt for p in batch])
     assert ids.tolist() == [tokenizer.encode(p.prompt, add_special_tokens=False) for p in batch]
-    assert task.codec.answer(tokenizer.encode("(25-13)*24\n3+4", add_special_tokens=False)) == "(25-13)*24"
+    answer = task.codec.answer(tokenizer.encode("(25-13)*24\n3+4", add_special_tokens=False))
+    assert answer == "(25-13)*24\n3+4"  # the whole answer; Countdown's verifier reads its first line
     eos = tokenizer.eos_token_id
     assert task.codec.answer([*tokenizer.encode("3+4", add_special_tokens=False), eos, 5, 6]) == "3+4"
 
@@ -79,7 +81,7 @@ def test_prompts_are_token_ids_and_answers_end_at_a_newline_or_eos(model_dir):
 def test_decoding_left_padded_prompts_with_the_cache_equals_each_prompt_alone_without_it(model_dir):
     task = _task(model_dir)
     module = task.build_model()
-    full = task.codec.prompts(task.pool[:6])
+    full = task.codec.prompts([p.prompt for p in task.pool[:6]])
     rows = [full[i, i:] for i in range(6)]  # ragged prompts (a tokenizer that packs digits makes them)
     width = max(len(r) for r in rows)
     pad = task.codec.pad_id
@@ -110,7 +112,7 @@ def test_batched_low_rank_branches_answer_as_each_branch_alone(model_dir):
     scale = torch.tensor([0.3, -0.3, 0.3, -0.3])
     bases = spec.flatten(model.module)[None]
     branches = kind.branches(bases, torch.zeros(4, dtype=torch.long), scale, directions, torch.arange(4))
-    prompts = task.codec.prompts(task.pool[:5])
+    prompts = task.codec.prompts([p.prompt for p in task.pool[:5]])
     got = completions(model, branches, prompts, steps=6)
     alone = completions(BatchedModel(task.build_model(), torch.device("cpu")), branches.dense(), prompts, steps=6)
     assert torch.equal(got, alone)
@@ -137,7 +139,8 @@ def test_a_directory_without_a_model_is_refused_in_one_line(tmp_path):
     done = run_train([*RUN, "--hf-model", str(tmp_path), "--run-dir", str(tmp_path / "r")])
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        f"hpcars.train: error: --hf-model: {tmp_path} is not a Hugging Face model directory (no config.json in it)"
+        f"hpcars.train: error: --hf-model: {tmp_path} is not a Hugging Face model directory (no config.json in it), "
+        "a GGUF file or a directory holding one"
     )
     done = run_train(["--task", "digits", "--hf-model", str(tmp_path), "--run-dir", str(tmp_path / "d")])
     assert done.returncode == 2 and "--hf-model: is for --task countdown" in done.stderr

@@ -1,4 +1,4 @@
-"""Greedy decoding of every branch at once, for tasks whose reward judges generated text.
+"""Decoding every branch at once, for tasks whose reward judges generated text.
 
 ``completions(model, stack, prompts, steps)`` answers the same K prompts (token ids [K, L], all
 of one length) with every branch of ``stack`` and returns the new tokens [B, K, steps]:
@@ -11,34 +11,56 @@ of one length) with every branch of ``stack`` and returns the new tokens [B, K, 
   decoded as one batch (a model small enough for dense noise is small enough for this).
 
 The module must take ``(tokens, cache)`` like ``hpcars.algorithm.transformer.Transformer``.
-Greedy: the argmax token at every step, so a branch's text is a function of its parameters;
-with calls of a fixed shape (``score_branches`` pads them) it does not depend on the world size.
+The next token is ``choose(logits, step)`` (``decoding.greedy`` unless given: the argmax, so a
+branch's text is a function of its parameters; or ``decoding.Sampled``, with noise shared by
+the branches). Decoding stops early once every row has produced one of ``end_ids`` (what
+follows an end is never read); with calls of a fixed shape (``score_branches`` pads them) the
+answers do not depend on the world size.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from hpcars.algorithm.branches import BatchedModel, Stack
+from hpcars.algorithm.decoding import Choose
+from hpcars.algorithm.decoding import greedy as argmax
 from hpcars.algorithm.perturbation.hooks import branch_hooks
 from hpcars.algorithm.perturbation.lowrank import LowRankBranches
 from hpcars.algorithm.transformer import KVCache
 
 
-def greedy(module: nn.Module, prompts: torch.Tensor, steps: int) -> torch.Tensor:
-    """[rows, L] prompt ids -> [rows, steps] greedily decoded ids."""
+def greedy(
+    module: nn.Module, prompts: torch.Tensor, steps: int, choose: Choose = argmax, end_ids: Sequence[int] = ()
+) -> torch.Tensor:
+    """[rows, L] prompt ids -> [rows, steps] decoded ids (after every row has ended: ``end_ids[0]``)."""
     cache = KVCache()
-    token = module(prompts, cache)[:, -1].argmax(dim=-1)
+    token = choose(module(prompts, cache)[:, -1], 0)
     out = [token]
-    for _ in range(steps - 1):
-        token = module(token[:, None], cache)[:, -1].argmax(dim=-1)
+    ends = torch.tensor(list(end_ids), dtype=token.dtype, device=token.device)
+    ended = torch.isin(token, ends)
+    for step in range(1, steps):
+        if bool(ended.all()):
+            out.append(torch.full_like(token, int(end_ids[0])))
+            continue
+        token = choose(module(token[:, None], cache)[:, -1], step)
         out.append(token)
+        ended |= torch.isin(token, ends)
     return torch.stack(out, dim=1)
 
 
-def completions(model: BatchedModel, stack: Stack, prompts: torch.Tensor, steps: int) -> torch.Tensor:
-    """Every branch's greedy answers to ``prompts``: [B, K, steps]."""
+def completions(
+    model: BatchedModel,
+    stack: Stack,
+    prompts: torch.Tensor,
+    steps: int,
+    choose: Choose = argmax,
+    end_ids: Sequence[int] = (),
+) -> torch.Tensor:
+    """Every branch's answers to ``prompts``: [B, K, steps]."""
     module, spec = model.module, model.spec
     count, k = stack.shape[0], prompts.shape[0]
     out = torch.empty(count, k, steps, dtype=torch.long, device=prompts.device)
@@ -49,10 +71,10 @@ def completions(model: BatchedModel, stack: Stack, prompts: torch.Tensor, steps:
                 stack.load_base(module, base)  # the shared weights: this base's θ
                 with branch_hooks(module, stack.select(picked)):
                     rows = prompts.repeat(len(picked), 1)  # branch-major: the K prompts once per branch
-                    out[picked] = greedy(module, rows, steps).view(len(picked), k, steps)
+                    out[picked] = greedy(module, rows, steps, choose, end_ids).view(len(picked), k, steps)
             return out
         dense = stack if isinstance(stack, torch.Tensor) else stack.dense()
         for b in range(count):
             spec.load(module, dense[b])
-            out[b] = greedy(module, prompts, steps)
+            out[b] = greedy(module, prompts, steps, choose, end_ids)
     return out

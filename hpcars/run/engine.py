@@ -43,8 +43,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from hpcars.algorithm.ars import SKIP_NONFINITE, ARSHyper, ARSStep, ars_step
+from hpcars.algorithm.ars import SKIP_NONFINITE, ARSHyper, ARSStep
 from hpcars.algorithm.branches import BatchedModel, ParamSpec
+from hpcars.algorithm.fitness import shaped_step
 from hpcars.algorithm.models import Normalized
 from hpcars.algorithm.noise import NoiseSource
 from hpcars.algorithm.perturbation import LowRank, LowRankBranches, make_perturbation
@@ -176,7 +177,9 @@ class ARSTrainer:
         self.iteration = 0
         self.total_samples = 0
         self.total_episodes = 0
-        self.schema = branch_schema(task.input_dim if self.obs_stat else 0)
+        self.schema = branch_schema(
+            task.input_dim if self.obs_stat else 0, cfg.prompts if cfg.fitness == "group-zscore" else 0
+        )
         self.skipped_steps = 0
         self.layout = BranchLayout(cfg.directions, cfg.anneal_pairs if self.params.annealing.enabled else 0)
         self.per_member = self.layout.per_member
@@ -329,13 +332,14 @@ class ARSTrainer:
             module.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
             module.inv_std.copy_(torch.as_tensor(inv_std, dtype=torch.float32))
 
-    def _ars_steps(self, rewards: np.ndarray) -> list[ARSStep]:
-        """Each member's ARS step from its rewards [M, 2N], with its own α and ν."""
+    def _ars_steps(self, rewards: np.ndarray, groups: np.ndarray | None = None) -> list[ARSStep]:
+        """Each member's step from its rewards [M, 2N] (and per-prompt rewards [M, 2N, K]), with its
+        own α and ν, shaped by ``--fitness``."""
         cfg, s = self.cfg, self.state
         steps = []
         for m, r in enumerate(rewards):
             hyper = ARSHyper(float(s.step_size[m]), float(s.noise_std[m]), cfg.directions, cfg.top)
-            steps.append(ars_step(r[0::2], r[1::2], hyper))
+            steps.append(shaped_step(cfg.fitness, r, hyper, None if groups is None else groups[m]))
             if steps[-1].skipped == SKIP_NONFINITE and cfg.on_nonfinite == "fail":
                 bad = (m * self.per_member + np.flatnonzero(~np.isfinite(r))).tolist()
                 raise NonFiniteRewardError(f"iteration {self.iteration}: non-finite reward in branches {bad}")
@@ -358,7 +362,12 @@ class ARSTrainer:
         ranked = None
         if self.cfg.rank_by == "return" and self.task.episodes_per_branch:  # only episodes take a shift
             ranked = by_member + self.cfg.shift * member_samples
-        steps = self._ars_steps(by_member)
+        groups = None
+        if gathered.groups is not None:  # per member, its perturbed branches' per-prompt rewards [M, 2N, K]
+            groups = gathered.groups.reshape(-1, self.per_member, gathered.groups.shape[1])[
+                :, : 2 * self.cfg.directions
+            ]
+        steps = self._ars_steps(by_member, groups)
         done: PopulationRecord = self.population.advance(
             j, by_member, steps, lambda member, step: self.step_vector(member, step, j), judge, ranked
         )

@@ -283,6 +283,6 @@ def write_json_atomic(path: Path, value: Any) -> None:
     os.replace(tmp, path)
 
 
-def write_config(run_dir: Path, cfg: TrainConfig) -> None:
+def write_config(run_dir: Path, cfg: TrainConfig, provenance: dict[str, str | None] | None = None) -> None:
     """``config.json``: every option's value, and the software it runs with (``provenance``)."""
-    write_json_atomic(run_dir / CONFIG_FILE, {**to_dict(cfg), "provenance": versions()})
+    write_json_atomic(run_dir / CONFIG_FILE, {**to_dict(cfg), "provenance": provenance or versions()})

@@ -44,8 +44,9 @@ import hpcars
 #: the packages whose versions can change a run's bits (distribution names): a Hugging Face model's
 #: weights, tokens and dequantised values come from transformers, tokenizers and gguf
 PACKAGES = ("torch", "numpy", "mpi4py", "gymnasium", "mujoco", "envpool", "h5py", "transformers", "tokenizers", "gguf")
-#: what ``differences`` compares (the commit is reported, not compared: a fix elsewhere changes it)
-COMPARED = ("hpcars", *PACKAGES, "mpi_library")
+#: what ``differences`` compares (the commit is reported, not compared: a fix elsewhere changes it);
+#: ``model_sha256``: the model file a language task loads (``hpcars.tasks.hf_lm``)
+COMPARED = ("hpcars", *PACKAGES, "mpi_library", "model_sha256")
 #: the machine a run's bits depend on (see the module's text); ``machine_differences`` compares them
 MACHINE = ("cpu", "cpu_capability", "blas", "gpu")
 #: environment variables that move MKL's or OpenBLAS's kernels to another path (recorded with the BLAS)

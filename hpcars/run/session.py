@@ -139,7 +139,7 @@ class Session:
         if self.lead and self.done_summary is None:  # a finished run's files stay byte for byte as they are
             run_history.cut(self.run_dir, self.history_rows)  # rows written after the checkpoint resumed from
             self.metrics = MetricsLog(self.run_dir / METRICS_FILE, columns, previous_metrics)
-            write_config(self.run_dir, cfg)
+            write_config(self.run_dir, cfg, self.provenance())
             self.tensorboard = TensorBoardLog(self.run_dir, cfg.log_every) if cfg.log == "tensorboard" else None
         self.clock = Clock(self.trainer.iteration, cfg.iterations, ask_slurm=self.lead)
         self.start = time.perf_counter()
@@ -177,6 +177,12 @@ class Session:
         warning = continuation_warning(saved.provenance, "resuming")
         if warning:
             self.warn(warning)
+
+    def provenance(self) -> dict[str, str | None]:
+        """The software and machine (``provenance.versions``), and what the task's results depend on
+        besides (a model file's hash)."""
+        task_part = getattr(self.task, "provenance", None)
+        return {**versions(), **(task_part() if task_part is not None else {})}
 
     def warn(self, text: str) -> None:
         """Rank 0: a warning line (stderr, under the program's name)."""
@@ -308,7 +314,7 @@ class Session:
             init_from=self.init_from,
             best=self.best,
             initial=self.initial_eval or None,
-            provenance=versions(),
+            provenance=self.provenance(),
         )
         self.checkpoint_path = checkpoint.write(self.run_dir, state, self.cfg.keep_checkpoints)
 
@@ -381,7 +387,7 @@ class Session:
             "best": self._best_summary(),
             "init_from": self.init_from,
             "checkpoint": str(latest),
-            "provenance": versions(),
+            "provenance": self.provenance(),
         }
         write_json_atomic(self.run_dir / SUMMARY_FILE, summary)
         lines = [f"done: {trainer.iteration} iterations in {self.elapsed():.1f} s on {self.transport.size} rank(s)"]

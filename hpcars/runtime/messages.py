@@ -15,6 +15,8 @@ samples    1      data samples or env steps the branch consumed
 obs_count  1      V2 only: how many inputs the branch's model was fed
 obs_mean   d      V2 only: their mean (d = the model's input width)
 obs_m2     d      V2 only: their sum of squared deviations from that mean
+groups     K      --fitness group-zscore only: the branch's reward on each of the
+                  iteration's K prompts
 =========  =====  ==================================================================
 
 Its size depends on N and d, never on the number of model parameters.
@@ -74,29 +76,39 @@ class Schema:
         return out
 
 
-def branch_schema(obs_dim: int) -> Schema:
-    """The per-branch message; ``obs_dim`` > 0 adds the V2 input moments."""
+def branch_schema(obs_dim: int, groups: int = 0) -> Schema:
+    """The per-branch message; ``obs_dim`` > 0 adds the V2 input moments, ``groups`` > 0 the
+    per-prompt rewards."""
     blocks = [("reward", 1), ("samples", 1)]
     if obs_dim:
         blocks += [("obs_count", 1), ("obs_mean", obs_dim), ("obs_m2", obs_dim)]
+    if groups:
+        blocks += [("groups", groups)]
     return Schema(tuple(blocks))
 
 
 def encode_branches(schema: Schema, outcome: BranchOutcome) -> np.ndarray:
-    """A task's ``BranchOutcome`` as message rows (its moments only if the schema has them)."""
+    """A task's ``BranchOutcome`` as message rows (its moments and per-prompt rewards only if the
+    schema has them)."""
+    names = {name for name, _ in schema.blocks}
     columns = {"reward": outcome.rewards, "samples": outcome.samples}
-    if len(schema.blocks) > 2:
+    if "obs_count" in names:
         obs = outcome.obs
         assert obs is not None  # a schema with moments is a V2 run's: its tasks report them
         columns.update(obs_count=obs.count, obs_mean=obs.mean, obs_m2=obs.m2)
+    if "groups" in names:
+        assert outcome.groups is not None  # a schema with groups is a group-zscore run's: its task reports them
+        columns.update(groups=outcome.groups)
     return schema.encode(len(outcome.rewards), **columns)
 
 
 def decode_branches(schema: Schema, rows: np.ndarray) -> BranchOutcome:
-    """Message rows back into a ``BranchOutcome`` (obs None without V2 moments)."""
+    """Message rows back into a ``BranchOutcome`` (obs None without V2 moments, groups None
+    without per-prompt rewards)."""
     c = schema.decode(rows)
     obs = ObsMoments(c["obs_count"], c["obs_mean"], c["obs_m2"]) if "obs_count" in c else None
-    return BranchOutcome(rewards=c["reward"], samples=c["samples"], obs=obs)
+    groups = c["groups"].reshape(len(rows), -1) if "groups" in c else None
+    return BranchOutcome(rewards=c["reward"], samples=c["samples"], obs=obs, groups=groups)
 
 
 #: kinds of the asynchronous mode's messages (the ``kind`` block of ``update_schema``)

@@ -15,6 +15,8 @@ from hpcars.tasks.base import BranchOutcome, ObsMoments, Task
 
 #: how ``cfg.task`` names a task that ``hpcars.fit`` was given as an object (it has no importable name)
 IN_MEMORY = "memory:"
+#: ``--task reasoning-gym:NAME``: a reasoning-gym dataset (``hpcars.tasks.reasoning_gym``)
+REASONING_GYM = "reasoning-gym:"
 
 #: what builds a run's task from its config: ``make_task``, or ``hpcars.fit``'s own for an object in memory
 TaskSource = Callable[[TrainConfig], Task]
@@ -40,8 +42,8 @@ def make_task(cfg: TrainConfig) -> Task:
         return Regression(cfg.seed, cfg.batch_size or 2048, cfg.variant == "v2")
     if cfg.task == "digits":
         return problem_task(digits_problem(cfg.seed, cfg.hidden), cfg)
-    if cfg.task == "countdown":
-        return _countdown_task(cfg)
+    if cfg.task == "countdown" or cfg.task.startswith(REASONING_GYM):
+        return _language_task(cfg)
     if cfg.task.startswith(IN_MEMORY):
         raise ConfigError("--task", f"{cfg.task} was an object given to hpcars.fit: give it to hpcars.fit again")
     if is_plugin(cfg.task):
@@ -50,20 +52,44 @@ def make_task(cfg: TrainConfig) -> Task:
     return _gym_task(cfg)
 
 
-def _countdown_task(cfg: TrainConfig) -> Task:
-    from hpcars.tasks.verifier import VALIDATION_START, CountdownTask
+def _language_task(cfg: TrainConfig) -> Task:
+    """``countdown`` or ``reasoning-gym:NAME``: a language model judged by a verifier
+    (``hpcars.tasks.language``), on the built-in character model or ``--hf-model``'s."""
+    from hpcars.tasks.language import LanguageOptions, LanguageTask, PromptSource
+    from hpcars.tasks.verifier import CharCodec, CountdownPrompts, build_model
 
-    _supervised_only(cfg, "countdown draws new prompts every iteration")
+    what = "countdown" if cfg.task == "countdown" else "reasoning-gym"
+    _supervised_only(cfg, f"{what} draws its prompts from its own training split")
     if cfg.variant != "v1":
-        raise ConfigError("--variant", "countdown's inputs are tokens: v2's input normaliser does not apply (use v1)")
-    held_start = VALIDATION_START if cfg.eval_split == "validation" else 0
-    if cfg.hf_model:
-        from hpcars.tasks.hf_lm import check_directory
+        raise ConfigError("--variant", f"{what}'s inputs are tokens: v2's input normaliser does not apply (use v1)")
+    source: PromptSource = CountdownPrompts()
+    if cfg.task.startswith(REASONING_GYM):
+        from hpcars.tasks.reasoning_gym import ReasoningGymPrompts, parse_config
 
-        problem = check_directory(cfg.hf_model)
-        if problem:
-            raise ConfigError("--hf-model", problem)
-    return CountdownTask(cfg.seed, cfg.prompts, cfg.eval_prompts, cfg.format_reward, held_start, cfg.hf_model)
+        if not cfg.hf_model:
+            raise ConfigError("--task", f"{cfg.task} needs --hf-model (a tokenizer for its prompts)")
+        source = ReasoningGymPrompts(cfg.task[len(REASONING_GYM) :], parse_config(cfg.task_config))
+    options = LanguageOptions(
+        seed=cfg.seed,
+        prompts=cfg.prompts,
+        eval_prompts=cfg.eval_prompts,
+        eval_split=cfg.eval_split,
+        format_reward=cfg.format_reward,
+        prompt_pool=cfg.prompt_pool,
+        temperature=cfg.temperature,
+        max_new_tokens=cfg.max_new_tokens,
+        groups=cfg.fitness == "group-zscore",
+    )
+    if not cfg.hf_model:
+        return LanguageTask(what, source, CharCodec(), lambda: build_model(cfg.seed), options)
+    from hpcars.tasks import hf_lm
+
+    files = hf_lm.locate(cfg.hf_model)
+    codec = hf_lm.TokenizerCodec(hf_lm.load_tokenizer(files), cfg.chat_template)
+    provenance = {"model_file": files.path, "model_sha256": files.sha256()}
+    return LanguageTask(
+        what, source, codec, lambda: hf_lm.CausalLM(hf_lm.load_model(files), codec.pad_id), options, provenance
+    )
 
 
 def _gym_task(cfg: TrainConfig) -> Task:

@@ -49,6 +49,7 @@ class BranchOutcome:
     rewards: np.ndarray  # float64 [B]
     samples: np.ndarray  # float64 [B]
     obs: ObsMoments | None  # None when the task does not track them (e.g. RL with V1)
+    groups: np.ndarray | None = None  # per-prompt rewards [B, K] (language tasks; --fitness group-zscore)
 
 
 class Task(Protocol):

@@ -93,9 +93,10 @@ class Objective:
     * ``size``: P, the number of parameters.
     * ``fn(thetas, context)``: thetas is a float32 tensor [B, P] on the rank's
       device; returns B rewards (tensor or array), higher is better. It is always
-      called with exactly min(``--branch-batch``, branches per iteration rounded up to a
-      power of two) rows (a short call is padded by repeating a row; those rewards are
-      ignored), so its numerics do not depend on how many branches a rank holds.
+      called in training with exactly min(``--branch-batch``, branches per iteration rounded
+      up to a power of two) rows and in evaluation with ``--branch-batch`` rows (a short call
+      is padded by repeating a row; those rewards are ignored), so its numerics do not
+      depend on how many branches a rank holds.
     * ``init``: θ₀, a tensor [P] (default zeros).
     * ``evaluate``: optional ``(theta [P]) -> float``, the score reported at
       evaluations (default: ``fn`` of θ alone with an evaluation context).
