@@ -26,37 +26,10 @@ tokenizers = pytest.importorskip("tokenizers")
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     from hpcars.tasks.verifier import train_pool
+    from tests.hf_models import save_tiny_lm
 
-    # byte-level BPE, as Qwen2's tokenizer (which AutoTokenizer builds for a qwen2 config) expects
-    byte_level = tokenizers.pre_tokenizers.ByteLevel
-    bpe = tokenizers.Tokenizer(tokenizers.models.BPE())
-    bpe.pre_tokenizer = byte_level(add_prefix_space=False)
-    bpe.decoder = tokenizers.decoders.ByteLevel()
-    trainer = tokenizers.trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<pad>", "<eos>"], initial_alphabet=byte_level.alphabet(), show_progress=False
-    )
-    bpe.train_from_iterator([p.prompt + p.solution + "\n" for p in train_pool()[:300]], trainer)
-    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", eos_token="<eos>")
-    config = transformers.Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    torch.manual_seed(0)
-    lm = transformers.Qwen2ForCausalLM(config)
-    with torch.no_grad():
-        for p in lm.parameters():  # large random weights: answers differ from prompt to prompt
-            p.add_(0.2 * torch.randn_like(p))
-    path = tmp_path_factory.mktemp("hf") / "tiny-qwen2"
-    lm.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    texts = [p.prompt + p.solution + "\n" for p in train_pool()[:300]]
+    return save_tiny_lm(tmp_path_factory.mktemp("hf") / "tiny-qwen2", texts)
 
 
 def _task(model_dir, **options):
