@@ -20,6 +20,7 @@ The flat order (``ParamSpec.names``) is also the byte order of ``params_sha256``
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -99,6 +100,16 @@ class ParamSpec:
     @property
     def sizes(self) -> list[int]:
         return [math.prod(s) for s in self.shapes]
+
+    @functools.cached_property
+    def slots(self) -> dict[str, tuple[slice, tuple[int, ...]]]:
+        """name -> (its slice of the flat vector, its shape), computed once."""
+        out, start = {}, 0
+        for name, shape in zip(self.names, self.shapes, strict=True):
+            size = math.prod(shape)
+            out[name] = (slice(start, start + size), shape)
+            start += size
+        return out
 
     @property
     def size(self) -> int:

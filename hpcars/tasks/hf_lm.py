@@ -147,14 +147,20 @@ class CausalLM(nn.Module):
         # the key/value cache's argument (and output): ``cache`` in recent releases, ``past_key_values`` before
         parameters = inspect.signature(self.lm.forward).parameters
         self.cache_name = "cache" if "cache" in parameters else "past_key_values"
+        # the prompt pass needs the last position's logits only (the output layer over every
+        # prompt token would cost as much as decoding that many tokens)
+        self.last_only = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
 
     def forward(self, tokens: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Logits [rows, t, vocab]; with a cache, of the last position only on the prompt pass [rows, 1, vocab]."""
         if cache is None:
             return self.lm(input_ids=tokens, use_cache=False).logits
         if cache.state is None:  # the prompts: left padding is masked, positions start at each prompt
             mask = ((tokens != self.pad_id).long().cumsum(dim=1) > 0).long()
             positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-            out = self.lm(input_ids=tokens, attention_mask=mask, position_ids=positions, use_cache=True)
+            out = self.lm(
+                input_ids=tokens, attention_mask=mask, position_ids=positions, use_cache=True, **self.last_only
+            )
             cache.state = (out[self.cache_name], mask, positions[:, -1:] + 1)
             return out.logits
         past, mask, position = cache.state

@@ -241,7 +241,36 @@ class branch_hooks:
                 return out
 
             return layer_norm
+        if type(layer).__name__.endswith("RMSNorm") and set(own) == {"weight"} and layer.weight.dim() == 1:
+            return self._rms_norm(name, own["weight"])
         return self._layer_by_branch(layer, name, own)
+
+    def _rms_norm(self, name: str, weight: str) -> Callable[..., Any]:
+        """An RMSNorm (Llama's, Qwen2's, Gemma's (1 + w) form, torch's): its output is affine in its
+        weight, elementwise, so out(w + δ) = out(w) + (out(w + 1) − out(w))·δ — one more call of the
+        layer, not one per branch."""
+        branches = self.branches
+
+        def rms_norm(mod: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
+            if self.quiet:
+                return out
+            x = inputs[0]
+            broadcast = x.shape[0] != self.rows
+            self._per_branch(x, name[:-1] or type(mod).__name__)
+            self.quiet += 1
+            try:
+                slope = functional_call(mod, {"weight": mod.weight + 1}, (x,)) - out
+            finally:
+                self.quiet -= 1
+            out = self._widened(out, broadcast)
+            delta = branches.vectors[weight] - branches.base_value(weight).reshape(1, -1)  # [B, d]
+            d = out.shape[-1]
+            if broadcast:
+                return self._add(out, slope.reshape(1, -1, d) * delta[:, None, :], True)
+            out.view(self.count, -1, d).addcmul_(slope.reshape(self.count, -1, d), delta[:, None, :])
+            return out
+
+        return rms_norm
 
     def _layer_by_branch(self, layer: nn.Module, name: str, own: dict[str, str]) -> Callable[..., Any]:
         """A leaf with parameters of its own and no rule above: recomputed branch by branch."""

@@ -89,10 +89,8 @@ class LowRankBranches:
 
     def weight(self, name: str) -> torch.Tensor:
         """The shared matrix ``name`` of base 0 [m, n] (U = 1) or of every base [U, m, n]."""
-        at = self.spec.names.index(name)
-        start = sum(self.spec.sizes[:at])
-        shape = self.spec.shapes[at]
-        part = self.bases[:, start : start + self.spec.sizes[at]]
+        part, shape = self._slot(name)
+        part = self.bases[:, part]
         return part.reshape(len(self.bases), *shape)
 
     def dense(self) -> torch.Tensor:
@@ -118,9 +116,7 @@ class LowRankBranches:
         )
 
     def _slot(self, name: str) -> tuple[slice, tuple[int, ...]]:
-        at = self.spec.names.index(name)
-        start = sum(self.spec.sizes[:at])
-        return slice(start, start + self.spec.sizes[at]), self.spec.shapes[at]
+        return self.spec.slots[name]
 
     def base_value(self, name: str) -> torch.Tensor:
         """Parameter ``name`` of the first branch's base (every branch's, after ``select`` by base)."""
