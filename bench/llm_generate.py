@@ -159,11 +159,12 @@ def main() -> None:
                 ratio[kind] = ranks
                 rows.extend(ranks)
             for plain, low in zip(ratio["plain"], ratio["lowrank"], strict=True):
+                speed, memory = low["tokens_per_s"] / plain["tokens_per_s"], low["peak_rss_mb"] / plain["peak_rss_mb"]
                 print(
-                    f"{Path(model).name[:28]:28s} x{world} rank {low['rank']}: {low['rows']} rows x {args.tokens} tokens  "
-                    f"lowrank {low['tokens_per_s']:7.1f} tok/s  plain generate {plain['tokens_per_s']:7.1f} tok/s  "
-                    f"lowrank/plain {low['tokens_per_s'] / plain['tokens_per_s']:.2f}  peak RSS {low['peak_rss_mb']:,.0f} "
-                    f"vs {plain['peak_rss_mb']:,.0f} MB: {low['peak_rss_mb'] / plain['peak_rss_mb']:.2f}x",
+                    f"{Path(model).name[:28]:28s} x{world} rank {low['rank']}: {low['rows']} rows x {args.tokens} "
+                    f"tokens  lowrank {low['tokens_per_s']:7.1f} tok/s  plain generate {plain['tokens_per_s']:7.1f} "
+                    f"tok/s  lowrank/plain {speed:.2f}  peak RSS {low['peak_rss_mb']:,.0f} vs "
+                    f"{plain['peak_rss_mb']:,.0f} MB: {memory:.2f}x",
                     flush=True,
                 )
     print(json.dumps({"bench": "llm_generate", "model": model, "rows": rows}))
