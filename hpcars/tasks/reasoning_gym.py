@@ -11,8 +11,9 @@ read as TOML (``3``, ``0.5``, ``true``, ``"text"``; a bare word is text).
 seed); each question goes to ``test`` (one in ten), ``validation`` (one in ten) or ``train`` by a
 hash of its text, so a question never appears in two splits, whatever the sizes asked for. A
 split's items are its distinct questions in stream order: the first ``--eval-prompts`` of
-``test`` (or ``validation``, ``--eval-split``) are evaluated, the first ``TRAIN_POOL`` of
-``train`` are the training prompts. A dataset too small for what is asked is refused in one line.
+``test`` (or ``validation``, ``--eval-split``) are evaluated, the first ``TRAIN_POOL`` of ``train`` (or all
+of them found in the first ``STREAM_LIMIT`` items, at least ``MIN_TRAIN``) are the training
+prompts. A dataset too small for what is asked is refused in one line.
 
 **The answer** is taken from the completion by one rule, in order:
 
@@ -36,10 +37,11 @@ from typing import Any
 from hpcars.errors import ConfigError
 
 DATA_SEED = 2026
-TRAIN_POOL = 4_000  # distinct training questions
+TRAIN_POOL = 4_000  # distinct training questions at most
+MIN_TRAIN = 256  # at least (a smaller dataset is refused)
 SPLITS = {"test": 0, "validation": 1}  # hash classes; the other eight of ten are "train"
 CLASSES = 10
-STREAM_LIMIT = 400_000  # items looked at before a split is declared too small
+STREAM_LIMIT = 100_000  # items looked at before a split is declared too small
 ANSWER_STEPS = 32
 NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
 TAGGED = re.compile(r"<answer>\s?(.*?)\s?</answer>", re.DOTALL)
@@ -114,6 +116,8 @@ class ReasoningGymPrompts:
         """The first ``count`` distinct questions of ``split``, generating the stream as far as needed."""
         found = self._found[split]
         while len(found) < count:
+            if self._next >= STREAM_LIMIT and split == "train" and len(found) >= MIN_TRAIN:
+                return found  # a small question space: every training question there is
             if self._next >= STREAM_LIMIT:
                 raise ConfigError(
                     "--eval-prompts" if split != "train" else "--task-config",
