@@ -241,7 +241,11 @@ class branch_hooks:
                 return out
 
             return layer_norm
-        if type(layer).__name__.endswith("RMSNorm") and set(own) == {"weight"} and layer.weight.dim() == 1:
+        if (
+            type(layer).__name__.endswith("RMSNorm")
+            and set(own) == {"weight"}
+            and layer.get_parameter("weight").dim() == 1
+        ):
             return self._rms_norm(name, own["weight"])
         return self._layer_by_branch(layer, name, own)
 
@@ -259,7 +263,8 @@ class branch_hooks:
             self._per_branch(x, name[:-1] or type(mod).__name__)
             self.quiet += 1
             try:
-                slope = functional_call(mod, {"weight": mod.weight + 1}, (x,)) - out
+                shifted = mod.get_parameter("weight") + 1
+                slope = functional_call(mod, {"weight": shifted}, (x,)) - out
             finally:
                 self.quiet -= 1
             out = self._widened(out, broadcast)

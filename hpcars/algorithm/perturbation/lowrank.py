@@ -89,9 +89,8 @@ class LowRankBranches:
 
     def weight(self, name: str) -> torch.Tensor:
         """The shared matrix ``name`` of base 0 [m, n] (U = 1) or of every base [U, m, n]."""
-        part, shape = self._slot(name)
-        part = self.bases[:, part]
-        return part.reshape(len(self.bases), *shape)
+        columns, shape = self._slot(name)
+        return self.bases[:, columns].reshape(len(self.bases), *shape)
 
     def dense(self) -> torch.Tensor:
         """The perturbed parameters as a [B, P] stack (tests, and models without a low-rank forward)."""
