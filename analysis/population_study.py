@@ -259,6 +259,34 @@ def figure(studies: dict[str, dict[str, dict[int, Outcome]]], budgets: dict[str,
     fig.savefig(path, dpi=110)
 
 
+def _arms(parser: argparse.ArgumentParser, study: list[str], extra: list[list[str]]) -> tuple[dict, int, list[int]]:
+    """One --study's arms on the seeds both of its sweeps finished: {arm: {seed: run}}, its budget, the seeds."""
+    if len(study) not in (3, 4):
+        parser.error("--study: TASK PLAIN POP [AUTHORS]")
+    task, plain_dir, pop_dir = study[:3]
+    try:
+        (plain, plain_budget), (pop, pop_budget) = read_sweeps(plain_dir), read_sweeps(pop_dir)
+    except ValueError as err:
+        parser.error(f"--study {task}: {err}")
+    if plain_budget != pop_budget:
+        print(f"note: {task}: budgets differ, plain {plain_budget}, population {pop_budget}", file=sys.stderr)
+    seeds = sorted(set(plain) & set(pop))
+    if not seeds:
+        parser.error(f"--study {task}: no seed finished in both sweeps")
+    arms = {"plain": {s: plain[s] for s in seeds}, "population": {s: pop[s] for s in seeds}}
+    if len(study) == 4:
+        authors = read_authors(Path(study[3]), task)
+        arms["authors"] = {s: authors[s] for s in seeds if s in authors}
+    for arm_task, name, sweep in extra:
+        if arm_task == task:
+            try:
+                runs, _ = read_sweeps(sweep)
+            except ValueError as err:
+                parser.error(f"--arm {name}: {err}")
+            arms[name] = {s: runs[s] for s in seeds if s in runs}
+    return arms, max(plain_budget, pop_budget), seeds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -285,30 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--arm: task {unknown[0]!r} has no --study (allowed: {', '.join(tasks)})")
     rows, studies, budgets = [], {}, {}
     for study in args.study:
-        if len(study) not in (3, 4):
-            parser.error("--study: TASK PLAIN POP [AUTHORS]")
-        task, plain_dir, pop_dir = study[:3]
-        try:
-            (plain, plain_budget), (pop, pop_budget) = read_sweeps(plain_dir), read_sweeps(pop_dir)
-        except ValueError as err:
-            parser.error(f"--study {task}: {err}")
-        if plain_budget != pop_budget:
-            print(f"note: {task}: budgets differ, plain {plain_budget}, population {pop_budget}", file=sys.stderr)
-        seeds = sorted(set(plain) & set(pop))
-        if not seeds:
-            parser.error(f"--study {task}: no seed finished in both sweeps")
-        arms = {"plain": {s: plain[s] for s in seeds}, "population": {s: pop[s] for s in seeds}}
-        if len(study) == 4:
-            authors = read_authors(Path(study[3]), task)
-            arms["authors"] = {s: authors[s] for s in seeds if s in authors}
-        for arm_task, name, sweep in args.arm:
-            if arm_task == task:
-                try:
-                    runs, _ = read_sweeps(sweep)
-                except ValueError as err:
-                    parser.error(f"--arm {name}: {err}")
-                arms[name] = {s: runs[s] for s in seeds if s in runs}
-        budgets[task] = max(plain_budget, pop_budget)
+        task = study[0]
+        arms, budgets[task], seeds = _arms(parser, study, args.arm)
         studies[task] = arms
         base = [arms["plain"][s] for s in seeds]
         for arm, runs in arms.items():

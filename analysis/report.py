@@ -40,7 +40,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from hpcars.run.paths import PathProblem, writable_directory
+from hpcars.errors import PathProblem
+from hpcars.run.paths import writable_directory
 from hpcars.tasks.paper import paper_episodes, paper_threshold
 
 from .html import Section, write_html

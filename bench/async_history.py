@@ -5,7 +5,7 @@
 Humanoid-sized V2 (the ARS paper's Humanoid setting: N = 230 directions, a linear
 policy on Humanoid-v5's 348 inputs, 17 outputs), synthetic rewards: the update log
 and metrics rows are built with their real shapes and written with the real code
-(``hpcars.runtime.update_log.log_arrays``, ``hpcars.run.history.append``, ``hpcars.run.checkpoint.write``)
+(``hpcars.run.update_log.log_arrays``, ``hpcars.run.history.append``, ``hpcars.run.checkpoint.write``)
 at the default ``--checkpoint-every``. Three layouts, side by side in one process:
 
 * **per-branch, rewritten** (format ≤ 4): each log entry holds every branch's V2
@@ -36,6 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import common
 import numpy as np
 
 from hpcars.algorithm.runningstat import RunningStat
@@ -43,7 +44,7 @@ from hpcars.run import checkpoint
 from hpcars.run import history as run_history
 from hpcars.run.checkpoint import Checkpoint, Member
 from hpcars.run.output import metric_columns
-from hpcars.runtime.update_log import LogEntry, log_arrays
+from hpcars.run.update_log import LogEntry, log_arrays
 
 OBS, ACT, DIRECTIONS = 348, 17, 230  # Humanoid-v5, the ARS paper's N
 #: ``--smoke``: the same measurement on a short log, seconds of run time
@@ -134,10 +135,7 @@ def main() -> None:
         "--small", type=int, nargs=2, default=(20, 40), help="log lengths the per-branch layout is measured at"
     )
     parser.add_argument("--timed", type=int, default=20, help="last checkpoints of the appended run timed (median)")
-    parser.add_argument("--smoke", action="store_true", help=f"a short log, seconds of run time: {SMOKE}")
-    if parser.parse_known_args()[0].smoke:
-        parser.set_defaults(**SMOKE)
-    args = parser.parse_args()
+    args = common.parse(parser, SMOKE)
     rng = np.random.default_rng(0)
     out: dict = {"bench": "async_history", "updates": args.updates, "checkpoint_every": args.every}
     with tempfile.TemporaryDirectory(dir=".") as tmp:

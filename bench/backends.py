@@ -23,12 +23,12 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import common
 from scipy.stats import ks_2samp, mannwhitneyu
 
 from hpcars.cli.play import evaluate
@@ -38,6 +38,14 @@ from hpcars.runtime.comm import SingleProcess
 ITERATIONS = {"swimmer": 60, "hopper": 60, "halfcheetah": 20, "walker2d": 15}
 #: ``--smoke``: the same measurement at tiny sizes, seconds of run time
 SMOKE = dict(tasks="swimmer", episodes=3, iterations=1, eval_episodes=1)
+
+
+def line(task: str, one: dict) -> str:
+    return (
+        f"{task:12s} gymnasium {one['gymnasium']['mean']:8.1f} ± {one['gymnasium']['std']:6.1f}   "
+        f"envpool {one['envpool']['mean']:8.1f} ± {one['envpool']['std']:6.1f}   "
+        f"KS p {one['ks_p']:.3f}   Mann-Whitney p {one['mannwhitney_p']:.3f}"
+    )
 
 
 def train(task: str, run_dir: Path, iterations: int, eval_episodes: int) -> None:
@@ -67,10 +75,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--iterations", type=int, default=0, help="training iterations per task (0: ITERATIONS)")
     parser.add_argument("--eval-episodes", type=int, default=5, help="episodes of each evaluation while training")
-    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
-    if parser.parse_known_args()[0].smoke:
-        parser.set_defaults(**SMOKE)
-    args = parser.parse_args()
+    args = common.parse(parser, SMOKE)
     result: dict = {"bench": "backends", "episodes": args.episodes, "tasks": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for task in args.tasks.split(","):
@@ -78,13 +83,8 @@ def main() -> None:
             train(task, run_dir, args.iterations or ITERATIONS[task], args.eval_episodes)
             one = compare(run_dir, args.episodes)
             result["tasks"][task] = one
-            print(
-                f"{task:12s} gymnasium {one['gymnasium']['mean']:8.1f} ± {one['gymnasium']['std']:6.1f}   "
-                f"envpool {one['envpool']['mean']:8.1f} ± {one['envpool']['std']:6.1f}   "
-                f"KS p {one['ks_p']:.3f}   Mann-Whitney p {one['mannwhitney_p']:.3f}",
-                flush=True,
-            )
-    print(json.dumps(result))
+            print(line(task, one), flush=True)
+    common.emit(result)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,11 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
 
+import common
 import torch
 import torch.nn.functional as F
 
@@ -70,10 +70,7 @@ def main() -> None:
     parser.add_argument("--directions", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--branch-batch", type=int, default=64)
-    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
-    if parser.parse_known_args()[0].smoke:
-        parser.set_defaults(**SMOKE)
-    args = parser.parse_args()
+    args = common.parse(parser, SMOKE)
     torch.set_num_threads(1)
 
     cfg = TrainConfig(directions=args.directions, branch_batch=args.branch_batch, device="cpu")
@@ -103,7 +100,7 @@ def main() -> None:
         f"batched {result['batched_ms']} ms vs looped {result['looped_ms']} ms per iteration's "
         f"{len(branches)} branches: {result['speedup']}x"
     )
-    print(json.dumps(result))
+    common.emit(result)
 
 
 if __name__ == "__main__":

@@ -29,12 +29,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
 import dataclasses
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+import common
 import numpy as np
 import torch
 
@@ -48,6 +48,14 @@ from hpcars.tasks import make_task
 
 #: ``--smoke``: the same measurement at tiny sizes, seconds of run time
 SMOKE = dict(repeats=1, directions=1, hidden=64, members=2)
+
+
+def line(name: str, row: dict) -> str:
+    return (
+        f"{name:20s} {row['parameters']:>9,d} params {row['file_mb']:8.1f} MB written in {row['write_s']:.3f} s; "
+        f"{row['checkpoint_every']} iterations take {row['checkpoint_every'] * row['iteration_s']:.1f} s: "
+        f"{100 * row['fraction']:.3f} %"
+    )
 
 
 def state_of(trainer: ARSTrainer, cfg: TrainConfig, metric_rows: int) -> Checkpoint:
@@ -96,10 +104,7 @@ def main() -> None:
     parser.add_argument("--directions", type=int, default=32, help="N of both cases")
     parser.add_argument("--hidden", type=int, default=13_334, help="hidden width of the MLP case (1.0M parameters)")
     parser.add_argument("--members", type=int, default=64, help="population of the MLP case")
-    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
-    if parser.parse_known_args()[0].smoke:
-        parser.set_defaults(**SMOKE)
-    args = parser.parse_args()
+    args = common.parse(parser, SMOKE)
     torch.set_num_threads(1)
     n, top = args.directions, min(4, args.directions)
     cases = {
@@ -116,13 +121,8 @@ def main() -> None:
     for name, (cfg, members) in cases.items():
         row = measure(cfg, members, args.repeats)
         result["cases"][name] = row
-        print(
-            f"{name:20s} {row['parameters']:>9,d} params {row['file_mb']:8.1f} MB written in {row['write_s']:.3f} s; "
-            f"{row['checkpoint_every']} iterations take {row['checkpoint_every'] * row['iteration_s']:.1f} s: "
-            f"{100 * row['fraction']:.3f} %",
-            flush=True,
-        )
-    print(json.dumps(result))
+        print(line(name, row), flush=True)
+    common.emit(result)
 
 
 if __name__ == "__main__":

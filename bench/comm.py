@@ -20,9 +20,9 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
-import json
 import time
 
+import common
 import numpy as np
 import torch
 
@@ -50,10 +50,7 @@ def main() -> None:
     parser.add_argument("--directions", type=int, default=8)
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--wide-hidden", type=int, default=13_334, help="hidden width of the widest model")
-    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
-    if parser.parse_known_args()[0].smoke:
-        parser.set_defaults(**SMOKE)
-    args = parser.parse_args()
+    args = common.parse(parser, SMOKE)
     torch.set_num_threads(1)
     transport = make_transport()
     if not isinstance(transport, MPITransport):
@@ -96,7 +93,7 @@ def main() -> None:
             f"broadcasting {size:,d} float32 params: {params.nbytes:,d} B per receiver per iteration "
             f"({result['ratio_broadcast_to_hpcars']}x more)"
         )
-        print(json.dumps(result))
+        common.emit(result)
 
 
 if __name__ == "__main__":

@@ -34,10 +34,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
 import dataclasses
-import json
 import statistics
 import time
 
+import common
 import torch
 import torch.nn.functional as F
 from posttrain import ARS, PRETRAIN_EPOCHS, pretrain
@@ -204,10 +204,7 @@ def main() -> None:
     parser.add_argument("--large-hidden", type=int, default=13_334, help="part 2: hidden width (1.0M parameters)")
     parser.add_argument("--skip-large", action="store_true", help="only part 1")
     parser.add_argument("--pretrain-epochs", type=int, default=PRETRAIN_EPOCHS, help="cap on Adam pre-training")
-    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
-    if parser.parse_known_args()[0].smoke:
-        parser.set_defaults(**SMOKE)
-    args = parser.parse_args()
+    args = common.parse(parser, SMOKE)
     torch.set_num_threads(1)
     result: dict = {"bench": "compression", "budget_s": args.budget_s, "ars": ARS}
     result["digits"] = part_one(args.seeds, args.budget_s, args.pretrain_epochs)
@@ -218,7 +215,7 @@ def main() -> None:
         )
     if not args.skip_large:
         result["large"] = part_two(args.large_iterations, args.large_hidden)
-    print(json.dumps(result))
+    common.emit(result)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import common
+
 from hpcars.config import PRESET_DIR
 
 HERE = Path(__file__).resolve().parent
@@ -111,10 +113,7 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(ALL_VARIANTS), help="run only these (comma-separated)")
     parser.add_argument("--cap", type=int, default=0, help="training-episode cap for every task (0: CAPS)")
     parser.add_argument("--eval-episodes", type=int, default=20, help="episodes per evaluation, both sides")
-    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
-    if parser.parse_known_args()[0].smoke:
-        parser.set_defaults(**SMOKE)
-    args = parser.parse_args()
+    args = common.parse(parser, SMOKE)
     if args.cap:
         CAPS.update(dict.fromkeys(CAPS, args.cap))
     chosen = args.variants.split(",")
@@ -145,7 +144,7 @@ def main() -> None:
                 "episodes": episodes,
             }
             print(f"{task:12s} {variant:15s} reached {len(reached)}/{len(seeds)}, median {shown}")
-    print(json.dumps(result))
+    common.emit(result)
 
 
 if __name__ == "__main__":

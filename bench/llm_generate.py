@@ -26,15 +26,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from scale import mpirun  # bench/scale.py: the venv's mpirun, else the one on PATH
+import common
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = dict(directions=2, prompts=2, tokens=4, worlds=[1, 2], repeats=1)
@@ -128,16 +126,12 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=1, help="R of the low-rank perturbation")
     parser.add_argument("--worlds", type=int, nargs="+", default=[1, 2], help="MPI world sizes (ranks)")
     parser.add_argument("--repeats", type=int, default=2, help="timed calls per process (the fastest counts)")
-    parser.add_argument("--smoke", action="store_true", help=f"a tiny random model, seconds: {SMOKE}")
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = common.parse(parser, SMOKE)
     if args.worker:
         for row in worker(json.loads(args.worker)):  # rank 0 prints every rank's row
             print(json.dumps(row), flush=True)
         return
-    if args.smoke:
-        for key, value in SMOKE.items():
-            setattr(args, key, value)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or ("" if args.smoke else smollm2()) or tiny_model(Path(tmp) / "tiny")
@@ -145,14 +139,7 @@ def main() -> None:
             ratio = {}
             for kind in ("plain", "lowrank"):
                 spec = dict(vars(args), kind=kind, model=model)
-                launch = mpirun(world) if world > 1 else []
-                done = subprocess.run(
-                    [*launch, sys.executable, __file__, "--worker", json.dumps(spec)],
-                    capture_output=True,
-                    text=True,
-                    cwd=ROOT,
-                    env={**os.environ, "OMP_NUM_THREADS": "1"},
-                )
+                done = common.worker(__file__, spec, world)
                 if done.returncode != 0:
                     raise SystemExit(f"{kind} x{world} failed:\n{done.stderr[-2000:]}")
                 ranks = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]

@@ -40,6 +40,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import common
+
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = {
     "digits": ["--task", "digits", "--hidden", "32", "--directions", "16", "--top-directions", "8"]
@@ -143,11 +145,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
     parser.add_argument("--iterations", type=int, default=0, help="override every task's iterations (0 = its own)")
     parser.add_argument("--options", default="", help="more hpcars.train options for every run (tuning)")
-    parser.add_argument("--smoke", action="store_true", help=f"seconds of run time: {SMOKE}")
-    args = parser.parse_args()
-    if args.smoke:
-        for key, value in SMOKE.items():
-            setattr(args, key, value)
+    args = common.parse(parser, SMOKE)
     if args.arms[0] != "dense":
         parser.error("--arms: the first arm must be dense (the reference)")
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:

@@ -25,14 +25,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from scale import mpirun  # bench/scale.py: the venv's mpirun, else the one on PATH
+import common
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = dict(sizes=[1e5], ranks=[1], rows=4, tokens=8, sequences=2, dense_max=1e5, iterations=1, worlds=[2])
@@ -227,17 +224,13 @@ def main() -> None:
     parser.add_argument(
         "--dense-memory", type=float, default=0.0, help="--branch-memory of the dense rows, GB (0 = auto)"
     )
-    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = common.parse(parser, SMOKE)
     if args.worker:
         row = worker(json.loads(args.worker))
         if row["rank"] == 0:
             print(json.dumps(row))
         return
-    if args.smoke:
-        for key, value in SMOKE.items():
-            setattr(args, key, value)
     rows = []
     for model in args.models:
         for size in args.sizes:
@@ -255,14 +248,7 @@ def main() -> None:
                     directions=args.directions,
                     branch_memory=args.dense_memory if kind == "dense" else 0.0,
                 )
-                launch = mpirun(world) if world > 1 else []
-                done = subprocess.run(
-                    [*launch, sys.executable, __file__, "--worker", json.dumps(spec)],
-                    capture_output=True,
-                    text=True,
-                    cwd=ROOT,
-                    env={**os.environ, "OMP_NUM_THREADS": "1"},
-                )
+                done = common.worker(__file__, spec, world)
                 if done.returncode != 0:
                     print(f"{model} {size:.0e} {kind} x{world}: failed: {done.stderr.strip().splitlines()[-1]}")
                     continue

@@ -28,6 +28,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import common
+
 from hpcars.tasks.paper import paper_episodes, paper_threshold
 
 # The preset's variant per task; thresholds and the paper's episodes come from hpcars.tasks.paper.
@@ -36,6 +38,14 @@ TASKS = {"swimmer": ("Swimmer-v5", "V1"), "halfcheetah": ("HalfCheetah-v5", "V2-
 CAPS = {"swimmer": 300, "halfcheetah": 300, "hopper": 1000}
 #: ``--smoke``: the same runs at tiny sizes, seconds of run time
 SMOKE = dict(tasks=["swimmer"], seeds=[0], ranks=2, iterations=2, eval_episodes=2)
+
+
+def line(task: str, variant: str, row: dict, runs: list[dict]) -> str:
+    return (
+        f"{task:12s} {variant:5s} threshold {row['threshold']}: median {row['median_episodes']} episodes "
+        f"(paper {row['paper_episodes']}), reached {row['reached']}, median {row['median_env_steps']} "
+        f"env steps, {row['median_wall_s']} s; per seed {[r['episodes'] for r in runs]}"
+    )
 
 
 def run_one(task: str, seed: int, ranks: int, root: Path, iterations: int, eval_episodes: int) -> dict:
@@ -88,10 +98,7 @@ def main() -> None:
     parser.add_argument("--ranks", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=0, help="iteration cap of every task (0: CAPS)")
     parser.add_argument("--eval-episodes", type=int, default=0, help="episodes per evaluation (0: the preset's)")
-    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
-    if parser.parse_known_args()[0].smoke:
-        parser.set_defaults(**SMOKE)
-    args = parser.parse_args()
+    args = common.parse(parser, SMOKE)
     result: dict = {"bench": "paper", "ranks": args.ranks, "seeds": args.seeds, "tasks": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for task in args.tasks:
@@ -113,13 +120,8 @@ def main() -> None:
             med = row["median_episodes"]
             row["at_or_below_paper"] = med is not None and med <= row["paper_episodes"]
             result["tasks"][task] = row
-            print(
-                f"{task:12s} {variant:5s} threshold {row['threshold']}: median {med} episodes "
-                f"(paper {row['paper_episodes']}), reached {row['reached']}, median {row['median_env_steps']} "
-                f"env steps, {row['median_wall_s']} s; per seed {[r['episodes'] for r in runs]}",
-                flush=True,
-            )
-    print(json.dumps(result))
+            print(line(task, variant, row, runs), flush=True)
+    common.emit(result)
 
 
 if __name__ == "__main__":

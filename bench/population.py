@@ -42,8 +42,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hpcars.cli.train import run
+import common
+
 from hpcars.config import TrainConfig, validate
+from hpcars.run.loop import run
 from hpcars.runtime.comm import make_transport
 
 MEMBERS = 8
@@ -131,10 +133,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=None, help="subset of variants (default: all)")
     parser.add_argument("--members", type=int, default=MEMBERS, help="M of every population variant")
     parser.add_argument("--iterations", type=int, default=0, help="iterations of every run (0: the task's)")
-    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
-    if parser.parse_known_args()[0].smoke:
-        parser.set_defaults(**SMOKE)
-    args = parser.parse_args()
+    args = common.parse(parser, SMOKE)
     transport = make_transport()
     lead = transport.rank == 0
     root = Path(transport.bcast(tempfile.mkdtemp(prefix="hpcars-bench-") if lead else None))
@@ -191,7 +190,7 @@ def main() -> None:
         result["tasks"][task] = {"config": dict(TASKS[task], iterations=iterations), "variants": rows}
     if lead:
         shutil.rmtree(root, ignore_errors=True)
-        print(json.dumps(result))
+        common.emit(result)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import common
 import torch
 
 from hpcars.config import TrainConfig
@@ -77,10 +78,7 @@ def main() -> None:
     parser.add_argument("--hidden", nargs="+", type=int, default=[32, 512], help="MLP widths")
     parser.add_argument("--members", nargs="+", type=int, default=[1, 8, 64], help="population sizes M")
     parser.add_argument("--iterations", type=int, default=ITERATIONS, help="timed iterations per case")
-    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
-    if parser.parse_known_args()[0].smoke:
-        parser.set_defaults(**SMOKE)
-    args = parser.parse_args()
+    args = common.parse(parser, SMOKE)
     transport = make_transport()
     rows = [measure(m, h, transport, args.iterations) for h in args.hidden for m in args.members]
     if transport.rank == 0:

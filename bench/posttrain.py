@@ -31,12 +31,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
 import dataclasses
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+import common
 import torch
 import torch.nn.functional as F
 
@@ -149,10 +149,7 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=20.0, help="wall clock of each post-training arm")
     parser.add_argument("--problems", default="digits,breast_cancer")
     parser.add_argument("--pretrain-epochs", type=int, default=PRETRAIN_EPOCHS, help="cap on Adam pre-training")
-    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
-    if parser.parse_known_args()[0].smoke:
-        parser.set_defaults(**SMOKE)
-    args = parser.parse_args()
+    args = common.parse(parser, SMOKE)
     torch.set_num_threads(1)
     result: dict = {"bench": "posttrain", "budget_s": args.budget_s, "ars": ARS, "problems": {}}
     for name in args.problems.split(","):
@@ -190,7 +187,7 @@ def main() -> None:
         wins = {k: sum(r[k] > r["adam"] for r in rows) for k in ("ars_loss", "ars_metric")}
         result["problems"][name] = {"seeds": rows, "median": medians, "ars_beats_adam_seeds": wins}
         print(f"{name} median held-out accuracy: " + "  ".join(f"{k} {v:.4f}" for k, v in medians.items()))
-    print(json.dumps(result))
+    common.emit(result)
 
 
 if __name__ == "__main__":

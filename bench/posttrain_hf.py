@@ -43,8 +43,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common import mpirun
 from llm_generate import smollm2, tiny_model
-from scale import mpirun
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = "reasoning-gym:chain_sum"
@@ -79,13 +79,12 @@ def language_task(model: str, split: str, prompts: int, task: str = TASK, config
 
 
 def accuracy(task: Any, module: Any) -> tuple[float, float]:
-    """Greedy held-out accuracy and format-but-wrong share of a causal LM (the task's own evaluation)."""
-    import torch
-
+    """Greedy held-out accuracy and format-but-wrong share of a causal LM (the task's own
+    evaluation), on the device the model's parameters are on."""
     from hpcars.algorithm.branches import BatchedModel
     from hpcars.tasks.hf_lm import CausalLM
 
-    batched = BatchedModel(CausalLM(module, task.codec.pad_id), torch.device("cpu"))
+    batched = BatchedModel(CausalLM(module, task.codec.pad_id), next(module.parameters()).device)
     was_training = module.training
     module.eval()
     rows = task.evaluate_units(batched, batched.spec.flatten(batched.module), range(task.eval_units), 0)
@@ -108,7 +107,7 @@ def candidates(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     files = hf_lm.locate(args.model)
-    module = hf_lm.load_model(files)
+    module = hf_lm.load_model(files).to(args.device)
     rows = []
     for dataset, config in CANDIDATES:
         try:
@@ -130,7 +129,7 @@ def base(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     task = language_task(args.model, args.split, args.eval_prompts)
-    right, format_only = accuracy(task, hf_lm.load_model(hf_lm.locate(args.model)))
+    right, format_only = accuracy(task, hf_lm.load_model(hf_lm.locate(args.model)).to(args.device))
     print(f"base  {args.split} accuracy {right:.3f}  format-only {format_only:.3f}", flush=True)
     write(Path(args.out), f"base-{args.split}", dict(arm="base", curve=[[0, 0.0, right, format_only]]))
 
@@ -143,6 +142,7 @@ def es(args: argparse.Namespace) -> None:
         preset=args.preset,
         task_config=TASK_CONFIG,
         hf_model=args.model,
+        device=args.device,
         seed=args.seed,
         eval_split=args.split,
         eval_prompts=args.eval_prompts,
@@ -198,7 +198,7 @@ def grpo(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     files = hf_lm.locate(args.model)
-    tokenizer, model = hf_lm.load_tokenizer(files), hf_lm.load_model(files)
+    tokenizer, model = hf_lm.load_tokenizer(files), hf_lm.load_model(files).to(args.device)
     task = language_task(args.model, args.split, args.eval_prompts)
     source = task.source
     train = source.train()
@@ -235,7 +235,7 @@ def grpo(args: argparse.Namespace) -> None:
         learning_rate=args.lr,
         max_steps=10**6,
         seed=args.seed,
-        use_cpu=True,
+        use_cpu=args.device == "cpu",
         logging_steps=10**6,
         save_strategy="no",
         report_to="none",
@@ -330,6 +330,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-5, help="grpo: learning rate")
     parser.add_argument("--eval-steps", type=int, default=40, help="grpo: steps between evaluations")
     parser.add_argument("--threads", type=int, default=2, help="grpo, base, candidates: torch threads")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda: where every arm computes")
     parser.add_argument("--out", default="runs/posttrain-hf", help="where each arm's JSON goes")
     parser.add_argument("--plot", default="", help="report: write the curves to this image")
     parser.add_argument("--smoke", action="store_true", help="a tiny random model, seconds per arm")

@@ -43,6 +43,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import common
+
 ROOT = Path(__file__).resolve().parents[1]
 PER_BATCH = 480  # completions an arm generates per batch (ES: 30 branches × 16 prompts)
 EVAL_EVERY = 10  # batches between held-out evaluations
@@ -213,11 +215,7 @@ def main() -> None:
     parser.add_argument("--sft-lr", type=float, default=SFT_LR, help="continued teacher forcing's learning rate")
     parser.add_argument("--out", default="", help="keep pretrained models and runs here (default: a temporary dir)")
     parser.add_argument("--plot", default="", help="write the accuracy curves to this image")
-    parser.add_argument("--smoke", action="store_true", help=f"seconds of run time: {SMOKE}")
-    args = parser.parse_args()
-    if args.smoke:
-        for key, value in SMOKE.items():
-            setattr(args, key, value)
+    args = common.parse(parser, SMOKE)
     batches = max(1, args.budget // PER_BATCH)
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
         out = Path(args.out or tmp)

@@ -28,10 +28,10 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
-import json
 import statistics
 import time
 
+import common
 import torch
 
 from hpcars.config import TrainConfig
@@ -84,10 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--iterations", type=int, default=0, help="iterations per arm (0: each problem's)")
-    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
-    if parser.parse_known_args()[0].smoke:
-        parser.set_defaults(**SMOKE)
-    args = parser.parse_args()
+    args = common.parse(parser, SMOKE)
     torch.set_num_threads(1)
     result: dict = {"bench": "priority", "problems": {}}
     for name, (make, options, default_iterations, metric) in SETUPS.items():
@@ -127,7 +124,7 @@ def main() -> None:
             f"{summary['median_prioritized']:.4g}; prioritized better on {summary['prioritized_better_seeds']} of "
             f"{len(rows)} seeds; time x{summary['time_ratio']:.3f}"
         )
-    print(json.dumps(result))
+    common.emit(result)
 
 
 if __name__ == "__main__":

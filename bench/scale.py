@@ -41,7 +41,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import common
 import numpy as np
+from common import mpirun
 
 ROOT = Path(__file__).resolve().parents[1]
 #: ``--smoke``: the same measurement on 1 and 2 ranks, seconds of run time
@@ -52,8 +54,8 @@ def worker(args: argparse.Namespace) -> None:
     """One rank of a ``mpirun -n K python bench/scale.py --worker`` job."""
     import torch
 
-    from hpcars.cli.train import run
     from hpcars.config import TrainConfig
+    from hpcars.run.loop import run
     from hpcars.run.session import Session
     from hpcars.runtime.comm import make_transport, partition, shares
 
@@ -87,12 +89,6 @@ def worker(args: argparse.Namespace) -> None:
         }
         print(json.dumps(figures), flush=True)
     transport.close()
-
-
-def mpirun(ranks: int) -> list[str]:
-    """The launcher beside this interpreter (the venv's MPICH), or the one on PATH."""
-    beside = Path(sys.executable).parent / "mpirun"
-    return [str(beside if beside.exists() else "mpirun"), "-n", str(ranks)]
 
 
 def launch(ranks: int, args: argparse.Namespace, out: Path) -> dict:
@@ -180,7 +176,7 @@ def main() -> None:
             "gather_ms_linear": [lin_a, lin_b],
         },
     }
-    print(json.dumps(result))
+    common.emit(result)
     if not same or refused["status"] != 2:
         raise SystemExit(1)
 

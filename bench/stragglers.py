@@ -31,12 +31,13 @@ import argparse
 import csv
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import common
 
 MODES = ("static", "dynamic", "async")
 CAPS = {"halfcheetah": 200, "hopper": 400}  # iterations: 12,800 and 6,400 training episodes
@@ -46,15 +47,9 @@ SMOKE = dict(
 )
 
 
-def mpirun() -> str:
-    return shutil.which("mpirun", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-
-
 def train(task: str, mode: str, ranks: int, seed: int, eval_episodes: int, extra: list[str], run_dir: Path) -> dict:
     cmd = [
-        mpirun(),
-        "-n",
-        str(ranks),
+        *common.mpirun(ranks),
         sys.executable,
         "-m",
         "hpcars.train",
@@ -94,10 +89,7 @@ def main() -> None:
     parser.add_argument("--cap", type=int, default=0, help="part 2: iteration cap of every task (0: CAPS)")
     parser.add_argument("--eval-episodes", type=int, default=20, help="episodes per evaluation")
     parser.add_argument("--modes", default=",".join(MODES), help="schedules compared")
-    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
-    if parser.parse_known_args()[0].smoke:
-        parser.set_defaults(**SMOKE)
-    args = parser.parse_args()
+    args = common.parse(parser, SMOKE)
     world_sizes = [int(k) for k in args.ranks.split(",")]
     modes = args.modes.split(",")
     result: dict = {"bench": "stragglers", "throughput": {}, "threshold": {}}
@@ -139,13 +131,13 @@ def main() -> None:
                     "median_episodes": statistics.median(r["episodes"] for r in hits) if hits else None,
                     "seeds": rows,
                 }
+                summary = result["threshold"][f"{task} {mode}"]
                 print(
-                    f"{task:12s} {mode:8s} reached {len(hits)}/{len(rows)}; median "
-                    f"{result['threshold'][f'{task} {mode}']['median_wall_s']} s, "
-                    f"{result['threshold'][f'{task} {mode}']['median_episodes']} episodes",
+                    f"{task:12s} {mode:8s} reached {summary['reached']}; median {summary['median_wall_s']} s, "
+                    f"{summary['median_episodes']} episodes",
                     flush=True,
                 )
-    print(json.dumps(result))
+    common.emit(result)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import common
 import numpy as np
 import torch
 
@@ -254,10 +255,7 @@ def main() -> None:
     parser.add_argument("--scaling-env", default="HalfCheetah-v5", help="part 2's env")
     parser.add_argument("--directions", type=int, default=32, help="part 2's N (b = min(4, N))")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes, seconds of run time: {SMOKE}")
-    if parser.parse_known_args()[0].smoke:
-        parser.set_defaults(**SMOKE)
-    args = parser.parse_args()
+    args = common.parse(parser, SMOKE)
     if args.worker:
         worker(args.envs, list(ENV_BACKENDS), args.directions, args.iterations)
         return
@@ -276,7 +274,7 @@ def main() -> None:
             f"ARS iterations, {args.scaling_env}, {backend}: 1 rank {r['steps_per_s_1_rank']} steps/s, "
             f"2 ranks {r['steps_per_s_2_ranks']} steps/s, {r['speedup_2_vs_1']}x"
         )
-    print(json.dumps(result))
+    common.emit(result)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ output, signals) and ``cli``; ``errors`` holds every error they raise.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 #: public name -> the module that defines it
@@ -43,33 +42,12 @@ _WHERE = {
 
 __all__ = [*_WHERE, "__version__"]
 
-#: what ``__version__`` is when neither the metadata nor a ``pyproject.toml`` says
-UNKNOWN_VERSION = "0+unknown"
-
-
-@functools.cache
-def _version() -> str:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version("hpcars")
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    import tomllib
-    from pathlib import Path
-
-    try:
-        with open(Path(__file__).resolve().parents[1] / "pyproject.toml", "rb") as f:
-            project = tomllib.load(f).get("project", {})
-    except (OSError, tomllib.TOMLDecodeError):
-        return UNKNOWN_VERSION
-    version = project.get("version") if project.get("name") == "hpcars" else None
-    return version if isinstance(version, str) else UNKNOWN_VERSION
-
 
 def __getattr__(name: str) -> Any:
     if name == "__version__":
-        return _version()
+        from hpcars.version import version
+
+        return version()
     if name in _WHERE:
         import importlib
 

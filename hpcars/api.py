@@ -12,8 +12,9 @@
 
 The options are the command line's names with underscores (``--step-size`` ->
 ``step_size=``), ``preset=`` included, or a ``TrainConfig`` as ``config`` (options given as
-keywords override its fields). They go through the command line's own parser and
-checks, so a call and ``python -m hpcars.train`` with the same options run the same
+keywords override its fields). The values go, as values, through the resolver the command
+line uses (``hpcars.cli.options.resolve``: defaults, presets, ``--resume``'s saved options,
+the config file, then the checks), so a call and ``python -m hpcars.train`` with the same options run the same
 configuration: the same run directory, and the same ``params_sha256`` on any number
 of ranks. Bad input raises ``hpcars.InputError`` (every rank together) whose text is
 the command line's one line: ``ConfigError`` for an option given to ``fit`` itself,
@@ -49,10 +50,10 @@ import torch
 from torch import nn
 
 from hpcars.algorithm.models import Normalized
-from hpcars.cli.options import parse_args
-from hpcars.cli.train import Callback, RunResult, run
-from hpcars.config import TrainConfig, option_name
+from hpcars.cli.options import resolve
+from hpcars.config import TrainConfig
 from hpcars.errors import ConfigError, DivergenceError, InputError, NonFiniteRewardError
+from hpcars.run.loop import Callback, RunResult, run
 from hpcars.run.signals import StopRequest
 from hpcars.runtime.agreement import agree
 from hpcars.runtime.comm import Transport, make_transport
@@ -105,8 +106,8 @@ def fit(
         task = config.task if config is not None else "regression"
     transport = transport or make_transport()
     name = _task_name(task, reward)
-    argv = _argv(config, options, name)
-    cfg = agree(transport, lambda: parse_args(argv))
+    given = _given(config, options, name)
+    cfg = agree(transport, lambda: resolve(given))
     stop = StopRequest()
     in_main = threading.current_thread() is threading.main_thread()
     if in_main:
@@ -139,30 +140,16 @@ def _task_name(task: TaskLike, reward: ModuleReward | None) -> str:
     return IN_MEMORY + name
 
 
-def _argv(config: TrainConfig | None, options: dict[str, Any], task: str) -> list[str]:
-    """The command line that says ``config`` (its fields that differ from the defaults),
-    then ``options``, then the task."""
+def _given(config: TrainConfig | None, options: dict[str, Any], task: str) -> dict[str, Any]:
+    """The option values ``fit`` was given: ``config``'s fields that differ from the defaults,
+    then ``options``, then the task — for ``cli.options.resolve``, as the command line's are."""
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     values: dict[str, Any] = {}
     if config is not None:
         values.update({n: getattr(config, n) for n, f in fields.items() if getattr(config, n) != f.default})
-    for key, value in options.items():
-        if key not in fields:
-            raise ConfigError(key, f"unknown option; allowed: {', '.join(sorted(fields))}")
-        values[key] = value
+    values.update(options)
     values["task"] = task
-    argv: list[str] = []
-    for key, value in values.items():
-        argv += [option_name(key), _text(value)]
-    return argv
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
+    return values
 
 
 def _task_source(task: TaskLike, reward: ModuleReward | None) -> Callable[[TrainConfig], Task]:

@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from hpcars.cli.options import parse_args
-from hpcars.config import BUILTIN_TASKS, ConfigError, TrainConfig
-from hpcars.run.paths import PathProblem, read_text
+from hpcars.config import BUILTIN_TASKS, TrainConfig
+from hpcars.errors import ConfigError, PathProblem
+from hpcars.run.paths import read_text
 
 
 class SpecError(ValueError):

@@ -42,9 +42,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hpcars.errors import PathProblem
 from hpcars.run import checkpoint
 from hpcars.run.output import SUMMARY_FILE, write_json_atomic
-from hpcars.run.paths import PathProblem, read_text, writable_directory
+from hpcars.run.paths import read_text, writable_directory
 
 from .spec import RunSpec, SpecError, SweepSpec, load
 
@@ -236,7 +237,7 @@ def submit(spec_path: Path, sweep_dir: Path | None, kind: str, dry_run: bool = F
 
 def submit_runs(kind: str, folder: Path, spec: SweepSpec, todo: list[tuple[RunSpec, Path]]) -> dict[str, str]:
     """Queue the runs as one job array; their job ids by run name."""
-    from hpcars.run.job import TrainJob
+    from hpcars.jobs.job import TrainJob
 
     if not todo:
         return {}

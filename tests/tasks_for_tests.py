@@ -67,3 +67,43 @@ class Quadratic:
 
     def reward_numpy(self, theta):
         return -float(((theta.astype("float64") - self.center.numpy()) ** 2).sum())
+
+
+class Affine(nn.Module):
+    """A linear layer read out on the identity: row i of the output is W[:, i] + b."""
+
+    def __init__(self, inputs: int, outputs: int) -> None:
+        super().__init__()
+        self.layer = nn.Linear(inputs, outputs)
+
+    def forward(self, eye: torch.Tensor) -> torch.Tensor:
+        return self.layer(eye)
+
+
+class MatrixTarget(Quadratic):
+    """reward = −Σ (Wᵀ + b − C)² over a linear layer's outputs on the identity: a quadratic whose
+    parameters sit in a weight matrix, so ``--perturbation lowrank`` perturbs them by factors."""
+
+    name = "matrix-target"
+
+    def __init__(self, inputs: int = 4, outputs: int = 3) -> None:
+        super().__init__(size=inputs * outputs + outputs)
+        self.inputs, self.outputs = inputs, outputs
+        self.target = torch.linspace(-1.0, 2.0, inputs * outputs, dtype=torch.float64).reshape(inputs, outputs)
+
+    def build_model(self) -> nn.Module:
+        torch.manual_seed(0)
+        return Affine(self.inputs, self.outputs)
+
+    def begin_iteration(self, iteration, member, device):
+        return torch.eye(self.inputs, device=device)
+
+    def rewards(self, model, stack, context, branches) -> BranchOutcome:
+        n = len(branches)
+        return self.outcome(model(stack, context)[:n])
+
+    def outcome(self, out: torch.Tensor) -> BranchOutcome:
+        n = len(out)
+        rewards = -((out.double() - self.target.to(out.device)) ** 2).sum(dim=(1, 2)).cpu().numpy()
+        zeros = np.zeros((n, 1))
+        return BranchOutcome(rewards, np.ones(n), ObsMoments(np.ones(n), zeros, zeros))

@@ -167,6 +167,8 @@ def test_play_writes_a_video_of_real_frames(hopper_run, renderer, tmp_path):
 def test_play_bad_input(hopper_run, tmp_path):
     assert _play([str(tmp_path / "nothing")])[0] == 2
     assert _play([str(hopper_run), "--video", str(tmp_path / "x.avi")])[0] == 2
+    for size in ("96xab", "96x", "8x64"):  # one line naming --size, never a ValueError's traceback
+        assert _play([str(hopper_run), "--video", str(tmp_path / "x.gif"), "--size", size])[0] == 2
 
 
 # -- export ----------------------------------------------------------------------------------------------

@@ -7,10 +7,12 @@ import pytest
 import torch
 
 import hpcars
+from hpcars.algorithm.branches import BatchedModel
+from hpcars.algorithm.perturbation import LowRankBranches
 from hpcars.config import TrainConfig
 from hpcars.run.engine import ARSTrainer
 from hpcars.runtime.comm import SingleProcess
-from tests.tasks_for_tests import Quadratic
+from tests.tasks_for_tests import Affine, MatrixTarget, Quadratic
 
 SETTINGS = dict(directions=6, top_directions=4, step_size=0.05, noise_std=0.05, seed=5, branch_batch=3)
 
@@ -117,7 +119,7 @@ def test_every_bad_setting_is_refused_in_one_line(settings, message):
 
 def test_tell_refuses_rewards_that_are_not_numbers():
     ars = hpcars.ARS(num_params=3, directions=2)
-    with pytest.raises(hpcars.ConfigError, match=r"rewards: must be 4 numbers"):
+    with pytest.raises(hpcars.ConfigError, match=r"rewards: must be 4 \(2N\) rewards"):
         ars.tell(["a", "b", "c", "d"])
 
 
@@ -135,3 +137,67 @@ def test_load_state_dict_refuses_a_wrong_theta_and_a_state_without_its_settings(
         ars.load_state_dict({**state, "iteration": -2})
     ars.load_state_dict({**state, "iteration": 4})  # and a good one still loads
     assert ars.iteration == 4
+
+
+@pytest.mark.parametrize("fitness", ["ars", "zscore"])
+def test_low_rank_ask_tell_is_the_engine_path_bitwise(fitness):
+    """``module=`` + ``perturbation="lowrank"``: ``ask`` hands out factors on the module's shared
+    weights, a user evaluates them with ``BatchedModel``, and θ follows the engine's bits."""
+    settings = dict(SETTINGS, branch_batch=16, top_directions=4 if fitness == "ars" else 0)
+    task = MatrixTarget()
+    cfg = TrainConfig(device="cpu", perturbation="lowrank", perturbation_rank=2, fitness=fitness, **settings)
+    trainer = ARSTrainer(cfg, task, SingleProcess(), [torch.device("cpu")])
+    module = task.build_model()
+    ars = hpcars.ARS(module=module, perturbation="lowrank", rank=2, fitness=fitness, **settings)
+    model, eye = BatchedModel(module, torch.device("cpu")), torch.eye(task.inputs)
+    start = ars.theta
+    for _ in range(5):
+        trainer.step()
+        branches = ars.ask()
+        assert isinstance(branches, LowRankBranches) and len(branches.owner) == 12
+        ars.tell(task.outcome(model(branches, eye)).rewards)
+        assert torch.equal(ars.theta, trainer.theta)
+    assert not torch.equal(ars.theta, start)
+
+
+def test_low_rank_branches_are_the_dense_rows_they_stand_for():
+    """``ask``'s factors, built in full, are θ ± ν·(a rank-R direction) in antithetic pairs."""
+    module = Affine(4, 3)
+    ars = hpcars.ARS(module=module, perturbation="lowrank", rank=2, directions=3, noise_std=0.1, seed=3)
+    rows = ars.ask().dense()
+    theta = ars.theta
+    assert rows.shape == (6, 15)
+    torch.testing.assert_close(rows[0::2] + rows[1::2], 2 * theta.expand(3, -1), rtol=0, atol=1e-6)
+    weight = (rows[0] - theta)[:12].reshape(3, 4)  # the direction's weight part is a rank-2 matrix
+    assert int(torch.linalg.matrix_rank(weight.double(), rtol=1e-6)) == 2
+
+
+def test_normalize_keeps_the_inputs_statistics_and_resumes_them():
+    """V2 in ask/tell: ``tell(..., inputs=)`` merges the inputs' statistics after the step;
+    ``normaliser`` is the engine's (mean, 1/std); ``state_dict`` carries them."""
+    rng = np.random.default_rng(0)
+    ars = hpcars.ARS(num_params=3, directions=2, normalize=2, seed=1)
+    seen = [rng.normal([1.0, -2.0], [0.5, 3.0], size=(50, 2)) for _ in range(4)]
+    for batch in seen:
+        ars.ask()
+        ars.tell(np.arange(4.0), inputs=batch)
+    mean, inv_std = ars.normaliser
+    every = np.concatenate(seen)
+    np.testing.assert_allclose(mean, every.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(inv_std, 1 / every.std(axis=0), rtol=1e-6)
+    again = hpcars.ARS(num_params=3, directions=2, normalize=2, seed=1)
+    again.load_state_dict(ars.state_dict())
+    np.testing.assert_array_equal(again.normaliser[0], mean)
+    with pytest.raises(hpcars.ConfigError, match="inputs"):
+        ars.tell(np.arange(4.0), inputs=np.zeros((5, 3)))
+    with pytest.raises(hpcars.ConfigError, match="normalize"):
+        _ = hpcars.ARS(num_params=3).normaliser
+
+
+def test_group_zscore_needs_the_rewards_per_prompt():
+    ars = hpcars.ARS(num_params=3, directions=2, fitness="group-zscore", seed=1)
+    ars.ask()
+    with pytest.raises(hpcars.ConfigError, match="groups"):
+        ars.tell(np.arange(4.0))
+    step = ars.tell(np.arange(4.0), groups=np.arange(8.0).reshape(4, 2) % 3)
+    assert step.skipped == ""

@@ -56,7 +56,7 @@ class CountingTransport:
 
 def _count(out: Path, args: list[str]) -> int:
     from hpcars.cli.train import main
-    from hpcars.runtime.asynchronous import AsyncLoop
+    from hpcars.run.asynchronous import AsyncLoop
     from hpcars.runtime.comm import MPITransport, make_transport
 
     transport = make_transport()
@@ -122,7 +122,7 @@ def test_async_update_bytes_do_not_depend_on_parameters(tmp_path):
     """Bytes sent between the ranks per asynchronous update — rank 1's UPDATE row to rank 0
     (when rank 1 scored it) and rank 0's SEQUENCED forward to rank 1 — are the same for a
     25- and a 12,001-parameter model, and far below one float32 copy of either."""
-    from hpcars.runtime.asynchronous import TAG_DOWN, TAG_UP
+    from hpcars.run.asynchronous import TAG_DOWN, TAG_UP
     from hpcars.runtime.messages import SEQUENCED, UPDATE
 
     per_update, sizes, parameters = {}, {}, {}

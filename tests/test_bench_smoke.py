@@ -20,10 +20,10 @@ import pytest
 from tests.conftest import ROOT, mpirun
 
 BENCH = ROOT / "bench"
-#: bench/*.py files that are imported, not run, and why (they need no --smoke). None today:
-#: ars_reference.py is run by fidelity.py as a script, and posttrain.py, which compression.py
-#: imports, is a bench of its own.
-LIBRARIES: dict[str, str] = {}
+#: bench/*.py files that are imported, not run, and why (they need no --smoke). ars_reference.py
+#: is run by fidelity.py as a script, and posttrain.py, which compression.py imports, is a bench
+#: of its own.
+LIBRARIES: dict[str, str] = {"common.py": "the helpers every bench shares: --smoke, JSON output, mpirun"}
 #: scripts meant to be started under mpirun (their docstrings say ``mpirun -n 2 python bench/...``)
 MPI_RANKS = {"comm.py": 2, "population.py": 2, "population_cost.py": 2}
 #: per script, patterns its smoke output must contain: the figures/ratios lines it prints

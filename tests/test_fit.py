@@ -116,7 +116,7 @@ def test_a_module_with_a_reward_function(tmp_path, capsys):
         (lambda d: hpcars.fit(nn.Linear(2, 1), run_dir=d), "reward: give reward=fn(model, context) -> float"),
         (
             lambda d: hpcars.fit("regression", run_dir=d, preset="nope"),
-            "--preset: invalid choice: 'nope' (choose from ",
+            "--preset: must be one of ",
         ),
     ],
 )
@@ -137,3 +137,35 @@ def test_a_config_and_a_preset(tmp_path, capsys):
         result.params,
         result.model.weight.detach().numpy().ravel().tolist() + result.model.bias.detach().numpy().tolist(),
     )
+
+
+@pytest.mark.parametrize(
+    "options, argv",
+    [
+        (dict(noise_std=-1.0), ["--noise-std", "-1"]),
+        (dict(fitness="rank"), ["--fitness", "rank"]),
+        (dict(perturbation="sparse"), ["--perturbation", "sparse"]),
+        (dict(directions=4, top_directions=9), ["--directions", "4", "--top-directions", "9"]),
+        (dict(preset="hopper", directions=0), ["--preset", "hopper", "--directions", "0"]),
+    ],
+)
+def test_fit_and_the_command_line_share_one_resolver(options, argv):
+    """The same bad value is the same one line from ``hpcars.fit`` and from ``parse_args``."""
+    from hpcars.cli.options import parse_args
+
+    with pytest.raises(hpcars.ConfigError) as cli:
+        parse_args(["--task", "regression", *argv])
+    with pytest.raises(hpcars.InputError) as api:
+        hpcars.fit("regression", transport=SingleProcess(), **options)
+    assert str(api.value) == str(cli.value) and "\n" not in str(cli.value)
+
+
+def test_fit_refuses_a_value_of_the_wrong_type_naming_the_option():
+    for options, line in [
+        (dict(directions="8"), "--directions: expected int, got '8'"),
+        (dict(step_size=True), "--step-size: expected float, got True"),
+        (dict(env_backend=3), "--env-backend: expected str, got 3"),
+    ]:
+        with pytest.raises(hpcars.InputError) as err:
+            hpcars.fit("regression", transport=SingleProcess(), **options)
+        assert str(err.value) == line

@@ -226,7 +226,7 @@ def test_a_reasoning_gym_run_is_world_size_invariant_and_resumes_bitwise(chat_mo
         (["--task", "countdown", "--fitness", "zscore", "--top-directions", "3"], "--top-directions: is ARS's b"),
         (["--fitness", "group-zscore"], "--fitness: group-zscore needs a language task"),
         (["--task", "countdown", "--temperature", "-1"], "--temperature: must be a finite number >= 0"),
-        (["--task", "countdown", "--chat-template", "yes"], "--chat-template: invalid choice: 'yes'"),
+        (["--task", "countdown", "--chat-template", "yes"], "--chat-template: must be one of auto, none (got 'yes')"),
     ],
 )
 def test_bad_language_options_are_refused_in_one_line(chat_model, tmp_path, capsys, args, message):

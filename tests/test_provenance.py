@@ -38,7 +38,9 @@ def test_version_comes_from_the_metadata_else_from_pyproject(monkeypatch):
         raise importlib.metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(importlib.metadata, "version", not_installed)
-    assert hpcars._version.__wrapped__() == declared
+    from hpcars.version import version
+
+    assert version.__wrapped__() == declared
 
 
 def test_importing_hpcars_has_no_side_effects():

@@ -219,7 +219,7 @@ os.environ["SLURM_JOB_ID"] = "4242"  # set here: in mpirun's environment it woul
 os.environ["PATH"] = f"{{base / 'bin'}}{{os.pathsep}}{{os.environ['PATH']}}"
 from hpcars.cli.options import parse_args
 from hpcars.runtime.comm import make_transport
-from hpcars.cli.train import run
+from hpcars.run.loop import run
 
 transport = make_transport()
 assert transport.size == 2

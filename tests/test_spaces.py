@@ -110,7 +110,7 @@ def test_subspace_params_equal_theta0_plus_projection_recomputed_independently()
         (["--sparsity", "0.5"], "--sparsity: only with --search-space pruned or shared"),
         (["--search-space", "subspace"], "--subspace-dim: must be >= 1 with --search-space subspace"),
         (["--search-space", "subspace", "--subspace-dim", "99999"], "--subspace-dim: must be in [1, 2410]"),
-        (["--search-space", "ternary"], "--search-space: invalid choice"),
+        (["--search-space", "ternary"], "--search-space: must be one of full, pruned, shared, subspace"),
     ],
 )
 def test_bad_combinations_are_one_line_errors(tmp_path, args, message, capsys):

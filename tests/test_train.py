@@ -7,8 +7,8 @@ import json
 import h5py
 import pytest
 
-from hpcars.cli.train import run
 from hpcars.config import TrainConfig
+from hpcars.run.loop import run
 from hpcars.runtime.comm import SingleProcess
 from tests.conftest import checkpoint_file, inspect_json, run_cli
 

@@ -42,10 +42,9 @@ import torch
 from torch import nn
 
 from hpcars.algorithm.models import Normalized
-from hpcars.config import ConfigError
+from hpcars.errors import CheckpointError, ConfigError, PathProblem
 from hpcars.run import checkpoint
-from hpcars.run.checkpoint import CheckpointError
-from hpcars.run.paths import PathProblem, writable_directory
+from hpcars.run.paths import writable_directory
 from hpcars.run.policy import WHICH, LoadedPolicy, load_policy
 from hpcars.threads import pin_threads
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from hpcars.errors import CheckpointError
 from hpcars.run import checkpoint
-from hpcars.run.checkpoint import CheckpointError
 from hpcars.run.output import CONFIG_FILE, METRICS_FILE
 from hpcars.run.provenance import MACHINE, differences, machine_differences, versions
 from hpcars.threads import pin_threads
@@ -99,6 +99,21 @@ def _async_summary(log: dict[str, np.ndarray]) -> dict[str, Any] | None:
     }
 
 
+def _population_summary(ckpt: checkpoint.Checkpoint) -> dict[str, Any]:
+    """Members, their fitness, and what the operators did (clonings, annealing's verdicts)."""
+    pop = ckpt.population or {}
+    fitness = np.array([m.fitness for m in ckpt.members])
+    seen = np.isfinite(fitness).any()
+    return {
+        "members": len(ckpt.members),
+        "fitness_max": float(np.nanmax(fitness)) if seen else None,
+        "fitness_median": float(np.nanmedian(fitness)) if seen else None,
+        "clonings": int(len(pop["lineage"])) if "lineage" in pop else 0,
+        "sa_accepted": int(pop["accepted"].sum()) if "accepted" in pop else 0,
+        "sa_rejected": int(pop["rejected"].sum()) if "rejected" in pop else 0,
+    }
+
+
 def read_run(target: Path) -> dict[str, Any]:
     """The summary of a run directory or checkpoint file."""
     path = checkpoint.locate(target)
@@ -125,9 +140,7 @@ def read_run(target: Path) -> dict[str, Any]:
         [np.concatenate([np.asarray(v, dtype="<f4").reshape(-1) for v in m.params.values()]) for m in ckpt.members]
     )
     sha = checkpoint.params_sha256(flat)
-    pop = ckpt.population or {}
     rows = live_metrics(run_dir)
-    fitness = np.array([m.fitness for m in ckpt.members])
     return {
         "checkpoint": str(path),
         "iteration": ckpt.iteration,
@@ -140,14 +153,7 @@ def read_run(target: Path) -> dict[str, Any]:
         "params_sha256": sha,
         "sha256_ok": sha == ckpt.params_sha256,
         "parameters": int(flat.shape[1]),
-        "population": {
-            "members": len(ckpt.members),
-            "fitness_max": float(np.nanmax(fitness)) if np.isfinite(fitness).any() else None,
-            "fitness_median": float(np.nanmedian(fitness)) if np.isfinite(fitness).any() else None,
-            "clonings": int(len(pop["lineage"])) if "lineage" in pop else 0,
-            "sa_accepted": int(pop["accepted"].sum()) if "accepted" in pop else 0,
-            "sa_rejected": int(pop["rejected"].sum()) if "rejected" in pop else 0,
-        },
+        "population": _population_summary(ckpt),
         "reached_target": ckpt.reached_target,
         "init_from": ckpt.init_from,
         "search_space": ckpt.search_space_info,
@@ -178,26 +184,8 @@ def _print_provenance(provenance: dict[str, str | None] | None) -> None:
         print(f"  differs from this machine ({'; '.join(other)}): a resume here need not match its bits")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    pin_threads()
-    parser = argparse.ArgumentParser(prog="python -m hpcars.inspect", description=__doc__.splitlines()[0])
-    parser.add_argument("target", help="a run directory or one of its checkpoint files")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args(argv)
-    try:
-        info = read_run(Path(args.target))
-    except CheckpointError as err:
-        print(f"hpcars.inspect: error: {err}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(info))
-        return 0
-    if info["checkpoint"] is None:
-        print(f"no checkpoint yet; metrics.csv has {info['metrics_rows']} rows")
-        _print_provenance(info["provenance"])
-        for key, value in info["metrics"].items():
-            print(f"  {key:16s} {value}")
-        return 0
+def _print_checkpoint(info: dict[str, Any]) -> None:
+    """The text form of ``read_run``'s summary of a checkpoint."""
     cfg = info["config"]
     print(
         f"run: task {cfg['task']}  seed {cfg['seed']}  variant {cfg['variant']}  N={cfg['directions']}  "
@@ -237,6 +225,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if info["init_from"]:
         init = info["init_from"]
         print(f"init from {init['path']} (sha256 {init['file_sha256'][:12]}): θ₀ params_sha256 {init['params_sha256']}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    pin_threads()
+    parser = argparse.ArgumentParser(prog="python -m hpcars.inspect", description=__doc__.splitlines()[0])
+    parser.add_argument("target", help="a run directory or one of its checkpoint files")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    try:
+        info = read_run(Path(args.target))
+    except CheckpointError as err:
+        print(f"hpcars.inspect: error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    if info["checkpoint"] is None:
+        print(f"no checkpoint yet; metrics.csv has {info['metrics_rows']} rows")
+        _print_provenance(info["provenance"])
+    else:
+        _print_checkpoint(info)
     for key, value in info["metrics"].items():
         print(f"  {key:16s} {value}")
     return 0

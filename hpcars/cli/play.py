@@ -29,8 +29,8 @@ from typing import cast
 import numpy as np
 import torch
 
-from hpcars.config import ENV_BACKENDS, ConfigError
-from hpcars.run.checkpoint import CheckpointError
+from hpcars.config import ENV_BACKENDS
+from hpcars.errors import CheckpointError, ConfigError
 from hpcars.run.policy import WHICH, LoadedPolicy, load_policy
 from hpcars.runtime.comm import make_transport, partition, shares
 from hpcars.tasks.rl import GymTask
@@ -120,9 +120,7 @@ def report(policy: LoadedPolicy, rows: np.ndarray) -> str:
     return "  ".join(f"{k} {v:.6g}" for k, v in task.summarize(rows).items())
 
 
-def main(argv: Sequence[str] | None = None, transport=None) -> int:
-    os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; before the first env imports mujoco
-    pin_threads()
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m hpcars.play",
         description="Run a trained policy noise-free; optionally render a video.",
@@ -153,41 +151,51 @@ def main(argv: Sequence[str] | None = None, transport=None) -> int:
         default="track",
         help="follow the robot (MuJoCo envs) or keep the env's own camera",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _frame_size(args: argparse.Namespace) -> tuple[int, int]:
+    """The video's (width, height); ``ConfigError`` for options that cannot make one."""
+    if args.video is not None and args.video.suffix.lower() not in (".gif", ".mp4"):
+        raise ConfigError("--video", f"must end in .gif or .mp4 (got {args.video})")
+    parts = args.size.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts) or min(int(p) for p in parts) < 16:
+        raise ConfigError("--size", f"must be WIDTHxHEIGHT, each >= 16 (got {args.size!r})")
+    size = (int(parts[0]), int(parts[1]))
+    if min(args.video_episodes, args.video_every, args.fps) < 1 or args.episodes < 0 or args.video_steps < 0:
+        raise ConfigError("--episodes/--video-*", "counts must be >= 1 (episodes and video-steps: >= 0)")
+    return size
+
+
+def _show(policy: LoadedPolicy, rows: np.ndarray, args: argparse.Namespace, size: tuple[int, int]) -> None:
+    """Rank 0: what the policy scored, and the video if asked for."""
+    origin = f"score {policy.score:.6g} in training" if policy.score is not None else "the last iterate"
+    print(
+        f"{policy.which} policy of {policy.checkpoint} (iteration {policy.iteration}, {origin}), "
+        f"task {policy.cfg.task}, seed {policy.cfg.seed}"
+    )
+    print(report(policy, rows), flush=True)
+    if args.video is None:
+        return
+    if not isinstance(policy.task, GymTask):  # render steps a Gymnasium env of the task's id
+        raise ConfigError("--video", f"{policy.cfg.task} is not a Gymnasium environment to render")
+    track = args.camera == "track"
+    n = render(policy, args.video, args.video_episodes, args.video_steps, args.video_every, args.fps, size, track)
+    print(f"video: {n} frames at {args.fps} fps -> {args.video}", flush=True)
+
+
+def main(argv: Sequence[str] | None = None, transport=None) -> int:
+    os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; before the first env imports mujoco
+    pin_threads()
+    args = build_parser().parse_args(argv)
     transport = transport or make_transport()
     lead = transport.rank == 0
     try:
-        if args.video is not None and args.video.suffix.lower() not in (".gif", ".mp4"):
-            raise ConfigError("--video", f"must end in .gif or .mp4 (got {args.video})")
-        size = tuple(int(v) for v in args.size.lower().split("x")) if "x" in args.size else ()
-        if len(size) != 2 or min(size) < 16:
-            raise ConfigError("--size", f"must be WIDTHxHEIGHT, each >= 16 (got {args.size!r})")
-        if min(args.video_episodes, args.video_every, args.fps) < 1 or args.episodes < 0 or args.video_steps < 0:
-            raise ConfigError("--episodes/--video-*", "counts must be >= 1 (episodes and video-steps: >= 0)")
+        size = _frame_size(args)
         policy = load_policy(args.target, args.which, args.task, args.seed, args.env_backend)
-        episodes = args.episodes or policy.task.eval_units
-        rows = evaluate(policy, episodes, transport)
+        rows = evaluate(policy, args.episodes or policy.task.eval_units, transport)
         if lead:
-            origin = f"score {policy.score:.6g} in training" if policy.score is not None else "the last iterate"
-            print(
-                f"{policy.which} policy of {policy.checkpoint} (iteration {policy.iteration}, {origin}), "
-                f"task {policy.cfg.task}, seed {policy.cfg.seed}"
-            )
-            print(report(policy, rows), flush=True)
-            if args.video is not None:
-                if not isinstance(policy.task, GymTask):  # render steps a Gymnasium env of the task's id
-                    raise ConfigError("--video", f"{policy.cfg.task} is not a Gymnasium environment to render")
-                n = render(
-                    policy,
-                    args.video,
-                    args.video_episodes,
-                    args.video_steps,
-                    args.video_every,
-                    args.fps,
-                    size,
-                    args.camera == "track",
-                )
-                print(f"video: {n} frames at {args.fps} fps -> {args.video}", flush=True)
+            _show(policy, rows, args, size)
     except (ConfigError, CheckpointError) as err:
         if lead:
             print(f"hpcars.play: error: {err}", file=sys.stderr, flush=True)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from hpcars.algorithm.ars import ARSStep
+from hpcars.algorithm.update import apply
 from hpcars.population import agreed
 from hpcars.population.annealing import AnnealingParams, accept, reward_scale, temperature
 from hpcars.population.judge import judged_worsening
@@ -60,18 +61,6 @@ COLUMNS = tuple(f.name for f in dataclasses.fields(PopulationRecord) if f.name !
 StepFn = Callable[[int, ARSStep], torch.Tensor]
 
 
-#: entries of θ moved per pass (``move``): float64 temporaries of 8 MB, whatever the model's size
-MOVE_BLOCK = 1 << 20
-
-
-def move(theta: torch.Tensor, step: torch.Tensor) -> None:
-    """θ ← float32(float64(θ) + step) in place, in blocks: the bits of the whole-vector sum
-    without a float64 copy of θ."""
-    for start in range(0, theta.numel(), MOVE_BLOCK):
-        part = theta[start : start + MOVE_BLOCK]
-        part.copy_(part.to(torch.float64) + step[start : start + MOVE_BLOCK])
-
-
 def best_member(fitness: np.ndarray) -> int:
     return int(rank(fitness)[0])
 
@@ -96,38 +85,86 @@ class Population:
         annealing the judge pairs [M, J, 2] (old, new) of ``population.judge``, and with
         ``--rank-by return`` what members are ranked on instead of their rewards [M, 2N]."""
         p, s = self.params, self.state
-        members = s.members
         scored = rewards if ranked is None else ranked  # what members are ranked on (``--rank-by``)
         measured = np.where(np.isfinite(scored).all(axis=1), scored.mean(axis=1), np.nan)
-
         # 1. annealing: judge last iteration's steps, old and new θ on common random numbers
-        keep = np.ones(members, dtype=bool)
-        temp, judged, kept = float("nan"), 0, 0
+        keep, temp, judged, kept = np.ones(s.members, dtype=bool), float("nan"), 0, 0
         if p.annealing.enabled:
-            assert judge is not None and s.anchor is not None  # annealing always judges and keeps an anchor
-            temp = temperature(p.annealing, iteration)
-            scale = np.array([reward_scale(r) for r in rewards])
-            worsening = np.where(s.pending, judged_worsening(judge, scale), -np.inf)
-            u = agreed.member_uniforms(self.seed, agreed.ANNEALING, iteration, members, 1)[:, 0]
-            ok = accept(worsening, temp, u)
-            judged, kept = int(s.pending.sum()), int((s.pending & ok).sum())
-            keep = ~s.pending | ok
-            s.accepted += s.pending & ok
-            s.rejected += s.pending & ~ok
-            kept_rows, back_rows = (torch.as_tensor(m, device=s.theta.device) for m in (keep, ~keep))
-            # kept: the current point becomes the reference for the next step
-            s.anchor[kept_rows] = s.theta[kept_rows]
-            # rejected: back to where the member was; its step from there is dropped
-            s.theta[back_rows] = s.anchor[back_rows]
-            # the judge's score of where the member now is: θ' if kept, θ if reverted
-            s.anchor_fitness = np.where(keep, judge[:, :, 1].mean(axis=1), judge[:, :, 0].mean(axis=1))
-            measured[~keep] = s.anchor_fitness[~keep]
-            if s.velocity is not None:
-                s.velocity[back_rows] = 0.0
-            s.pending = keep & np.array([not st.skipped for st in steps])
+            keep, temp, judged, kept = self._anneal(iteration, rewards, steps, judge, measured)
         s.fitness = measured
-
         # 2-4. ARS step, swarm velocity, move
+        norms = self._move(iteration, keep, steps, step_fn, measured)
+        # 5. repulsion from the population best
+        repelled, radius = self._repel(best_member(measured)) if p.repulsion.enabled else (0, float("nan"))
+        # 6. truncation at the end of a generation
+        clones = 0
+        if p.truncation.enabled and (iteration + 1) % p.truncation.every == 0:
+            u = agreed.member_uniforms(self.seed, agreed.TRUNCATION, iteration, s.members, 3)
+            clones = self._clone(plan(s.fitness, p.truncation, u), iteration + 1)
+        finite = s.fitness[np.isfinite(s.fitness)]
+        return PopulationRecord(
+            best_member=best_member(s.fitness),
+            fitness_best=float(finite.max()) if finite.size else float("nan"),
+            fitness_median=float(np.median(finite)) if finite.size else float("nan"),
+            temperature=temp,
+            sa_judged=judged,
+            sa_accepted=kept,
+            clones=clones,
+            repelled=repelled,
+            repel_radius=radius,
+            update_norm=float(np.mean(norms)) if norms else 0.0,
+        )
+
+    def restart(self, start: torch.Tensor, step_size: float, noise_std: float, iteration: int) -> None:
+        """Every member starts over at ``start`` [P] (``hpcars.population.restart``): the search state
+        of iteration 0 (α, ν, annealing's anchors, the swarm's velocities and bests), every member
+        born at ``iteration``, the lineage table kept."""
+        p, old = self.params, self.state
+        theta = start.to(old.theta)
+        self.state = PopulationState.start(
+            theta, old.members, step_size, noise_std, p.annealing.enabled, p.swarm.enabled
+        )
+        self.state.lineage = old.lineage
+        self.state.born[:] = iteration
+
+    def _anneal(
+        self,
+        iteration: int,
+        rewards: np.ndarray,
+        steps: Sequence[ARSStep],
+        judge: np.ndarray | None,
+        measured: np.ndarray,
+    ) -> tuple[np.ndarray, float, int, int]:
+        """Keep or revert each member's last step (simulated annealing); (kept, T, judged, accepted).
+        A reverted member's fitness becomes the judge's score of where it went back to."""
+        p, s = self.params, self.state
+        assert judge is not None and s.anchor is not None  # annealing always judges and keeps an anchor
+        temp = temperature(p.annealing, iteration)
+        scale = np.array([reward_scale(r) for r in rewards])
+        worsening = np.where(s.pending, judged_worsening(judge, scale), -np.inf)
+        u = agreed.member_uniforms(self.seed, agreed.ANNEALING, iteration, s.members, 1)[:, 0]
+        ok = accept(worsening, temp, u)
+        judged, kept = int(s.pending.sum()), int((s.pending & ok).sum())
+        keep = ~s.pending | ok
+        s.accepted += s.pending & ok
+        s.rejected += s.pending & ~ok
+        kept_rows, back_rows = (torch.as_tensor(m, device=s.theta.device) for m in (keep, ~keep))
+        s.anchor[kept_rows] = s.theta[kept_rows]  # kept: the current point is the next step's reference
+        s.theta[back_rows] = s.anchor[back_rows]  # rejected: back to where the member was; its step is dropped
+        # the judge's score of where the member now is: θ' if kept, θ if reverted
+        s.anchor_fitness = np.where(keep, judge[:, :, 1].mean(axis=1), judge[:, :, 0].mean(axis=1))
+        measured[~keep] = s.anchor_fitness[~keep]
+        if s.velocity is not None:
+            s.velocity[back_rows] = 0.0
+        s.pending = keep & np.array([not st.skipped for st in steps])
+        return keep, temp, judged, kept
+
+    def _move(
+        self, iteration: int, keep: np.ndarray, steps: Sequence[ARSStep], step_fn: StepFn, measured: np.ndarray
+    ) -> list[float]:
+        """Each kept member's ARS step — through the swarm's velocity with ``--swarm`` — applied to
+        its θ; the norms of the moves."""
+        p, s = self.params, self.state
         if p.swarm.enabled:
             assert s.personal_best is not None  # the swarm keeps personal bests
             better = np.isfinite(measured) & ~(measured <= s.personal_best_fitness)  # NaN best counts as worse
@@ -135,7 +172,7 @@ class Population:
             s.personal_best[rows] = s.theta[rows]
             s.personal_best_fitness[better] = measured[better]
             global_best = s.personal_best[best_member(s.personal_best_fitness)].to(torch.float64)
-            r = agreed.member_uniforms(self.seed, agreed.SWARM, iteration, members, 2)
+            r = agreed.member_uniforms(self.seed, agreed.SWARM, iteration, s.members, 2)
         norms = []
         for m in map(int, np.flatnonzero(keep)):
             step = step_fn(m, steps[m])
@@ -154,40 +191,21 @@ class Population:
                 s.velocity[m] = v.to(torch.float32)
                 step = v
             norms.append(float(step.norm()))
-            move(s.theta[m], step)
+            apply(s.theta[m], step)
+        return norms
 
-        # 5. repulsion from the population best
-        best = best_member(measured)
-        repelled, radius = 0, float("nan")
-        if p.repulsion.enabled:
-            anchor = s.theta[best].to(torch.float64)
-            radius = tabu_radius(p.repulsion, anchor, self.origin.to(anchor.device, torch.float64))
-            for m in range(members):
-                if m != best:
-                    moved, pushed = repel(p.repulsion, s.theta[m].to(torch.float64), anchor, radius)
-                    if pushed:
-                        s.theta[m] = moved.to(torch.float32)
-                        repelled += 1
-
-        # 6. truncation at the end of a generation
-        clones = 0
-        if p.truncation.enabled and (iteration + 1) % p.truncation.every == 0:
-            u = agreed.member_uniforms(self.seed, agreed.TRUNCATION, iteration, members, 3)
-            clones = self._clone(plan(s.fitness, p.truncation, u), iteration + 1)
-
-        finite = s.fitness[np.isfinite(s.fitness)]
-        return PopulationRecord(
-            best_member=best_member(s.fitness),
-            fitness_best=float(finite.max()) if finite.size else float("nan"),
-            fitness_median=float(np.median(finite)) if finite.size else float("nan"),
-            temperature=temp,
-            sa_judged=judged,
-            sa_accepted=kept,
-            clones=clones,
-            repelled=repelled,
-            repel_radius=radius,
-            update_norm=float(np.mean(norms)) if norms else 0.0,
-        )
+    def _repel(self, best: int) -> tuple[int, float]:
+        """Push every other member out of the ball around the best (tabu-like); (pushed, radius)."""
+        s, anchor = self.state, self.state.theta[best].to(torch.float64)
+        radius = tabu_radius(self.params.repulsion, anchor, self.origin.to(anchor.device, torch.float64))
+        repelled = 0
+        for m in range(s.members):
+            if m != best:
+                moved, pushed = repel(self.params.repulsion, s.theta[m].to(torch.float64), anchor, radius)
+                if pushed:
+                    s.theta[m] = moved.to(torch.float32)
+                    repelled += 1
+        return repelled, radius
 
     def _clone(self, generation, born: int) -> int:
         s = self.state

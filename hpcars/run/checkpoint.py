@@ -89,8 +89,10 @@ class Checkpoint:
     search_space: dict[str, np.ndarray] = field(default_factory=dict)
     #: its description (kind, searched dimension, sparsity, bits, compressed bytes)
     search_space_info: dict[str, Any] | None = None
-    #: --schedule async: every update sequenced so far (``hpcars.runtime.update_log``), name -> array
+    #: --schedule async: every update sequenced so far (``hpcars.run.update_log``), name -> array
     async_log: dict[str, np.ndarray] = field(default_factory=dict)
+    #: --restart: the stall watch and the restarts so far (``hpcars.run.restarts``), name -> array
+    restart: dict[str, np.ndarray] = field(default_factory=dict)
     #: the best evaluated parameters so far (None before the first evaluation)
     best: BestPolicy | None = None
     #: the evaluation of θ₀ at iteration 0 (summary.json's ``initial``; None before format 4)
@@ -170,23 +172,29 @@ def write(run_dir: Path, ckpt: Checkpoint, keep: int) -> Path:
 
 
 def _fill(f: h5py.File, ckpt: Checkpoint) -> None:
-    f.attrs["format"] = FORMAT
-    f.attrs["format_version"] = FORMAT_VERSION
-    f.attrs["noise_scheme"] = ckpt.noise_scheme
-    f.attrs["call_width"] = ckpt.call_width
-    f.attrs["config"] = json.dumps(ckpt.config)
-    f.attrs["iteration"] = ckpt.iteration
-    f.attrs["total_episodes"] = ckpt.total_episodes
-    f.attrs["total_samples"] = ckpt.total_samples
-    f.attrs["skipped_steps"] = ckpt.skipped_steps
-    f.attrs["elapsed_s"] = ckpt.elapsed_s
-    f.attrs["params_sha256"] = ckpt.params_sha256
-    f.attrs["reached_target"] = json.dumps(ckpt.reached_target)
-    f.attrs["param_names"] = json.dumps(list(ckpt.members[0].params))
-    f.attrs["init_from"] = json.dumps(ckpt.init_from)
-    f.attrs["search_space"] = json.dumps(ckpt.search_space_info)
-    f.attrs["initial"] = json.dumps(ckpt.initial)
-    f.attrs["provenance"] = json.dumps(ckpt.provenance)
+    f.attrs.update(
+        format=FORMAT,
+        format_version=FORMAT_VERSION,
+        noise_scheme=ckpt.noise_scheme,
+        call_width=ckpt.call_width,
+        iteration=ckpt.iteration,
+        total_episodes=ckpt.total_episodes,
+        total_samples=ckpt.total_samples,
+        skipped_steps=ckpt.skipped_steps,
+        elapsed_s=ckpt.elapsed_s,
+        params_sha256=ckpt.params_sha256,
+    )
+    as_json: dict[str, Any] = dict(
+        config=ckpt.config,
+        reached_target=ckpt.reached_target,
+        param_names=list(ckpt.members[0].params),
+        init_from=ckpt.init_from,
+        search_space=ckpt.search_space_info,
+        initial=ckpt.initial,
+        provenance=ckpt.provenance,
+    )
+    for key, text in as_json.items():
+        f.attrs[key] = json.dumps(text)
     if ckpt.history is not None:
         f.attrs["history"] = json.dumps(ckpt.history)
     f.create_dataset("world_sizes", data=np.array(ckpt.world_sizes, dtype=np.int64).reshape(-1, 2))
@@ -205,6 +213,7 @@ def _fill(f: h5py.File, ckpt: Checkpoint) -> None:
         ("task", ckpt.task_state),
         ("search_space", ckpt.search_space),
         ("async_log", {} if ckpt.history is not None else ckpt.async_log),
+        ("restart", ckpt.restart),
     ):
         if arrays:
             group = f.create_group(group_name)
@@ -213,17 +222,22 @@ def _fill(f: h5py.File, ckpt: Checkpoint) -> None:
     if ckpt.obs_stat is not None:
         _write_stat(f.create_group("obs_stat"), ckpt.obs_stat)
     if ckpt.best is not None:
-        best = f.create_group("best")
-        best.attrs.update(iteration=ckpt.best.iteration, score=ckpt.best.score, spread=ckpt.best.spread)
-        params = best.create_group("params")
-        for name, value in ckpt.best.params.items():
-            params.create_dataset(name, data=np.asarray(value, dtype="<f4"))
-        if ckpt.best.obs_stat is not None:
-            _write_stat(best.create_group("obs_stat"), ckpt.best.obs_stat)
-    if ckpt.history is not None:  # the tables live in RUN_DIR/history.h5
-        return
-    metrics = f.create_group("metrics")
-    for column, values in ckpt.metrics.items():
+        _write_best(f.create_group("best"), ckpt.best)
+    if ckpt.history is None:  # format 4 (format 5: the tables live in RUN_DIR/history.h5)
+        _write_metrics(f.create_group("metrics"), ckpt.metrics)
+
+
+def _write_best(best: h5py.Group, policy: BestPolicy) -> None:
+    best.attrs.update(iteration=policy.iteration, score=policy.score, spread=policy.spread)
+    params = best.create_group("params")
+    for name, value in policy.params.items():
+        params.create_dataset(name, data=np.asarray(value, dtype="<f4"))
+    if policy.obs_stat is not None:
+        _write_stat(best.create_group("obs_stat"), policy.obs_stat)
+
+
+def _write_metrics(metrics: h5py.Group, table: dict[str, np.ndarray]) -> None:
+    for column, values in table.items():
         values = np.asarray(values)
         if values.dtype.kind in "OUS":  # text columns (e.g. why a step was skipped)
             metrics.create_dataset(column, data=values.astype(object), dtype=h5py.string_dtype())
@@ -333,6 +347,7 @@ def read(path: Path, tables: bool = True) -> Checkpoint:
                 search_space=_arrays(f, "search_space"),
                 search_space_info=json.loads(f.attrs.get("search_space", "null")),
                 async_log=_arrays(f, "async_log"),
+                restart=_arrays(f, "restart"),
                 best=_read_best(f, names),
                 initial=json.loads(f.attrs.get("initial", "null")),
                 provenance=json.loads(f.attrs.get("provenance", "null")),

@@ -23,7 +23,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from hpcars.config import ConfigError
+from hpcars.errors import ConfigError
 from hpcars.run.engine import IterationRecord
 
 

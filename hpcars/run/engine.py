@@ -13,8 +13,9 @@ every rank:
 2. all-gathers one row per branch (``messages.branch_schema``: reward, samples,
    and for V2 the moments of the inputs the branch saw) — the only message that
    depends on the iteration's work (the training loop adds a 4-byte stop vote);
-3. computes every member's ARS step from the same rewards (``ars.ars_step``),
-   regenerates the kept directions and forms Σ w_k δ_k in float64 in a fixed order;
+3. turns every member's rewards into its step with ``hpcars.algorithm.update`` (the
+   rule or fitness shaping, the kept directions regenerated and Σ w_k δ_k formed in a
+   fixed order — the one path ask/tell, the asynchronous log and its replay use too);
    ``hpcars.population`` applies the steps and its operators (annealing, swarm,
    repulsion, truncation), so all ranks hold bitwise identical parameters for all
    members without ever sending them;
@@ -36,6 +37,7 @@ Every ``guard_every`` iterations the ranks compare SHA-256 checksums of all θ a
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,36 +45,35 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from hpcars.algorithm.ars import SKIP_NONFINITE, ARSHyper, ARSStep
+from hpcars.algorithm import update
+from hpcars.algorithm.ars import ARSStep
 from hpcars.algorithm.branches import BatchedModel, ParamSpec
-from hpcars.algorithm.fitness import shaped_step
 from hpcars.algorithm.models import Normalized
 from hpcars.algorithm.noise import NoiseSource
-from hpcars.algorithm.perturbation import LowRank, LowRankBranches, make_perturbation
-from hpcars.algorithm.perturbation.check import PerturbationCheck, check_perturbation, refuse_foreign_uses
+from hpcars.algorithm.perturbation import LowRank, Perturbation, make_perturbation
+from hpcars.algorithm.perturbation.check import PerturbationCheck, before_training
 from hpcars.algorithm.runningstat import RunningStat
 from hpcars.algorithm.spaces import SearchSpace, SpaceOptions, make_space
 from hpcars.config import TrainConfig
-from hpcars.errors import ConfigError, DivergenceError, NonFiniteRewardError
+from hpcars.errors import ConfigError, DivergenceError
 from hpcars.population import members as member_table
 from hpcars.population.annealing import AnnealingParams
-from hpcars.population.judge import OLD, PERTURBED, BranchLayout
+from hpcars.population.judge import BranchLayout
 from hpcars.population.layer import Population, PopulationParams, PopulationRecord, best_member
 from hpcars.population.repulsion import RepulsionParams
 from hpcars.population.state import PopulationState
 from hpcars.population.swarm import SwarmParams
 from hpcars.population.truncation import TruncationParams
+from hpcars.run import scoring
 from hpcars.run.checkpoint import params_sha256
-from hpcars.run.initial import InitialWeights, initial_model
+from hpcars.run.initial import InitialWeights, InitReport, initial_model
+from hpcars.run.scoring import Branches
+from hpcars.run.update_log import AsyncRecord
 from hpcars.runtime.comm import Transport, partition, shares
 from hpcars.runtime.devices import branch_memory
-from hpcars.runtime.messages import branch_schema, decode_branches, encode_branches
+from hpcars.runtime.messages import branch_schema, decode_branches
 from hpcars.runtime.schedule import make_schedule
-from hpcars.runtime.update_log import AsyncRecord
-from hpcars.tasks.base import ObsMoments, Task
-
-#: what ``branch_params`` gives the task: a dense stack, or low-rank branches on shared weights
-Branches = torch.Tensor | LowRankBranches
+from hpcars.tasks.base import BranchOutcome, ObsMoments, Task
 
 
 @dataclass(frozen=True)
@@ -106,15 +107,66 @@ class IterationRecord:
     asynchronous: AsyncRecord | None = None  # --schedule async only
 
 
-def call_width(branch_batch: int, branches: int) -> int:
-    """Branches per batched call: ``--branch-batch``, or fewer when an iteration has fewer branches —
-    the smallest power of two that holds them all. The same on every rank whatever its share (a
-    short call is padded), so a branch is computed by the same kernels at any world size: a
-    matrix product's row can change its last bits with the number of rows in the call (on an
-    AMD EPYC with MKL, calls of 1-3 rows round row 0 differently from wider ones) and with its
-    position in a call whose width is not a power of two (6 and 48 do, 1-64 in powers of two
-    do not, measured with ``tests/test_world_size.py``'s check)."""
-    return min(branch_batch, 1 << max(0, (branches - 1).bit_length()))
+def iteration_record(
+    iteration: int, rewards: np.ndarray, steps: list[ARSStep], done: PopulationRecord
+) -> IterationRecord:
+    """The rewards' and steps' columns of an iteration's record (the caller fills the counters and clocks)."""
+    finite = rewards[np.isfinite(rewards)]
+    sigmas = [st.sigma_r for st in steps if np.isfinite(st.sigma_r)]
+    skipped = [st.skipped for st in steps if st.skipped]
+    return IterationRecord(
+        iteration=iteration,
+        reward_mean=float(finite.mean()) if finite.size else float("nan"),
+        reward_max=float(finite.max()) if finite.size else float("nan"),
+        sigma_r=float(np.mean(sigmas)) if sigmas else float("nan"),
+        skipped=(skipped[0] + (f" ({len(skipped)} members)" if len(skipped) > 1 else "")) if skipped else "",
+        update_norm=done.update_norm,
+        samples=0,
+        total_samples=0,
+        total_episodes=0,
+        elapsed_s=0.0,
+        rollout_s=0.0,
+        comm_s=0.0,
+        update_s=0.0,
+        comm_bytes=0,
+    )
+
+
+def check_perturbation(
+    cfg: TrainConfig, task: Task, model: BatchedModel, perturbation: Perturbation
+) -> PerturbationCheck | None:
+    """Before training (``check.before_training``): refuse a parameter no low-rank hook can see, and
+    with ``--check-perturbation`` compare the branches with explicit weights."""
+    example = getattr(task, "example_inputs", None)
+    if example is None:
+        if cfg.check_perturbation:
+            raise ConfigError("--check-perturbation", f"task {task.name} gives no example inputs to check on")
+        return None
+    hooked = isinstance(perturbation, LowRank) and not model.stacked
+    compare = dict(perturbation=cfg.perturbation, rank=cfg.perturbation_rank, noise_std=cfg.noise_std)
+    compare.update(branches=min(4, 2 * cfg.directions), seed=cfg.seed)
+    return before_training(model.module, example(model.device), hooked, cfg.check_perturbation, compare)
+
+
+def load_normaliser(models: Sequence[BatchedModel], stat: RunningStat) -> None:
+    """V2: every model copy's normaliser from the statistics (frozen until the next iteration)."""
+    mean, inv_std = stat.normaliser()
+    for model in models:
+        module = model.module
+        assert isinstance(module, Normalized)  # V2's models (initial_model)
+        module.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        module.inv_std.copy_(torch.as_tensor(inv_std, dtype=torch.float32))
+
+
+def guard(transport: Transport, sha256: str, where: str) -> None:
+    """Every rank compares its parameters' checksum with rank 0's; ``DivergenceError`` naming the
+    ranks that differ."""
+    digests = transport.allgather_bytes(bytes.fromhex(sha256))
+    bad = [r for r, d in enumerate(digests) if d != digests[0]]
+    if bad:
+        raise DivergenceError(
+            f"parameters diverged at {where}: rank(s) {bad} differ from rank 0 (world size {len(digests)})"
+        )
 
 
 def space_options(cfg: TrainConfig) -> SpaceOptions:
@@ -133,6 +185,32 @@ def population_params(cfg: TrainConfig) -> PopulationParams:
     )
 
 
+@dataclass(frozen=True)
+class Search:
+    """What ARS searches and how: the model on each device, the search space, the perturbation kind."""
+
+    models: list[BatchedModel]
+    space: SearchSpace
+    perturbation: Perturbation
+    budget: int  # --branch-memory in bytes
+    init_report: InitReport | None  # what --init-from loaded
+
+
+def build_search(
+    cfg: TrainConfig, task: Task, devices: Sequence[torch.device], initial: InitialWeights | None
+) -> Search:
+    template, report = initial_model(task, cfg.variant, initial)
+    models = [BatchedModel(copy.deepcopy(template), d) for d in devices]
+    primary, module = models[0].device, models[0].module
+    theta0 = models[0].spec.flatten(module).to(primary, torch.float32)
+    space = make_space(space_options(cfg), models[0].spec, theta0)
+    budget = branch_memory(cfg.branch_memory, primary)
+    kind = make_perturbation(
+        cfg.perturbation, module, space.size, cfg.perturbation_rank, budget, compressed=space.kind != "full"
+    )
+    return Search(models, space, kind, budget, report)
+
+
 class ARSTrainer:
     def __init__(
         self,
@@ -142,80 +220,34 @@ class ARSTrainer:
         devices: Sequence[torch.device],
         initial: InitialWeights | None = None,
     ):
-        self.cfg = cfg
-        self.task = task
-        self.transport = transport
+        self.cfg, self.task, self.transport = cfg, task, transport
         self.noise = NoiseSource(cfg.seed)
-        template, self.init_report = initial_model(task, cfg.variant, initial)
-        self.models = [BatchedModel(copy.deepcopy(template), d) for d in devices]
+        search = build_search(cfg, task, devices, initial)
+        self.models, self.space, self.perturbation = search.models, search.space, search.perturbation
+        self.budget, self.init_report = search.budget, search.init_report
         self.spec: ParamSpec = self.models[0].spec
         self.primary = self.models[0].device
-        theta0 = self.spec.flatten(self.models[0].module).to(self.primary, torch.float32)
-        self.space: SearchSpace = make_space(space_options(cfg), self.spec, theta0)
-        self.budget = branch_memory(cfg.branch_memory, self.primary)
-        self.perturbation = make_perturbation(
-            cfg.perturbation,
-            self.models[0].module,
-            self.space.size,
-            cfg.perturbation_rank,
-            self.budget,
-            self.space.kind != "full",
-        )
-        self.perturbation_check = self._check_perturbation(cfg, task)
+        self.perturbation_check = check_perturbation(cfg, task, self.models[0], self.perturbation)
         self.legacy_width = self.perturbation.width(cfg.branch_batch)  # runs before call_width (their checkpoints)
         self.params = population_params(cfg)
+        self.rule = update.StepRule(cfg.directions, cfg.top, cfg.fitness, cfg.on_nonfinite)
+        annealing, swarm = self.params.annealing.enabled, self.params.swarm.enabled
         state = PopulationState.start(
-            self.space.initial(),
-            cfg.population,
-            cfg.step_size,
-            cfg.noise_std,
-            self.params.annealing.enabled,
-            self.params.swarm.enabled,
+            self.space.initial(), cfg.population, cfg.step_size, cfg.noise_std, annealing, swarm
         )
         self.population = Population(self.params, cfg.seed, state, self.space.initial())
         self.obs_stat = RunningStat.empty(task.input_dim) if cfg.variant == "v2" else None
-        self.iteration = 0
-        self.total_samples = 0
-        self.total_episodes = 0
-        self.schema = branch_schema(
-            task.input_dim if self.obs_stat else 0, cfg.prompts if cfg.fitness == "group-zscore" else 0
-        )
-        self.skipped_steps = 0
-        self.layout = BranchLayout(cfg.directions, cfg.anneal_pairs if self.params.annealing.enabled else 0)
+        self.iteration = self.total_samples = self.total_episodes = self.skipped_steps = 0
+        groups = cfg.prompts if cfg.fitness == "group-zscore" else 0
+        self.schema = branch_schema(task.input_dim if self.obs_stat else 0, groups)
+        self.layout = BranchLayout(cfg.directions, cfg.anneal_pairs if annealing else 0)
         self.per_member = self.layout.per_member
-        self.width = self.perturbation.width(call_width(cfg.branch_batch, self.per_member * cfg.population))
+        branches = self.per_member * cfg.population
+        self.width = self.perturbation.width(scoring.call_width(cfg.branch_batch, branches))
         episodic = task.episodes_per_branch > 0
         self.schedule = make_schedule(
-            cfg.schedule,
-            transport,
-            self.per_member * cfg.population,
-            len(devices),
-            cfg.branch_batch,
-            episodic,
-            self.schema.width,
+            cfg.schedule, transport, branches, len(devices), cfg.branch_batch, episodic, self.schema.width
         )
-
-    def _check_perturbation(self, cfg: TrainConfig, task: Task) -> PerturbationCheck | None:
-        """Low-rank branches that hooks compute: refuse a parameter no hook can see (on the task's
-        example inputs); ``--check-perturbation``: compare them with explicit weights, refuse if not exact."""
-        module = self.models[0].module
-        example = getattr(task, "example_inputs", None)
-        hooked = isinstance(self.perturbation, LowRank) and not self.models[0].stacked
-        if example is None:
-            if cfg.check_perturbation:
-                raise ConfigError("--check-perturbation", f"task {task.name} gives no example inputs to check on")
-            return None
-        inputs = example(self.primary)
-        if hooked and not cfg.check_perturbation:
-            refuse_foreign_uses(module, inputs, {})
-        if not cfg.check_perturbation:
-            return None
-        report = check_perturbation(
-            module, inputs, cfg.perturbation, cfg.perturbation_rank, cfg.noise_std, min(4, 2 * cfg.directions), cfg.seed
-        )
-        if not report.exact():
-            raise ConfigError("--check-perturbation", report.describe())
-        return report
 
     @property
     def state(self) -> PopulationState:
@@ -245,71 +277,21 @@ class ARSTrainer:
         )
 
     def branch_params(self, branches: list[int], device: torch.device, iteration: int) -> Branches:
-        """The branches of global ids ``branches`` as the perturbation kind hands them to the model
-        (dense: the searched vectors [len, d]): θ_m ± ν_m δ_k for a perturbed branch, the anchor or
-        the current θ_m for a judge row (``population.judge``). Each direction is drawn once, for
-        both of its signs."""
-        layout, members = self.layout, self.state.members
-        member = np.array([layout.member(g) for g in branches])
-        kind = np.array([layout.kind(g) for g in branches])
-        bases, owner = self.state.theta.to(device), member.copy()
-        old = np.flatnonzero(kind == OLD)
-        if old.size:
-            assert self.state.anchor is not None  # judge rows exist only with annealing, which keeps anchors
-            bases = torch.cat((bases, self.state.anchor.to(device)))
-            owner[old] += members
-        scale = torch.zeros(len(branches), dtype=torch.float32, device=device)
-        which = np.zeros(len(branches), dtype=np.int64)  # judge rows (scale 0) point at any finite row
-        drawn: list[torch.Tensor] = []
-        perturbed = np.flatnonzero(kind == PERTURBED)
-        noise_std = torch.as_tensor(self.state.noise_std, dtype=torch.float32, device=device)
-        direction = np.array([(g % self.per_member) // 2 for g in branches])
-        for m in np.unique(member[perturbed]):
-            rows = perturbed[member[perturbed] == m]
-            unique, inverse = np.unique(direction[rows], return_inverse=True)
-            which[rows] = sum(int(d.shape[0]) for d in drawn) + inverse
-            drawn.append(self.directions(iteration, int(m), unique.tolist(), device))
-            signs = torch.tensor([1.0 if branches[r] % 2 == 0 else -1.0 for r in rows], device=device)
-            scale[torch.as_tensor(rows, device=device)] = noise_std[int(m)] * signs
-        size = self.perturbation.noise_size
-        if not drawn:  # judge rows only
-            drawn = [torch.zeros(1, size, dtype=torch.float32, device=device)]
-        directions = drawn[0] if len(drawn) == 1 else torch.cat(drawn)  # no copy for one member
-        at = torch.as_tensor(owner, device=device)
-        return self.perturbation.branches(bases, at, scale, directions, torch.as_tensor(which, device=device))
+        """The branches of global ids ``branches`` as the task gets them (``scoring.branch_params``)."""
+        return scoring.branch_params(self, branches, device, iteration)
 
-    # -- one iteration ----------------------------------------------------------------
     def score_branches(self, model: BatchedModel, branches: list[int], iteration: int) -> np.ndarray:
-        """Message rows (``self.schema``) for ``branches`` of ``iteration`` (the noise and
-        data key) at the current parameters, in fixed-size batched calls of ``self.width``."""
-        if not branches:
-            return np.zeros((0, self.schema.width))
-        context = self.task.begin_iteration(iteration, 0, model.device)
-        width = self.width
-        rows = []
-        for start in range(0, len(branches), width):
-            chunk = branches[start : start + width]
-            padded = chunk + [chunk[-1]] * (width - len(chunk))
-            stack = self.branch_params(padded, model.device, iteration)
-            params = self.space.to_params(stack) if isinstance(stack, torch.Tensor) else stack  # low rank: full space
-            outcome = self.task.rewards(model, params, context, self.layout.episode_ids(chunk))
-            rows.append(encode_branches(self.schema, outcome))
-        return np.concatenate(rows)
+        """Message rows for ``branches`` of ``iteration`` at the current parameters (``scoring.score_branches``)."""
+        return scoring.score_branches(self, model, branches, iteration)
 
     def step_vector(self, member: int, step: ARSStep, iteration: int) -> torch.Tensor:
-        """Σ w_k δ_k of one member's step (in the kind's ``update_dtype``, fixed chunks of
-        ``branch_batch`` directions); zeros for a skipped step."""
-        total = torch.zeros(self.space.size, dtype=self.perturbation.update_dtype, device=self.primary)
-        width = self.cfg.branch_batch
-        for start in range(0, len(step.kept), width):
-            kept = step.kept[start : start + width].tolist()
-            weights = torch.as_tensor(step.weights[start : start + width], device=self.primary)
+        """Σ w_k δ_k of one member's step (``update.step_vector``: the kind's ``update_dtype``, chunks
+        of ``--branch-batch`` directions); zeros for a skipped step."""
 
-            def draw(cols: slice, kept: list[int] = kept) -> torch.Tensor:
-                return self.directions(iteration, member, kept, self.primary, cols)
+        def draw(kept: list[int], cols: slice) -> torch.Tensor:
+            return self.directions(iteration, member, kept, self.primary, cols)
 
-            self.perturbation.step(weights, draw, total)
-        return total
+        return update.step_vector(self.perturbation, step, draw, self.cfg.branch_batch, self.primary)
 
     def merge_observations(self, obs: ObsMoments) -> None:
         """Fold one iteration's input moments into the V2 statistics: the branches' moments
@@ -322,28 +304,9 @@ class ARSTrainer:
         self.set_obs_stat(self.obs_stat.merge(moments))
 
     def set_obs_stat(self, stat: RunningStat) -> None:
-        """Adopt V2 statistics and load their normaliser into every model copy (frozen
-        until the next iteration)."""
+        """Adopt V2 statistics and load their normaliser into every model copy."""
         self.obs_stat = stat
-        mean, inv_std = stat.normaliser()
-        for model in self.models:
-            module = model.module
-            assert isinstance(module, Normalized)  # V2's models (initial_model)
-            module.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-            module.inv_std.copy_(torch.as_tensor(inv_std, dtype=torch.float32))
-
-    def _ars_steps(self, rewards: np.ndarray, groups: np.ndarray | None = None) -> list[ARSStep]:
-        """Each member's step from its rewards [M, 2N] (and per-prompt rewards [M, 2N, K]), with its
-        own α and ν, shaped by ``--fitness``."""
-        cfg, s = self.cfg, self.state
-        steps = []
-        for m, r in enumerate(rewards):
-            hyper = ARSHyper(float(s.step_size[m]), float(s.noise_std[m]), cfg.directions, cfg.top)
-            steps.append(shaped_step(cfg.fitness, r, hyper, None if groups is None else groups[m]))
-            if steps[-1].skipped == SKIP_NONFINITE and cfg.on_nonfinite == "fail":
-                bad = (m * self.per_member + np.flatnonzero(~np.isfinite(r))).tolist()
-                raise NonFiniteRewardError(f"iteration {self.iteration}: non-finite reward in branches {bad}")
-        return steps
+        load_normaliser(self.models, stat)
 
     def step(self) -> IterationRecord:
         t0 = time.perf_counter()
@@ -352,60 +315,66 @@ class ARSTrainer:
         rows, comm_s = self.schedule.gather(lambda device, ids: self.score_branches(self.models[device], ids, j), j)
         comm_bytes = self.transport.bytes_moved - before
         t2 = time.perf_counter()
-        t1 = t2 - comm_s
-
         gathered = decode_branches(self.schema, rows)
-        rewards, samples = gathered.rewards, gathered.samples
-        by_member, judge = self.layout.split(rewards)
-        member_samples = self.layout.split(samples)[0]
-        # --rank-by return: the population ranks on the return, the survival bonus (shift per step) given back
-        ranked = None
-        if self.cfg.rank_by == "return" and self.task.episodes_per_branch:  # only episodes take a shift
-            ranked = by_member + self.cfg.shift * member_samples
-        groups = None
-        if gathered.groups is not None:  # per member, its perturbed branches' per-prompt rewards [M, 2N, K]
-            groups = gathered.groups.reshape(-1, self.per_member, gathered.groups.shape[1])[
-                :, : 2 * self.cfg.directions
-            ]
-        steps = self._ars_steps(by_member, groups)
-        done: PopulationRecord = self.population.advance(
-            j, by_member, steps, lambda member, step: self.step_vector(member, step, j), judge, ranked
-        )
-        skipped = [st.skipped for st in steps if st.skipped]
-        self.skipped_steps += len(skipped)
-        if gathered.obs is not None:
-            self.merge_observations(gathered.obs)
-        after_step = getattr(self.task, "after_step", None)  # e.g. new batch priorities
-        if after_step is not None:
-            after_step(self.models[0], self.theta, self.iteration)
+        by_member, member_samples = self.layout.split(gathered.rewards)[0], self.layout.split(gathered.samples)[0]
+        steps, done = self._update(j, gathered)
         t3 = time.perf_counter()
 
         self.iteration += 1
         members = {}
         if self.cfg.population > 1:  # each member's part of the iteration: the history's members table
             members = member_table.row(self.iteration, by_member, member_samples, self.state)
-        self.total_samples += int(samples.sum())
-        self.total_episodes += len(rewards) * self.task.episodes_per_branch
-        finite = rewards[np.isfinite(rewards)]
-        sigmas = [st.sigma_r for st in steps if np.isfinite(st.sigma_r)]
-        return IterationRecord(
-            iteration=self.iteration,
-            reward_mean=float(finite.mean()) if finite.size else float("nan"),
-            reward_max=float(finite.max()) if finite.size else float("nan"),
-            sigma_r=float(np.mean(sigmas)) if sigmas else float("nan"),
-            skipped=(skipped[0] + (f" ({len(skipped)} members)" if len(skipped) > 1 else "")) if skipped else "",
-            update_norm=done.update_norm,
-            samples=int(samples.sum()),
+        self.total_samples += int(gathered.samples.sum())
+        self.total_episodes += len(gathered.rewards) * self.task.episodes_per_branch
+        record = iteration_record(self.iteration, gathered.rewards, steps, done)
+        return dataclasses.replace(
+            record,
+            samples=int(gathered.samples.sum()),
             total_samples=self.total_samples,
             total_episodes=self.total_episodes,
-            elapsed_s=0.0,
-            rollout_s=t1 - t0,
-            comm_s=t2 - t1,
+            rollout_s=t2 - comm_s - t0,
+            comm_s=comm_s,
             update_s=t3 - t2,
             comm_bytes=comm_bytes,
             population=done if self.cfg.population > 1 else None,
             members=members,
         )
+
+    def _update(self, j: int, gathered: BranchOutcome) -> tuple[list[ARSStep], PopulationRecord]:
+        """Every member's step from the gathered rows of iteration ``j``, the population's operators,
+        and what follows a step: V2's statistics, the task's own update (e.g. batch priorities)."""
+        by_member, judge = self.layout.split(gathered.rewards)
+        # --rank-by return: the population ranks on the return, the survival bonus (shift per step) given back
+        ranked = None
+        if self.cfg.rank_by == "return" and self.task.episodes_per_branch:  # only episodes take a shift
+            ranked = by_member + self.cfg.shift * self.layout.split(gathered.samples)[0]
+        groups = None
+        if gathered.groups is not None:  # per member, its perturbed branches' per-prompt rewards [M, 2N, K]
+            per_member = gathered.groups.reshape(-1, self.per_member, gathered.groups.shape[1])
+            groups = per_member[:, : 2 * self.cfg.directions]
+        s, where = self.state, f"iteration {self.iteration}"
+        steps = [  # each member's own α and ν (``update.member_step``)
+            update.member_step(
+                self.rule,
+                r,
+                float(s.step_size[m]),
+                float(s.noise_std[m]),
+                None if groups is None else groups[m],
+                where,
+                m * self.per_member,
+            )
+            for m, r in enumerate(by_member)
+        ]
+        done: PopulationRecord = self.population.advance(
+            j, by_member, steps, lambda member, step: self.step_vector(member, step, j), judge, ranked
+        )
+        self.skipped_steps += sum(1 for st in steps if st.skipped)
+        if gathered.obs is not None:
+            self.merge_observations(gathered.obs)
+        after_step = getattr(self.task, "after_step", None)  # e.g. new batch priorities
+        if after_step is not None:
+            after_step(self.models[0], self.theta, self.iteration)
+        return steps, done
 
     # -- checks and results -----------------------------------------------------------
     def params_sha256(self) -> str:
@@ -414,13 +383,7 @@ class ARSTrainer:
 
     def guard(self) -> None:
         """All ranks compare checksums of every member's θ; raise DivergenceError on any mismatch."""
-        digests = self.transport.allgather_bytes(bytes.fromhex(self.params_sha256()))
-        bad = [r for r, d in enumerate(digests) if d != digests[0]]
-        if bad:
-            raise DivergenceError(
-                f"parameters diverged at iteration {self.iteration}: rank(s) {bad} differ from rank 0 "
-                f"(world size {len(digests)})"
-            )
+        guard(self.transport, self.params_sha256(), f"iteration {self.iteration}")
 
     def evaluate(self) -> dict[str, float]:
         """The task's evaluation of the best member, its units (e.g. episodes) spread over the ranks."""

@@ -32,10 +32,9 @@ from torch import nn
 
 from hpcars.algorithm.models import Normalized
 from hpcars.algorithm.runningstat import RunningStat
-from hpcars.config import ConfigError
+from hpcars.errors import CheckpointError, ConfigError
 from hpcars.population.truncation import rank
 from hpcars.run import checkpoint
-from hpcars.run.checkpoint import CheckpointError
 from hpcars.tasks.base import Task
 
 V2_PREFIX = "inner."

@@ -35,15 +35,15 @@ from typing import IO, Any
 
 import numpy as np
 
-from hpcars.config import RESULT_FIELDS, ConfigError, TrainConfig, option_name, to_dict
+from hpcars.config import RESULT_FIELDS, TrainConfig, option_name, to_dict
+from hpcars.errors import CheckpointError, ConfigError, PathProblem
 from hpcars.population.layer import COLUMNS as POPULATION_COLUMNS
 from hpcars.population.layer import PopulationRecord
 from hpcars.run import checkpoint
-from hpcars.run.checkpoint import CheckpointError
 from hpcars.run.engine import IterationRecord
-from hpcars.run.paths import PathProblem, writable_directory
+from hpcars.run.paths import writable_directory
 from hpcars.run.provenance import versions
-from hpcars.runtime.update_log import ASYNC_COLUMNS, AsyncRecord
+from hpcars.run.update_log import ASYNC_COLUMNS, AsyncRecord
 
 METRICS_FILE = "metrics.csv"
 CONFIG_FILE = "config.json"

@@ -25,10 +25,11 @@ import torch
 
 from hpcars.algorithm.branches import BatchedModel
 from hpcars.algorithm.models import Normalized
-from hpcars.config import ConfigError, TrainConfig
+from hpcars.config import TrainConfig
+from hpcars.errors import CheckpointError, ConfigError
 from hpcars.population.truncation import rank
 from hpcars.run import checkpoint
-from hpcars.run.checkpoint import Checkpoint, CheckpointError
+from hpcars.run.checkpoint import Checkpoint
 from hpcars.run.initial import initial_model
 from hpcars.tasks import make_task
 from hpcars.tasks.base import Task

@@ -39,7 +39,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import hpcars
+from hpcars.version import version
 
 #: the packages whose versions can change a run's bits (distribution names): a Hugging Face model's
 #: weights, tokens and dequantised values come from transformers, tokenizers and gguf
@@ -92,7 +92,7 @@ def _git_commit() -> str | None:
 @functools.cache
 def _static() -> dict[str, str | None]:
     return {
-        "hpcars": hpcars.__version__,
+        "hpcars": version(),
         "git_commit": _git_commit(),
         "python": sys.version.split()[0],
         **{name: _version(name) for name in PACKAGES},

@@ -20,8 +20,9 @@ from torch import nn
 from hpcars.algorithm.models import NORMALISER_BUFFERS, Normalized
 from hpcars.algorithm.noise import NoiseSource
 from hpcars.algorithm.spaces import space_from_arrays
+from hpcars.errors import CheckpointError
 from hpcars.population.state import PopulationState
-from hpcars.run.checkpoint import Checkpoint, CheckpointError, Member
+from hpcars.run.checkpoint import Checkpoint, Member
 from hpcars.run.engine import ARSTrainer, space_options
 
 

@@ -20,9 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from hpcars.config import ConfigError
-from hpcars.errors import Refused
-from hpcars.run.checkpoint import CheckpointError
+from hpcars.errors import CheckpointError, ConfigError, Refused
 from hpcars.runtime.comm import Transport
 
 T = TypeVar("T")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from hpcars.config import ConfigError
+from hpcars.errors import ConfigError
 
 
 def choose_devices(spec: str, local_rank: int, per_rank: int) -> list[torch.device]:

@@ -116,7 +116,7 @@ UPDATE, STOP_REQUEST, DONE, SEQUENCED, EVAL_MARKER, STOP = range(6)
 
 
 def update_schema(branches: int, obs_dim: int) -> Schema:
-    """The asynchronous mode's message, one row (``hpcars.runtime.asynchronous``):
+    """The asynchronous mode's message, one row (``hpcars.run.asynchronous``):
 
     ======  =========================  ==============================================
     block   width                      meaning

@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from hpcars.config import ConfigError, TrainConfig
+from hpcars.config import TrainConfig
+from hpcars.errors import ConfigError
 from hpcars.tasks.base import BranchOutcome, ObsMoments, Task
 
 #: how ``cfg.task`` names a task that ``hpcars.fit`` was given as an object (it has no importable name)

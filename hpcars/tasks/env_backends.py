@@ -48,7 +48,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from hpcars.algorithm.noise import stream_key
-from hpcars.config import ENV_BACKENDS, ConfigError
+from hpcars.config import ENV_BACKENDS
+from hpcars.errors import ConfigError
 from hpcars.tasks.envs import make_env
 
 ENVPOOL_INDICES = 2**24  # episode indices per (stream, member) an EnvPool seed range covers

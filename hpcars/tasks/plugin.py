@@ -33,9 +33,10 @@ import torch
 
 from hpcars.algorithm.branches import BatchedModel
 from hpcars.algorithm.noise import stream_key
-from hpcars.config import ConfigError, TrainConfig
+from hpcars.config import TrainConfig
+from hpcars.errors import ConfigError, ObjectiveRewardError
 from hpcars.tasks.base import Task
-from hpcars.tasks.objective import ObjectiveRewardError, ObjectiveTask, call_objective
+from hpcars.tasks.objective import ObjectiveTask, call_objective
 from hpcars.tasks.problems import LOSSES, METRICS, Objective, SupervisedProblem
 from hpcars.tasks.sampling import PriorityParams
 from hpcars.tasks.supervised import ProblemTask, per_branch

@@ -6,9 +6,9 @@ and how the update Σ_k w_k δ_k is formed (``--perturbation``).
   the other parameters; branches share the base weights.
 
 Both draw a direction's normals from ``hpcars.algorithm.noise`` (``noise_size`` of them) and
-answer the same three calls — ``width(branch_batch)`` (branches per batched call),
-``branches(bases, owner, scale, directions, which)`` and ``step(weights, draw)`` — so the
-engine does not know which one it runs.
+answer the same calls — ``width(branch_batch)`` (branches per batched call),
+``branches(bases, owner, scale, directions, which)``, ``step(weights, draw, total)`` and
+``update_size()`` (entries of the step vector) — so no loop knows which one it runs.
 """
 
 from __future__ import annotations

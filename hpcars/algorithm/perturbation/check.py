@@ -161,3 +161,20 @@ def check_perturbation(
         deviation[name] = float((together - alone).abs().max())
         magnitude[name] = float(alone.abs().max())
     return PerturbationCheck(deviation, magnitude, branches, perturbation)
+
+
+def before_training(
+    module: nn.Module, inputs: Any, hooked: bool, compare: bool, settings: dict[str, Any]
+) -> PerturbationCheck | None:
+    """What a run checks on the task's example inputs before training: with low-rank branches
+    that hooks compute (``hooked``), refuse a parameter no hook can see; with ``compare``
+    (``--check-perturbation``) run ``check_perturbation`` with ``settings`` and refuse if the
+    branches are not exact. ``ConfigError`` either way; the report otherwise."""
+    if hooked and not compare:
+        refuse_foreign_uses(module, inputs, {})
+    if not compare:
+        return None
+    report = check_perturbation(module, inputs, **settings)
+    if not report.exact():
+        raise ConfigError("--check-perturbation", report.describe())
+    return report

@@ -46,6 +46,11 @@ class Dense:
         self.expanded = expanded
 
     @property
+    def update_size(self) -> int:
+        """Entries of a step vector: the searched vector's."""
+        return self.noise_size
+
+    @property
     def branch_bytes(self) -> int:
         """What one branch of a batched call costs (see the module's text)."""
         return BYTES_PER_BRANCH_ENTRY * max(self.noise_size, 1) + BYTES_PER_EXPANDED_ENTRY * self.expanded

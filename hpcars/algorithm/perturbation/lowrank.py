@@ -176,6 +176,11 @@ class LowRank:
         self.rank = rank
         self.pieces, self.noise_size = layout(spec, rank, dense)
 
+    @property
+    def update_size(self) -> int:
+        """Entries of a step vector: the model's parameters."""
+        return self.spec.size
+
     @classmethod
     def of(cls, module: nn.Module, rank: int) -> LowRank:
         """The kind for ``module``: its parameters (``ParamSpec.of``) and the matrices that stay dense."""

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from hpcars.algorithm.branches import ParamSpec, weight_slices
-from hpcars.config import ConfigError
+from hpcars.errors import ConfigError
 
 SPACES = ("full", "pruned", "shared", "subspace")
 

@@ -33,7 +33,7 @@ import torch
 
 from hpcars.algorithm.branches import ParamSpec
 from hpcars.algorithm.noise import stream_key
-from hpcars.config import ConfigError
+from hpcars.errors import ConfigError
 
 STREAM = 0x5B5A
 NONZEROS = 4  # c, non-zeros per row of P

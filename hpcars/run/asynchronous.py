@@ -50,13 +50,13 @@ version. A straggler delays only its own updates, which arrive staler.
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-from hpcars.run.engine import DivergenceError, IterationRecord
+from hpcars.errors import DivergenceError
+from hpcars.run.engine import IterationRecord
+from hpcars.run.update_log import Applied, AsyncRecord, Incoming, apply_update
 from hpcars.runtime.comm import partition
 from hpcars.runtime.messages import (
     DONE,
@@ -70,7 +70,6 @@ from hpcars.runtime.messages import (
     encode_share,
     update_schema,
 )
-from hpcars.runtime.update_log import Applied, AsyncRecord, Incoming, apply_update, replay
 
 TAG_UP, TAG_DOWN, TAG_EVAL = 31, 32, 33
 
@@ -92,13 +91,9 @@ class AsyncLoop:
         # rank 0 only
         self.stopping: int | None = None  # the signal (or 0) once the stop is announced
         self.done_ranks = 0
-        self.shares: dict[int, dict[int, tuple[bytes, np.ndarray]]] = {}  # version -> rank -> share
         self.received = self.transport.bytes_moved
-        # version -> (episodes, samples, parameters, V2 statistics) when the marker was sent
-        self.marker_totals: dict[int, tuple] = {}
         self.interrupted = 0  # the stop signal's number, on every rank once the stop has come
-        self.first_version = self.trainer.iteration
-        self.last_evaluation: dict[str, float] = {}  # rank 0: the latest evaluation recorded
+        self.evaluations = Evaluations(self)
 
     # -- messages -----------------------------------------------------------------------
     def _row(self, kind: int, **values) -> np.ndarray:
@@ -146,7 +141,7 @@ class AsyncLoop:
         if self.stop.signum and not self.stop_sent:
             self.stop_sent = True
             if self.rank == 0:
-                self._announce_stop(self.stop.signum)
+                self.announce_stop(self.stop.signum)
                 return
             self.transport.send(0, self._row(STOP_REQUEST, source=[self.rank], key=[self.stop.signum])[None], TAG_UP)
         t = self.trainer
@@ -180,7 +175,7 @@ class AsyncLoop:
             if kind == SEQUENCED:  # (only rank 0 keeps the log: it writes the checkpoints)
                 apply_update(self.trainer, self._incoming(row), self._field(row, "seq"), self.cfg.max_staleness)
             elif kind == EVAL_MARKER:
-                self._evaluate_share(self._field(row, "version"))
+                self.evaluations.share(self._field(row, "version"))
             elif kind == STOP:
                 self.interrupted = self._field(row, "key")  # the signal travels in the key field
                 self.transport.send(0, self._row(DONE, source=[self.rank])[None], TAG_UP)
@@ -195,10 +190,10 @@ class AsyncLoop:
             if kind == UPDATE and self.stopping is None:
                 self._on_update(row)
             elif kind == STOP_REQUEST and self.stopping is None:
-                self._announce_stop(self._field(row, "key"))  # the signal travels in the key field
+                self.announce_stop(self._field(row, "key"))  # the signal travels in the key field
             elif kind == DONE:
                 self.done_ranks += 1
-        self._collect_shares()
+        self.evaluations.collect()
 
     def _on_update(self, row: np.ndarray) -> None:
         """Sequence, forward and apply one update; then the markers, stop and checkpoint it triggers."""
@@ -216,15 +211,15 @@ class AsyncLoop:
             return
         version = t.iteration
         if (cfg.eval_every and version % cfg.eval_every == 0) or (cfg.guard_every and version % cfg.guard_every == 0):
-            self.marker_totals[version] = (t.total_episodes, t.total_samples, t.named_params(0), t.obs_stat)
+            self.evaluations.mark(version)
             self._to_all(self._row(EVAL_MARKER, version=[version]))
-            self._evaluate_share(version)
+            self.evaluations.share(version)
         if version % cfg.checkpoint_every == 0:
             session.save()
         if version >= cfg.iterations:
-            self._announce_stop(0)
+            self.announce_stop(0)
 
-    def _announce_stop(self, signum: int) -> None:
+    def announce_stop(self, signum: int) -> None:
         self.stopping = signum
         self.interrupted = signum
         self._to_all(self._row(STOP, seq=[self.next_seq - 1], key=[signum]))
@@ -253,7 +248,82 @@ class AsyncLoop:
         )
         self.session.record(record)
 
-    def _write_evaluation(self, version: int, evaluation: dict[str, float]) -> None:
+    def _wind_down(self) -> None:
+        """Rank 0: wait for every rank's confirmation and every evaluation share in flight."""
+        if self.rank != 0:
+            return
+        while self.done_ranks < self.size - 1 or self.evaluations.shares:
+            self._sequence()
+            time.sleep(0.001)
+
+
+class Evaluations:
+    """The asynchronous evaluations and guard: markers in the stream, each rank's share at the
+    marked version, rank 0's record of them (a metrics row at that version, a checksum check)."""
+
+    def __init__(self, loop: AsyncLoop) -> None:
+        self.loop = loop
+        self.trainer, self.cfg, self.transport = loop.trainer, loop.cfg, loop.transport
+        self.rank, self.size = loop.rank, loop.size
+        self.shares: dict[int, dict[int, tuple[bytes, np.ndarray]]] = {}  # version -> rank -> share
+        # version -> (episodes, samples, parameters, V2 statistics) when the marker was sent
+        self.marker_totals: dict[int, tuple] = {}
+        self.first_version = self.trainer.iteration
+        self.last: dict[str, float] = {}  # rank 0: the latest evaluation recorded
+
+    def mark(self, version: int) -> None:
+        """Rank 0: remember the counters of ``version`` (its evaluation row will carry them)."""
+        t = self.trainer
+        self.marker_totals[version] = (t.total_episodes, t.total_samples, t.named_params(0), t.obs_stat)
+
+    def share(self, version: int) -> None:
+        """This rank's share of the evaluation at ``version`` (none on guard-only versions) and its checksum."""
+        t = self.trainer
+        units = list(partition(t.task.eval_units, self.size, self.rank))
+        rows = np.zeros((0, len(t.task.eval_fields)))
+        if units and self.cfg.eval_every and version % self.cfg.eval_every == 0:
+            rows = t.task.evaluate_units(t.models[0], t.theta, units, version)
+        share = encode_share(version, self.rank, bytes.fromhex(t.params_sha256()), rows)
+        if self.rank == 0:
+            self.add_share(share)
+        else:
+            self.transport.send(0, share[None], TAG_EVAL)
+
+    def add_share(self, share: np.ndarray) -> None:
+        version, rank, digest, rows = decode_share(share, len(self.trainer.task.eval_fields))
+        self.shares.setdefault(version, {})[rank] = (digest, rows)
+
+    def collect(self) -> None:
+        for _, share in self.transport.receive(TAG_EVAL):
+            self.add_share(share.reshape(-1))
+        for version in sorted(v for v, got in self.shares.items() if len(got) == self.size):
+            got = self.shares.pop(version)
+            digests = [got[r][0] for r in range(self.size)]
+            bad = [r for r, d in enumerate(digests) if d != digests[0]]
+            if bad:
+                raise DivergenceError(f"parameters diverged at version {version}: rank(s) {bad} differ from rank 0")
+            rows = np.concatenate([got[r][1] for r in range(self.size)])
+            if self.cfg.eval_every and version % self.cfg.eval_every == 0:
+                self._write(version, self.trainer.task.summarize(rows))
+            else:
+                self.marker_totals.pop(version)
+
+    def final(self) -> dict[str, float]:
+        """Collective, after the loop and the guard: the evaluation of the final θ, recorded like
+        every other (a metrics row, ``/best``, the target) — unless the last marker already
+        measured this version. Nothing after a stop signal (as in the synchronous mode)."""
+        t, version = self.trainer, self.trainer.iteration
+        if self.loop.interrupted:
+            return {}
+        if self.cfg.eval_every and version % self.cfg.eval_every == 0 and version > self.first_version:
+            return self.last  # rank 0's; the others never need it
+        evaluation = t.evaluate()
+        if self.rank == 0:
+            self.mark(version)
+            self._write(version, evaluation)
+        return evaluation
+
+    def _write(self, version: int, evaluation: dict[str, float]) -> None:
         """An evaluation row of its own, at the version (and episode count) it measured."""
         episodes, samples, params, stat = self.marker_totals.pop(version)
         nan = float("nan")
@@ -267,7 +337,7 @@ class AsyncLoop:
             samples=0,
             total_samples=samples,
             total_episodes=episodes,
-            elapsed_s=self.session.elapsed(),
+            elapsed_s=self.loop.session.elapsed(),
             rollout_s=0.0,
             comm_s=0.0,
             update_s=0.0,
@@ -275,131 +345,7 @@ class AsyncLoop:
             eval=evaluation,
             asynchronous=AsyncRecord(-1, -1, version, 0, 0),
         )
-        self.last_evaluation = evaluation
-        newly = self.session.record(record, print_always=True, evaluated=(params, stat))
-        if newly and self.cfg.stop_at_target and self.stopping is None:
-            self._announce_stop(0)
-
-    # -- evaluation and the guard ---------------------------------------------------------------
-    def _evaluate_share(self, version: int) -> None:
-        """This rank's share of the evaluation at ``version`` (none on guard-only versions) and its checksum."""
-        t = self.trainer
-        units = list(partition(t.task.eval_units, self.size, self.rank))
-        rows = np.zeros((0, len(t.task.eval_fields)))
-        if units and self.cfg.eval_every and version % self.cfg.eval_every == 0:
-            rows = t.task.evaluate_units(t.models[0], t.theta, units, version)
-        share = encode_share(version, self.rank, bytes.fromhex(t.params_sha256()), rows)
-        if self.rank == 0:
-            self._add_share(share)
-        else:
-            self.transport.send(0, share[None], TAG_EVAL)
-
-    def _add_share(self, share: np.ndarray) -> None:
-        version, rank, digest, rows = decode_share(share, len(self.trainer.task.eval_fields))
-        self.shares.setdefault(version, {})[rank] = (digest, rows)
-
-    def _collect_shares(self) -> None:
-        for _, share in self.transport.receive(TAG_EVAL):
-            self._add_share(share.reshape(-1))
-        for version in sorted(v for v, got in self.shares.items() if len(got) == self.size):
-            got = self.shares.pop(version)
-            digests = [got[r][0] for r in range(self.size)]
-            bad = [r for r, d in enumerate(digests) if d != digests[0]]
-            if bad:
-                raise DivergenceError(f"parameters diverged at version {version}: rank(s) {bad} differ from rank 0")
-            rows = np.concatenate([got[r][1] for r in range(self.size)])
-            if self.cfg.eval_every and version % self.cfg.eval_every == 0:
-                self._write_evaluation(version, self.trainer.task.summarize(rows))
-            else:
-                self.marker_totals.pop(version)
-
-    def final_evaluation(self) -> dict[str, float]:
-        """Collective, after the loop and the guard: the evaluation of the final θ, recorded like
-        every other (a metrics row, ``/best``, the target) — unless the last marker already
-        measured this version. Nothing after a stop signal (as in the synchronous mode)."""
-        t, version = self.trainer, self.trainer.iteration
-        if self.interrupted:
-            return {}
-        if self.cfg.eval_every and version % self.cfg.eval_every == 0 and version > self.first_version:
-            return self.last_evaluation  # rank 0's; the others never need it
-        evaluation = t.evaluate()
-        if self.rank == 0:
-            self.marker_totals[version] = (t.total_episodes, t.total_samples, t.named_params(0), t.obs_stat)
-            self._write_evaluation(version, evaluation)
-        return evaluation
-
-    def _wind_down(self) -> None:
-        """Rank 0: wait for every rank's confirmation and every evaluation share in flight."""
-        if self.rank != 0:
-            return
-        while self.done_ranks < self.size - 1 or self.shares:
-            self._sequence()
-            time.sleep(0.001)
-
-
-def replay_run(cfg, transport, out) -> int:
-    """``--replay RUN_DIR``: re-apply the run's update log to θ₀; 0 if it reproduces the
-    run's parameters bitwise, 1 if not. Every rank replays the whole log (no messages).
-    The replay uses the run's own options: one given on the command line that would change
-    the result (``--seed``, ``--directions``, ...) is refused, exit 2."""
-    from hpcars.runtime.agreement import agree
-
-    start = time.perf_counter()
-    trainer, found, saved, entries = agree(transport, lambda: _replay_setup(cfg, transport))
-    replay(trainer, entries, cfg.max_staleness)
-    sha = trainer.params_sha256()
-    same = sha == saved.params_sha256
-    if transport.rank == 0:
-        from hpcars.run.provenance import continuation_warning
-
-        warning = continuation_warning(saved.provenance, "replaying")
-        if warning:  # no console handler here: the line the logger would print
-            print(f"hpcars.train: warning: {warning}", file=sys.stderr, flush=True)
-        applied = sum(e.applied for e in entries)
-        print(
-            f"replayed {len(entries)} updates ({applied} applied) of {found} on {transport.size} rank(s) in "
-            f"{time.perf_counter() - start:.2f} s\n  params_sha256 {sha}\n  "
-            + ("matches the run's" if same else f"DOES NOT MATCH the run's {saved.params_sha256}"),
-            file=out,
-            flush=True,
-        )
-    trainer.close()
-    close_task = getattr(trainer.task, "close", None)
-    if close_task is not None:
-        close_task()
-    return 0 if same else 1
-
-
-def _replay_setup(cfg, transport):
-    """(θ₀'s trainer, checkpoint path, checkpoint, update log) for ``--replay``; refusals are ``ConfigError``."""
-    from hpcars.algorithm.noise import NoiseSource
-    from hpcars.config import ConfigError
-    from hpcars.run import checkpoint
-    from hpcars.run.engine import ARSTrainer
-    from hpcars.run.initial import InitialWeights
-    from hpcars.run.output import config_differences
-    from hpcars.runtime.devices import choose_devices
-    from hpcars.runtime.update_log import log_entries
-    from hpcars.tasks import make_task
-
-    found = checkpoint.locate(Path(cfg.replay))
-    if found is None:
-        raise ConfigError("--replay", f"{cfg.replay} holds no checkpoint")
-    saved = checkpoint.read(found)
-    entries = log_entries(saved.async_log)
-    if not entries:
-        raise ConfigError("--replay", f"{found} holds no update log (only --schedule async runs have one)")
-    changed = config_differences(cfg, saved.config)
-    if changed:
-        raise ConfigError(
-            "--replay",
-            f"replays the run with its own options; these differ from {found}'s: {'; '.join(changed)} (leave them out)",
-        )
-    devices = choose_devices(cfg.device, transport.local_rank, cfg.devices_per_rank)
-    initial = InitialWeights.read(cfg.init_from, cfg.init_partial) if cfg.init_from else None
-    trainer = ARSTrainer(cfg, make_task(cfg), transport, devices, initial)
-    trainer.noise = NoiseSource(cfg.seed, saved.noise_scheme)  # the run's own directions
-    trainer.width = saved.call_width or trainer.legacy_width  # and its own calls
-    if initial is not None and initial.obs_stat is not None and trainer.obs_stat is not None:
-        trainer.set_obs_stat(initial.obs_stat)
-    return trainer, found, saved, entries
+        self.last = evaluation
+        newly = self.loop.session.record(record, print_always=True, evaluated=(params, stat))
+        if newly and self.cfg.stop_at_target and self.loop.stopping is None:
+            self.loop.announce_stop(0)

@@ -20,9 +20,9 @@ instead; they are replayed the way they were applied, branch by branch.
   update with s > m is **dropped**, not down-weighted: a stale estimate points from
   a θ the run has left, and scaling it down only shrinks the error while changing
   the effective step size in a way that depends on timing;
-* otherwise the ARS step of its rewards (``ars.ars_step``; a skipped step moves
-  nothing) is added in float64, the V2 statistics absorb its moments, and the
-  version advances by one.
+* otherwise the step of its rewards (``algorithm.update``: the one rule of every mode;
+  a skipped step moves nothing) is added in float64, the V2 statistics absorb its
+  moments, and the version advances by one.
 """
 
 from __future__ import annotations
@@ -31,9 +31,8 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from hpcars.algorithm.ars import SKIP_NONFINITE, ARSHyper, ars_step
+from hpcars.algorithm import update
 from hpcars.algorithm.runningstat import RunningStat
 
 
@@ -112,18 +111,13 @@ def apply_update(trainer, incoming: Incoming, seq: int, max_staleness: int) -> A
     trainer.total_episodes += len(incoming.rewards) * trainer.task.episodes_per_branch
     if not applied:
         return Applied(entry)
-    cfg, state = trainer.cfg, trainer.state
-    hyper = ARSHyper(float(state.step_size[0]), float(state.noise_std[0]), cfg.directions, cfg.top)
-    r = incoming.rewards
-    step = ars_step(r[0::2], r[1::2], hyper)
+    state, r = trainer.state, incoming.rewards
+    where = f"update {seq} (key {incoming.key})"
+    step = update.member_step(trainer.rule, r, float(state.step_size[0]), float(state.noise_std[0]), where=where)
     if step.skipped:
         trainer.skipped_steps += 1
-        if step.skipped == SKIP_NONFINITE and cfg.on_nonfinite == "fail":
-            from hpcars.errors import NonFiniteRewardError
-
-            raise NonFiniteRewardError(f"update {seq} (key {incoming.key}): non-finite reward")
     delta = trainer.step_vector(0, step, incoming.key)
-    state.theta[0] = (state.theta[0].to(torch.float64) + delta).to(torch.float32)
+    update.apply(state.theta[0], delta)
     state.fitness[0] = float(r.mean()) if np.isfinite(r).all() else np.nan
     if trainer.obs_stat is not None:
         _absorb(trainer, incoming.obs)
