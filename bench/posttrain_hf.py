@@ -34,6 +34,7 @@ equal seconds and at equal completions — and draws the plot. Last line: one JS
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import subprocess
@@ -134,6 +135,14 @@ def base(args: argparse.Namespace) -> None:
     write(Path(args.out), f"base-{args.split}", dict(arm="base", curve=[[0, 0.0, right, format_only]]))
 
 
+def literal(text: str) -> Any:
+    """A ``--set`` value as Python reads it (``2`` an int, ``2e-3`` a float), else the text itself."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def es(args: argparse.Namespace) -> None:
     import hpcars
 
@@ -154,7 +163,7 @@ def es(args: argparse.Namespace) -> None:
     )
     for setting in args.set:
         key, _, value = setting.partition("=")
-        options[key.replace("-", "_")] = value
+        options[key.replace("-", "_")] = literal(value)
     tag = "-".join(args.set).replace("=", "")
     run_dir = Path(args.out) / f"es-seed{args.seed}-{args.split}{'-' + tag if tag else ''}"
     trained = [0.0]

@@ -51,6 +51,11 @@ EXPECTED: dict[str, list[str]] = {
     ],
     # the per-run lines are parsed by analysis/population_study.py (read_authors)
     "fidelity.py": [r"swimmer\s+authors\s+seed 0: (\d+|not reached)", r"swimmer\s+hpcars envpool\s+reached \d/1"],
+    "llm_generate.py": [
+        r"tiny\s+x1 rank 0: 8 rows x 4 tokens\s+lowrank\s+[\d.]+ tok/s\s+plain generate\s+[\d.]+ tok/s\s+"
+        r"lowrank/plain [\d.]+\s+peak RSS [\d,]+ vs [\d,]+ MB: [\d.]+x",
+        r"tiny\s+x2 rank 1: 4 rows",
+    ],
     "model_scale.py": [
         r"mlp\s+P\s+[\d,]+\s+lowrank R=1\s+x2 \(calls of \d+\) iteration\s+[\d.]+ s \(noise [\d.]+, forward [\d.]+, "
         r"update [\d.]+, comm [\d.]+; noise\+update <= \d+ %\)\s+plain [\d.]+ s\s+eval/plain [\d.]+\s+RSS [\d,]+ MB",
@@ -77,6 +82,12 @@ EXPECTED: dict[str, list[str]] = {
         r"es-lowrank\s+at [\d,]+: [\d.]+",
         r"grpo30\s+held-out accuracy",
         r"sft\s+held-out accuracy",
+    ],
+    "posttrain_hf.py": [
+        r"base-validation\s+accuracy [\d.]+ -> [\d.]+",
+        r"es-seed1-validation-\S+\s+accuracy [\d.]+ -> [\d.]+ \([\d,]+ completions, [\d.]+ s\)\s+at [\d.]+ s: [\d.]+"
+        r"\s+at [\d,]+ completions: [\d.]+\s+format-only [\d.]+",
+        r"grpo-seed1-validation-\S+\s+accuracy [\d.]+ -> [\d.]+",
     ],
     "priority.py": [r"outliers: median eval_loss uniform .*; prioritized better on \d of 1 seeds; time x[\d.]+"],
     "scale.py": [
