@@ -4,7 +4,8 @@ import torch
 
 from hpcars.algorithm.ars import SKIP_NONFINITE, SKIP_ZERO_STD, ARSHyper, ars_step, select_top
 from hpcars.config import TrainConfig
-from hpcars.run.engine import ARSTrainer, NonFiniteRewardError
+from hpcars.errors import NonFiniteRewardError
+from hpcars.run.engine import ARSTrainer
 from hpcars.runtime.comm import SingleProcess
 from tests import reference
 from tests.tasks_for_tests import Quadratic
