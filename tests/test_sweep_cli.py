@@ -135,6 +135,8 @@ def test_resubmit_into_a_sweep_json_without_options_checks_the_run_names(tmp_pat
         ("no_such_module_hpcars:CartPole-v1", "--task: cannot import 'no_such_module_hpcars' to register CartPole-v1"),
         ("no_such_module_hpcars:make", "--task: no_such_module_hpcars:make: cannot import 'no_such_module_hpcars'"),
         ("tests.no_such_plugin:make", "--task: tests.no_such_plugin:make: cannot import 'tests.no_such_plugin'"),
+        # a language task, not a plug-in of a module called "reasoning-gym": refused as the run refuses it
+        ("reasoning-gym:chain_sum", "--task: reasoning-gym:chain_sum needs --hf-model"),
     ],
 )
 def test_submit_refuses_a_task_every_run_would_refuse(tmp_path, capsys, task, message):

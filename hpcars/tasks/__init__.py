@@ -36,14 +36,15 @@ def make_task(cfg: TrainConfig) -> Task:
     from hpcars.tasks.plugin import is_plugin, make_plugin_task, problem_task
     from hpcars.tasks.supervised import Regression, digits_problem
 
-    if cfg.env_backend != "gymnasium" and (cfg.task in ("regression", "digits") or is_plugin(cfg.task)):
+    language = cfg.task == "countdown" or cfg.task.startswith(REASONING_GYM)
+    if cfg.env_backend != "gymnasium" and (cfg.task in ("regression", "digits") or language or is_plugin(cfg.task)):
         raise ConfigError("--env-backend", f"{cfg.env_backend} steps Gymnasium ids; {cfg.task} is not one")
     if cfg.task == "regression":
         _supervised_only(cfg, "regression draws fresh samples every iteration")
         return Regression(cfg.seed, cfg.batch_size or 2048, cfg.variant == "v2")
     if cfg.task == "digits":
         return problem_task(digits_problem(cfg.seed, cfg.hidden), cfg)
-    if cfg.task == "countdown" or cfg.task.startswith(REASONING_GYM):
+    if language:
         return _language_task(cfg)
     if cfg.task.startswith(IN_MEMORY):
         raise ConfigError("--task", f"{cfg.task} was an object given to hpcars.fit: give it to hpcars.fit again")

@@ -47,9 +47,10 @@ TASK_METHODS = ("build_model", "begin_iteration", "rewards", "evaluate_units", "
 
 
 def is_plugin(task: str) -> bool:
-    """``module:factory`` (a Python name after the colon), not Gymnasium's ``module:Env-v0``."""
+    """``module:factory`` (a dotted Python name, a colon, a Python name): not Gymnasium's
+    ``module:Env-v0``, nor ``reasoning-gym:NAME`` (no module is called ``reasoning-gym``)."""
     module, _, attr = task.rpartition(":")
-    return bool(module) and attr.isidentifier()
+    return bool(module) and all(part.isidentifier() for part in module.split(".")) and attr.isidentifier()
 
 
 def _call_factory(factory: Any, cfg: TrainConfig) -> Any:
