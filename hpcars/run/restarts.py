@@ -49,8 +49,9 @@ class Restarts:
 
     def _restart(self, trainer: ARSTrainer) -> str:
         watch, cfg = self.watch, trainer.cfg
-        from_top = self.params.mode == "best" and self.top is not None
-        start = self.top if from_top and self.top is not None else trainer.population.origin
+        top = self.top if self.params.mode == "best" else None
+        from_top = top is not None
+        start = top if top is not None else trainer.population.origin
         trainer.population.restart(start, cfg.step_size, cfg.noise_std, trainer.iteration)
         self.watch, self.top = started_over(watch, trainer.iteration), None
         self.iterations.append(trainer.iteration)
