@@ -133,3 +133,29 @@ def test_bad_restart_options_are_one_line(tmp_path, capsys, extra, line):
     status, err = train_in_process(["--iterations", "2", "--run-dir", str(tmp_path / "r"), *extra], capsys)
     assert status == 2 and len(err) == 1 and line in err[0], err
     assert not (tmp_path / "r").exists()
+
+
+def test_where_a_restart_fires_is_read_from_the_run_without_it(tmp_path):
+    """analysis.restarts: a run with --restart is the run without it until the first restart, so
+    its iteration is predicted from the run without it, and a setting that never fires leaves the
+    run as it was (the same bits); composing the arm checks both."""
+    from analysis.restarts import compose, first_restart, read_evaluations
+
+    def run(name, *extra):
+        run_dir = tmp_path / name / "seed=0"
+        done = run_train([*FORCED, "--iterations", "10", "--run-dir", str(run_dir), *extra])
+        assert done.returncode == 0, done.stderr
+        return run_dir
+
+    base, rerun = run("base"), run("rerun", "--restart", "fresh", "--restarts", "1")
+    never = run("never", "--restart", "fresh", "--restart-patience", "1000")
+    assert inspect_json(never)["params_sha256"] == inspect_json(base)["params_sha256"]
+    assert inspect_json(rerun)["params_sha256"] != inspect_json(base)["params_sha256"]
+    runs = read_evaluations(tmp_path / "base")
+    assert first_restart(RestartParams("fresh", 4, 1e9, 1), runs[0].points) == 4
+    assert first_restart(RestartParams("fresh", 100, 0.0, 1), runs[0].points) is None
+    lines = compose(runs, read_evaluations(tmp_path / "rerun"), tmp_path / "arm")
+    assert lines == f"seed 0: rerun {rerun}"
+    assert json.loads((tmp_path / "arm/runs/seed=0/summary.json").read_text())["restarts"]["iterations"] == [4]
+    with pytest.raises(ValueError, match=r"seed 0: predicted the first restart at None, the rerun restarted at \[\]"):
+        compose(runs, read_evaluations(tmp_path / "never"), tmp_path / "wrong")

@@ -1,0 +1,172 @@
+"""Where a ``--restart`` setting fires, read from runs made without it, and the arm it makes.
+
+    python -m hpcars.analysis.restarts BASE_SWEEP --patience 8 16 --min-gain 10
+    python -m hpcars.analysis.restarts BASE_SWEEP --compose RERUN_SWEEP --out ARM_DIR
+
+A run with ``--restart`` is the run without it, bit for bit, until its first restart: the stall
+watch only reads the evaluations (``hpcars.population.restart.observe``), and nothing else in
+the run depends on it. So where a setting first fires is a pure function of the evaluations the
+run without restarts recorded, and on a seed where it never fires the run with it *is* the run
+without it. Tuning a restart setting then costs only the seeds where it fires:
+
+1. run the arm without restarts (``jobs/examples/restart-tune-*.toml``);
+2. this tool without ``--compose``: per setting, the seeds where it fires, the iteration, the
+   best evaluation so far, what the run without it did after (reached the threshold at some
+   episode count, or not), and the seeds to rerun as a spec's ``seeds = [...]``;
+3. run the setting on those seeds only;
+4. ``--compose``: the arm on every seed, the reruns where the setting fires and the base runs
+   elsewhere (their ``summary.json`` and ``config.json`` copied, the config given the setting
+   and ``"same_run_as"``), after checking that each rerun restarted where predicted with
+   evaluations equal to the base run's up to there, and that the setting fires on no other
+   seed. ``population_study`` reads ``ARM_DIR`` as any sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from analysis.load import read_run, run_dirs
+from hpcars.population.restart import RestartParams, Watch, observe
+
+
+@dataclass(frozen=True)
+class Evaluations:
+    """One finished run's evaluations in order: (iteration, score), θ₀'s first."""
+
+    run_dir: Path
+    seed: int
+    points: tuple[tuple[int, float], ...]
+    reached: dict | None  # summary.json's reached_target
+
+
+def first_restart(params: RestartParams, points: tuple[tuple[int, float], ...]) -> int | None:
+    """The iteration of the first restart under ``params``, or None. As the run decides: θ₀'s
+    evaluation and the run's last one are watched but never restart it."""
+    watch = Watch()
+    for k, (iteration, score) in enumerate(points):
+        watch, stalled = observe(params, watch, iteration, score)
+        if stalled and 0 < k < len(points) - 1:
+            return iteration
+    return None
+
+
+def read_evaluations(root: Path) -> dict[int, Evaluations]:
+    """Every finished run under ``root`` by seed (a ``summary.json``)."""
+    out = {}
+    for run_dir in run_dirs(root):
+        if not (run_dir / "summary.json").exists():
+            continue
+        read = read_run(run_dir)
+        if read is None:
+            continue
+        config, table, _ = read
+        summary = json.loads((run_dir / "summary.json").read_text())
+        scored = table[np.isfinite(table["score"])]
+        points = ((0, float(summary["initial"]["score"])),) + tuple(
+            (int(i), float(s)) for i, s in zip(scored["iteration"], scored["score"], strict=True)
+        )
+        out[int(config["seed"])] = Evaluations(run_dir, int(config["seed"]), points, summary.get("reached_target"))
+    return out
+
+
+def _after(run: Evaluations) -> str:
+    best = max(score for _, score in run.points)
+    return f"reached at {run.reached['episodes']:,} episodes" if run.reached else f"missed (best {best:.4g})"
+
+
+def report(base: dict[int, Evaluations], patience: list[int], min_gain: list[float]) -> str:
+    lines = []
+    for p, g in itertools.product(patience, min_gain):
+        params = RestartParams("fresh", p, g, 1)
+        fired = {s: first_restart(params, run.points) for s, run in sorted(base.items())}
+        rerun = [s for s, at in fired.items() if at is not None]
+        lines.append(f"--restart-patience {p} --restart-min-gain {g:g}: fires on {len(rerun)} of {len(base)} seeds")
+        for s in rerun:
+            run, at = base[s], fired[s]
+            top = max(score for i, score in run.points if i <= at)
+            lines.append(f"  seed {s}: at iteration {at} (best so far {top:.4g}); without it: {_after(run)}")
+        lines.append(f"  seeds = {rerun}")
+    return "\n".join(lines)
+
+
+def _params(config: dict) -> RestartParams:
+    return RestartParams(config["restart"], config["restart_patience"], config["restart_min_gain"], config["restarts"])
+
+
+def compose(base: dict[int, Evaluations], rerun: dict[int, Evaluations], out: Path) -> str:
+    """Write the arm to ``out`` (see the module's step 4); raise ValueError where a check fails."""
+    configs = {s: json.loads((run.run_dir / "config.json").read_text()) for s, run in rerun.items()}
+    settings = {_params(c) for c in configs.values()}
+    if len(settings) != 1:
+        raise ValueError(f"the rerun sweep holds {len(settings)} restart settings; compose one at a time")
+    params = settings.pop()
+    if not params.enabled:
+        raise ValueError("the rerun sweep's runs have no --restart")
+    for s, run in sorted(base.items()):
+        at = first_restart(params, run.points)
+        if s not in rerun:
+            if at is not None:
+                raise ValueError(f"seed {s}: the setting fires at iteration {at}; rerun it")
+            continue
+        summary = json.loads((rerun[s].run_dir / "summary.json").read_text())
+        done = (summary.get("restarts") or {}).get("iterations") or []
+        if at is None or not done or done[0] != at:
+            raise ValueError(f"seed {s}: predicted the first restart at {at}, the rerun restarted at {done[:1]}")
+        before = [p for p in base[s].points if p[0] <= at]
+        if tuple(before) != tuple(p for p in rerun[s].points if p[0] <= at):
+            raise ValueError(f"seed {s}: the rerun's evaluations up to iteration {at} differ from the base run's")
+    lines = []
+    for s in sorted(base):
+        target = out / "runs" / f"seed={s}"
+        target.mkdir(parents=True, exist_ok=True)
+        if s in rerun:
+            for name in ("config.json", "summary.json", "history.h5"):
+                shutil.copy2(rerun[s].run_dir / name, target / name)
+            lines.append(f"seed {s}: rerun {rerun[s].run_dir}")
+            continue
+        config = json.loads((base[s].run_dir / "config.json").read_text())
+        config.update(restart=params.mode, restart_patience=params.patience, restart_min_gain=params.min_gain)
+        config.update(restarts=params.limit, same_run_as=str(base[s].run_dir))
+        (target / "config.json").write_text(json.dumps(config, indent=1))
+        shutil.copy2(base[s].run_dir / "summary.json", target / "summary.json")
+        lines.append(f"seed {s}: never restarts, the run without it ({base[s].run_dir})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("base", help="a sweep directory of runs without --restart")
+    parser.add_argument("--patience", type=int, nargs="+", default=[100], help="settings to read (default: 100)")
+    parser.add_argument("--min-gain", type=float, nargs="+", default=[0.0], help="settings to read (default: 0)")
+    parser.add_argument("--compose", metavar="RERUN", help="the sweep of one setting on the seeds it fires on")
+    parser.add_argument("--out", help="with --compose: the arm's directory (default: none; required then)")
+    args = parser.parse_args(argv)
+    if any(p < 1 for p in args.patience) or not all(math.isfinite(g) and g >= 0 for g in args.min_gain):
+        parser.error("--patience: integers >= 1; --min-gain: finite numbers >= 0")
+    base = read_evaluations(Path(args.base))
+    if not base:
+        parser.error(f"base: no finished run under {args.base}")
+    if args.compose is None:
+        print(report(base, args.patience, args.min_gain))
+        return 0
+    if not args.out:
+        parser.error("--compose needs --out")
+    try:
+        print(compose(base, read_evaluations(Path(args.compose)), Path(args.out)))
+    except ValueError as err:
+        print(f"restarts: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
