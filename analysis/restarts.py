@@ -87,11 +87,11 @@ def report(base: dict[int, Evaluations], patience: list[int], min_gain: list[flo
     lines = []
     for p, g in itertools.product(patience, min_gain):
         params = RestartParams("fresh", p, g, 1)
-        fired = {s: first_restart(params, run.points) for s, run in sorted(base.items())}
-        rerun = [s for s, at in fired.items() if at is not None]
+        fired = {s: at for s, run in sorted(base.items()) if (at := first_restart(params, run.points)) is not None}
+        rerun = list(fired)
         lines.append(f"--restart-patience {p} --restart-min-gain {g:g}: fires on {len(rerun)} of {len(base)} seeds")
-        for s in rerun:
-            run, at = base[s], fired[s]
+        for s, at in fired.items():
+            run = base[s]
             top = max(score for i, score in run.points if i <= at)
             lines.append(f"  seed {s}: at iteration {at} (best so far {top:.4g}); without it: {_after(run)}")
         lines.append(f"  seeds = {rerun}")
