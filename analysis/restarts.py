@@ -1,7 +1,7 @@
 """Where a ``--restart`` setting fires, read from runs made without it, and the arm it makes.
 
     python -m hpcars.analysis.restarts BASE_SWEEP --patience 8 16 --min-gain 10
-    python -m hpcars.analysis.restarts BASE_SWEEP --compose RERUN_SWEEP --out ARM_DIR
+    python -m hpcars.analysis.restarts BASE_SWEEP --patience 8 --min-gain 10 --compose RERUN_SWEEP --out ARM_DIR
 
 A run with ``--restart`` is the run without it, bit for bit, until its first restart: the stall
 watch only reads the evaluations (``hpcars.population.restart.observe``), and nothing else in
@@ -13,12 +13,13 @@ without it. Tuning a restart setting then costs only the seeds where it fires:
 2. this tool without ``--compose``: per setting, the seeds where it fires, the iteration, the
    best evaluation so far, what the run without it did after (reached the threshold at some
    episode count, or not), and the seeds to rerun as a spec's ``seeds = [...]``;
-3. run the setting on those seeds only;
-4. ``--compose``: the arm on every seed, the reruns where the setting fires and the base runs
-   elsewhere (their ``summary.json`` and ``config.json`` copied, the config given the setting
-   and ``"same_run_as"``), after checking that each rerun restarted where predicted with
-   evaluations equal to the base run's up to there, and that the setting fires on no other
-   seed. ``population_study`` reads ``ARM_DIR`` as any sweep.
+3. run the setting on those seeds (a grid of settings on the union of their seeds will do);
+4. ``--compose`` with one setting: the arm on every seed, the setting's reruns where there are
+   any and the base runs elsewhere (their ``summary.json`` and ``config.json`` copied, the
+   config given the setting and ``"same_run_as"``), after checking that each rerun restarted
+   where predicted with evaluations equal to the base run's up to there, that a rerun the
+   setting never restarts ends on the base run's bits, and that the setting fires on no seed
+   without a rerun. ``population_study`` reads ``ARM_DIR`` as any sweep.
 """
 
 from __future__ import annotations
@@ -59,9 +60,9 @@ def first_restart(params: RestartParams, points: tuple[tuple[int, float], ...]) 
     return None
 
 
-def read_evaluations(root: Path) -> dict[int, Evaluations]:
-    """Every finished run under ``root`` by seed (a ``summary.json``)."""
-    out = {}
+def read_runs(root: Path) -> list[Evaluations]:
+    """Every finished run under ``root`` (a ``summary.json``)."""
+    out = []
     for run_dir in run_dirs(root):
         if not (run_dir / "summary.json").exists():
             continue
@@ -74,8 +75,17 @@ def read_evaluations(root: Path) -> dict[int, Evaluations]:
         points = ((0, float(summary["initial"]["score"])),) + tuple(
             (int(i), float(s)) for i, s in zip(scored["iteration"], scored["score"], strict=True)
         )
-        out[int(config["seed"])] = Evaluations(run_dir, int(config["seed"]), points, summary.get("reached_target"))
+        out.append(Evaluations(run_dir, int(config["seed"]), points, summary.get("reached_target")))
     return out
+
+
+def read_evaluations(root: Path) -> dict[int, Evaluations]:
+    """The runs of a sweep without restarts, by seed (one run per seed)."""
+    runs = read_runs(root)
+    by_seed = {run.seed: run for run in runs}
+    if len(by_seed) != len(runs):
+        raise ValueError(f"{root}: more than one run of a seed; the base is one setting without --restart")
+    return by_seed
 
 
 def _after(run: Evaluations) -> str:
@@ -102,43 +112,55 @@ def _params(config: dict) -> RestartParams:
     return RestartParams(config["restart"], config["restart_patience"], config["restart_min_gain"], config["restarts"])
 
 
-def compose(base: dict[int, Evaluations], rerun: dict[int, Evaluations], out: Path) -> str:
-    """Write the arm to ``out`` (see the module's step 4); raise ValueError where a check fails."""
-    configs = {s: json.loads((run.run_dir / "config.json").read_text()) for s, run in rerun.items()}
-    settings = {_params(c) for c in configs.values()}
-    if len(settings) != 1:
-        raise ValueError(f"the rerun sweep holds {len(settings)} restart settings; compose one at a time")
+def _summary(run: Evaluations) -> dict:
+    return json.loads((run.run_dir / "summary.json").read_text())
+
+
+def _check(s: int, at: int | None, base: Evaluations, rerun: Evaluations) -> None:
+    """A rerun is the base run where the setting never fires, and the base run up to the
+    restart where it does; raise ValueError if not."""
+    done = (_summary(rerun).get("restarts") or {}).get("iterations") or []
+    if at is None:
+        if done or _summary(rerun)["params_sha256"] != _summary(base)["params_sha256"]:
+            raise ValueError(f"seed {s}: the setting never fires, but the rerun (restarts at {done}) is another run")
+        return
+    if not done or done[0] != at:
+        raise ValueError(f"seed {s}: predicted the first restart at {at}, the rerun restarted at {done[:1]}")
+    if tuple(p for p in base.points if p[0] <= at) != tuple(p for p in rerun.points if p[0] <= at):
+        raise ValueError(f"seed {s}: the rerun's evaluations up to iteration {at} differ from the base run's")
+
+
+def compose(base: dict[int, Evaluations], reruns: list[Evaluations], patience: int, min_gain: float, out: Path) -> str:
+    """Write the arm of the setting (``patience``, ``min_gain``) to ``out`` (the module's step
+    4) from the reruns of that setting among ``reruns``; raise ValueError where a check fails."""
+    mine = {r.seed: (r, _params(json.loads((r.run_dir / "config.json").read_text()))) for r in reruns}
+    mine = {s: (r, p) for s, (r, p) in mine.items() if (p.patience, p.min_gain) == (patience, min_gain)}
+    settings = {p for _, p in mine.values()}
+    if len(settings) != 1 or not next(iter(settings)).enabled:
+        raise ValueError(
+            f"the reruns of --restart-patience {patience} --restart-min-gain {min_gain:g}: "
+            f"{len(settings)} settings with --restart, need exactly 1"
+        )
     params = settings.pop()
-    if not params.enabled:
-        raise ValueError("the rerun sweep's runs have no --restart")
-    for s, run in sorted(base.items()):
-        at = first_restart(params, run.points)
-        if s not in rerun:
-            if at is not None:
-                raise ValueError(f"seed {s}: the setting fires at iteration {at}; rerun it")
-            continue
-        summary = json.loads((rerun[s].run_dir / "summary.json").read_text())
-        done = (summary.get("restarts") or {}).get("iterations") or []
-        if at is None or not done or done[0] != at:
-            raise ValueError(f"seed {s}: predicted the first restart at {at}, the rerun restarted at {done[:1]}")
-        before = [p for p in base[s].points if p[0] <= at]
-        if tuple(before) != tuple(p for p in rerun[s].points if p[0] <= at):
-            raise ValueError(f"seed {s}: the rerun's evaluations up to iteration {at} differ from the base run's")
     lines = []
-    for s in sorted(base):
-        target = out / "runs" / f"seed={s}"
+    for s, run in sorted(base.items()):
+        at, target = first_restart(params, run.points), out / "runs" / f"seed={s}"
+        if s in mine:
+            _check(s, at, run, mine[s][0])
+        elif at is not None:
+            raise ValueError(f"seed {s}: the setting fires at iteration {at}; rerun it")
         target.mkdir(parents=True, exist_ok=True)
-        if s in rerun:
+        if s in mine:
             for name in ("config.json", "summary.json", "history.h5"):
-                shutil.copy2(rerun[s].run_dir / name, target / name)
-            lines.append(f"seed {s}: rerun {rerun[s].run_dir}")
+                shutil.copy2(mine[s][0].run_dir / name, target / name)
+            lines.append(f"seed {s}: " + (f"restarts at {at}" if at is not None else "never restarts, rerun"))
             continue
-        config = json.loads((base[s].run_dir / "config.json").read_text())
+        config = json.loads((run.run_dir / "config.json").read_text())
         config.update(restart=params.mode, restart_patience=params.patience, restart_min_gain=params.min_gain)
-        config.update(restarts=params.limit, same_run_as=str(base[s].run_dir))
+        config.update(restarts=params.limit, same_run_as=str(run.run_dir))
         (target / "config.json").write_text(json.dumps(config, indent=1))
-        shutil.copy2(base[s].run_dir / "summary.json", target / "summary.json")
-        lines.append(f"seed {s}: never restarts, the run without it ({base[s].run_dir})")
+        shutil.copy2(run.run_dir / "summary.json", target / "summary.json")
+        lines.append(f"seed {s}: never restarts, the run without it")
     return "\n".join(lines)
 
 
@@ -147,21 +169,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("base", help="a sweep directory of runs without --restart")
     parser.add_argument("--patience", type=int, nargs="+", default=[100], help="settings to read (default: 100)")
     parser.add_argument("--min-gain", type=float, nargs="+", default=[0.0], help="settings to read (default: 0)")
-    parser.add_argument("--compose", metavar="RERUN", help="the sweep of one setting on the seeds it fires on")
+    parser.add_argument(
+        "--compose",
+        metavar="RERUN",
+        help="a sweep of the setting (one --patience, one --min-gain) on the seeds it fires on",
+    )
     parser.add_argument("--out", help="with --compose: the arm's directory (default: none; required then)")
     args = parser.parse_args(argv)
     if any(p < 1 for p in args.patience) or not all(math.isfinite(g) and g >= 0 for g in args.min_gain):
         parser.error("--patience: integers >= 1; --min-gain: finite numbers >= 0")
-    base = read_evaluations(Path(args.base))
+    try:
+        base = read_evaluations(Path(args.base))
+    except ValueError as err:
+        parser.error(f"base: {err}")
     if not base:
         parser.error(f"base: no finished run under {args.base}")
     if args.compose is None:
         print(report(base, args.patience, args.min_gain))
         return 0
-    if not args.out:
-        parser.error("--compose needs --out")
+    if not args.out or len(args.patience) != 1 or len(args.min_gain) != 1:
+        parser.error("--compose needs --out, one --patience and one --min-gain")
+    reruns = [run for root in args.compose.split(",") for run in read_runs(Path(root))]
     try:
-        print(compose(base, read_evaluations(Path(args.compose)), Path(args.out)))
+        print(compose(base, reruns, args.patience[0], args.min_gain[0], Path(args.out)))
     except ValueError as err:
         print(f"restarts: {err}", file=sys.stderr)
         return 2

@@ -139,7 +139,7 @@ def test_where_a_restart_fires_is_read_from_the_run_without_it(tmp_path):
     """analysis.restarts: a run with --restart is the run without it until the first restart, so
     its iteration is predicted from the run without it, and a setting that never fires leaves the
     run as it was (the same bits); composing the arm checks both."""
-    from analysis.restarts import compose, first_restart, read_evaluations
+    from analysis.restarts import compose, first_restart, read_evaluations, read_runs
 
     def run(name, *extra):
         run_dir = tmp_path / name / "seed=0"
@@ -154,8 +154,8 @@ def test_where_a_restart_fires_is_read_from_the_run_without_it(tmp_path):
     runs = read_evaluations(tmp_path / "base")
     assert first_restart(RestartParams("fresh", 4, 1e9, 1), runs[0].points) == 4
     assert first_restart(RestartParams("fresh", 100, 0.0, 1), runs[0].points) is None
-    lines = compose(runs, read_evaluations(tmp_path / "rerun"), tmp_path / "arm")
-    assert lines == f"seed 0: rerun {rerun}"
+    assert compose(runs, read_runs(tmp_path / "rerun"), 4, 1e9, tmp_path / "arm") == "seed 0: restarts at 4"
     assert json.loads((tmp_path / "arm/runs/seed=0/summary.json").read_text())["restarts"]["iterations"] == [4]
-    with pytest.raises(ValueError, match=r"seed 0: predicted the first restart at None, the rerun restarted at \[\]"):
-        compose(runs, read_evaluations(tmp_path / "never"), tmp_path / "wrong")
+    assert compose(runs, read_runs(tmp_path / "never"), 1000, 1e9, tmp_path / "arm2") == "seed 0: never restarts, rerun"
+    with pytest.raises(ValueError, match="0 settings with --restart, need exactly 1"):
+        compose(runs, read_runs(tmp_path / "never"), 4, 1e9, tmp_path / "wrong")
