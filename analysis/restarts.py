@@ -12,8 +12,9 @@ without it. Tuning a restart setting then costs only the seeds where it fires:
 1. run the arm without restarts (``jobs/examples/restart-tune-*.toml``);
 2. this tool without ``--compose``: per setting, the seeds where it fires, the iteration, the
    best evaluation so far, what the run without it did after (reached the threshold at some
-   episode count, or not), and the seeds to rerun as a spec's ``seeds = [...]``;
-3. run the setting on those seeds (a grid of settings on the union of their seeds will do);
+   episode count, or not), and the seeds to rerun; ``--spec DIR`` writes a sweep spec per
+   setting, the base sweep's options and the setting on those seeds;
+3. run those specs (or a grid of settings on the union of their seeds);
 4. ``--compose`` with one setting: the arm on every seed, the setting's reruns where there are
    any and the base runs elsewhere (their ``summary.json`` and ``config.json`` copied, the
    config given the setting and ``"same_run_as"``), after checking that each rerun restarted
@@ -35,8 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.load import read_run, run_dirs
 from hpcars.population.restart import RestartParams, Watch, observe
+
+from .load import read_run, run_dirs
 
 
 @dataclass(frozen=True)
@@ -93,10 +95,47 @@ def _after(run: Evaluations) -> str:
     return f"reached at {run.reached['episodes']:,} episodes" if run.reached else f"missed (best {best:.4g})"
 
 
-def report(base: dict[int, Evaluations], patience: list[int], min_gain: list[float]) -> str:
+def _value(text: str) -> str:
+    """One option's value as TOML (an integer, a number or a string)."""
+    for kind in (int, float):
+        try:
+            return repr(kind(text))
+        except ValueError:
+            pass
+    return json.dumps(text)
+
+
+def write_spec(root: Path, params: RestartParams, seeds: list[int], out: Path) -> Path:
+    """A sweep spec of ``params`` on ``seeds`` with the base sweep's options (its ``sweep.json``)."""
+    argv = json.loads((root / "sweep.json").read_text())["argv"]
+    options = {tuple(a[:-2]) for a in argv.values() if a[-2] == "--seed"}
+    if len(options) != 1:
+        raise ValueError(f"{root}: its runs differ in more than the seed; name a sweep of one setting")
+    pairs = list(options.pop())
+    base = [f"{k[2:]} = {_value(v)}" for k, v in zip(pairs[::2], pairs[1::2], strict=True)]
+    base += [f"restart = {json.dumps(params.mode)}", f"restart-patience = {params.patience}"]
+    base += [f"restart-min-gain = {params.min_gain!r}", f"restarts = {params.limit}"]
+    name = f"{root.name}-restart-p{params.patience}-g{params.min_gain:g}"
+    path = out / f"{name}.toml"
+    path.write_text(
+        f"# python -m hpcars.analysis.restarts {root} --spec {out}: the setting on the seeds where it fires\n"
+        f"name = {json.dumps(name)}\nseeds = {seeds}\n\n[base]\n" + "\n".join(base) + "\n"
+    )
+    return path
+
+
+def report(
+    base: dict[int, Evaluations],
+    patience: list[int],
+    min_gain: list[float],
+    mode: str,
+    limit: int,
+    spec: Path | None,
+    root: Path,
+) -> str:
     lines = []
     for p, g in itertools.product(patience, min_gain):
-        params = RestartParams("fresh", p, g, 1)
+        params = RestartParams(mode, p, g, limit)
         fired = {s: at for s, run in sorted(base.items()) if (at := first_restart(params, run.points)) is not None}
         rerun = list(fired)
         lines.append(f"--restart-patience {p} --restart-min-gain {g:g}: fires on {len(rerun)} of {len(base)} seeds")
@@ -105,6 +144,8 @@ def report(base: dict[int, Evaluations], patience: list[int], min_gain: list[flo
             top = max(score for i, score in run.points if i <= at)
             lines.append(f"  seed {s}: at iteration {at} (best so far {top:.4g}); without it: {_after(run)}")
         lines.append(f"  seeds = {rerun}")
+        if spec is not None and rerun:
+            lines.append(f"  spec: {write_spec(root, params, rerun, spec)}")
     return "\n".join(lines)
 
 
@@ -169,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("base", help="a sweep directory of runs without --restart")
     parser.add_argument("--patience", type=int, nargs="+", default=[100], help="settings to read (default: 100)")
     parser.add_argument("--min-gain", type=float, nargs="+", default=[0.0], help="settings to read (default: 0)")
+    parser.add_argument("--restart", choices=["fresh", "best"], default="fresh", help="for --spec (default: fresh)")
+    parser.add_argument("--restarts", type=int, default=1, help="for --spec (default: 1)")
+    parser.add_argument("--spec", help="write a sweep spec per setting on the seeds it fires on here (default: none)")
     parser.add_argument(
         "--compose",
         metavar="RERUN",
@@ -176,8 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", help="with --compose: the arm's directory (default: none; required then)")
     args = parser.parse_args(argv)
-    if any(p < 1 for p in args.patience) or not all(math.isfinite(g) and g >= 0 for g in args.min_gain):
-        parser.error("--patience: integers >= 1; --min-gain: finite numbers >= 0")
+    if (
+        args.restarts < 1
+        or any(p < 1 for p in args.patience)
+        or not all(math.isfinite(g) and g >= 0 for g in args.min_gain)
+    ):
+        parser.error("--patience, --restarts: integers >= 1; --min-gain: finite numbers >= 0")
     try:
         base = read_evaluations(Path(args.base))
     except ValueError as err:
@@ -185,7 +233,14 @@ def main(argv: list[str] | None = None) -> int:
     if not base:
         parser.error(f"base: no finished run under {args.base}")
     if args.compose is None:
-        print(report(base, args.patience, args.min_gain))
+        spec = None if args.spec is None else Path(args.spec)
+        if spec is not None:
+            spec.mkdir(parents=True, exist_ok=True)
+        try:
+            print(report(base, args.patience, args.min_gain, args.restart, args.restarts, spec, Path(args.base)))
+        except ValueError as err:
+            print(f"restarts: {err}", file=sys.stderr)
+            return 2
         return 0
     if not args.out or len(args.patience) != 1 or len(args.min_gain) != 1:
         parser.error("--compose needs --out, one --patience and one --min-gain")

@@ -139,7 +139,7 @@ def test_where_a_restart_fires_is_read_from_the_run_without_it(tmp_path):
     """analysis.restarts: a run with --restart is the run without it until the first restart, so
     its iteration is predicted from the run without it, and a setting that never fires leaves the
     run as it was (the same bits); composing the arm checks both."""
-    from analysis.restarts import compose, first_restart, read_evaluations, read_runs
+    from hpcars.analysis.restarts import compose, first_restart, read_evaluations, read_runs
 
     def run(name, *extra):
         run_dir = tmp_path / name / "seed=0"
@@ -159,3 +159,18 @@ def test_where_a_restart_fires_is_read_from_the_run_without_it(tmp_path):
     assert compose(runs, read_runs(tmp_path / "never"), 1000, 1e9, tmp_path / "arm2") == "seed 0: never restarts, rerun"
     with pytest.raises(ValueError, match="0 settings with --restart, need exactly 1"):
         compose(runs, read_runs(tmp_path / "never"), 4, 1e9, tmp_path / "wrong")
+
+
+def test_the_spec_of_a_setting_runs_the_base_sweeps_options_on_the_seeds_it_fires_on(tmp_path):
+    from hpcars.analysis.restarts import write_spec
+    from hpcars.jobs.spec import load
+
+    argv = {f"seed={s}": ["--preset", "swimmer-pop", "--max-episodes", "600", "--seed", str(s)] for s in (3, 4)}
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "sweep.json").write_text(json.dumps({"argv": argv}))
+    path = write_spec(tmp_path / "base", RestartParams("fresh", 8, 25.0, 3), [4], tmp_path)
+    (run,) = load(path).runs()
+    assert run.seed == 4 and run.options_argv() == [
+        *("--preset", "swimmer-pop", "--max-episodes", "600", "--restart", "fresh", "--restart-patience", "8"),
+        *("--restart-min-gain", "25.0", "--restarts", "3", "--seed", "4"),
+    ]
