@@ -31,6 +31,7 @@ import json
 import math
 import shutil
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,8 +107,10 @@ def _value(text: str) -> str:
 
 
 def write_spec(root: Path, params: RestartParams, seeds: list[int], out: Path) -> Path:
-    """A sweep spec of ``params`` on ``seeds`` with the base sweep's options (its ``sweep.json``)."""
-    argv = json.loads((root / "sweep.json").read_text())["argv"]
+    """A sweep spec of ``params`` on ``seeds`` with the base sweep's options (its ``sweep.json``)
+    and, where its spec file is still there, that spec's ``[resources]``."""
+    sweep = json.loads((root / "sweep.json").read_text())
+    argv = sweep["argv"]
     options = {tuple(a[:-2]) for a in argv.values() if a[-2] == "--seed"}
     if len(options) != 1:
         raise ValueError(f"{root}: its runs differ in more than the seed; name a sweep of one setting")
@@ -116,11 +119,14 @@ def write_spec(root: Path, params: RestartParams, seeds: list[int], out: Path) -
     base += [f"restart = {json.dumps(params.mode)}", f"restart-patience = {params.patience}"]
     base += [f"restart-min-gain = {params.min_gain!r}", f"restarts = {params.limit}"]
     name = f"{root.name}-restart-p{params.patience}-g{params.min_gain:g}"
+    spec_file = Path(sweep.get("spec", ""))
+    resources = tomllib.loads(spec_file.read_text()).get("resources", {}) if spec_file.is_file() else {}
+    text = f"# python -m hpcars.analysis.restarts {root} --spec {out}: the setting on the seeds where it fires\n"
+    text += f"name = {json.dumps(name)}\nseeds = {seeds}\n\n[base]\n" + "\n".join(base) + "\n"
+    if resources:
+        text += "\n[resources]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in resources.items())
     path = out / f"{name}.toml"
-    path.write_text(
-        f"# python -m hpcars.analysis.restarts {root} --spec {out}: the setting on the seeds where it fires\n"
-        f"name = {json.dumps(name)}\nseeds = {seeds}\n\n[base]\n" + "\n".join(base) + "\n"
-    )
+    path.write_text(text)
     return path
 
 

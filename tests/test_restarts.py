@@ -167,8 +167,12 @@ def test_the_spec_of_a_setting_runs_the_base_sweeps_options_on_the_seeds_it_fire
 
     argv = {f"seed={s}": ["--preset", "swimmer-pop", "--max-episodes", "600", "--seed", str(s)] for s in (3, 4)}
     (tmp_path / "base").mkdir()
-    (tmp_path / "base" / "sweep.json").write_text(json.dumps({"argv": argv}))
+    (tmp_path / "base.toml").write_text(
+        'name = "base"\n[base]\npreset = "swimmer-pop"\n[resources]\ntasks_per_node = 1\n'
+    )
+    (tmp_path / "base" / "sweep.json").write_text(json.dumps({"argv": argv, "spec": str(tmp_path / "base.toml")}))
     path = write_spec(tmp_path / "base", RestartParams("fresh", 8, 25.0, 3), [4], tmp_path)
+    assert load(path).resources.tasks_per_node == 1  # the base spec's resources
     (run,) = load(path).runs()
     assert run.seed == 4 and run.options_argv() == [
         *("--preset", "swimmer-pop", "--max-episodes", "600", "--restart", "fresh", "--restart-patience", "8"),
