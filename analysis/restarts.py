@@ -115,9 +115,10 @@ def write_spec(root: Path, params: RestartParams, seeds: list[int], out: Path) -
     if len(options) != 1:
         raise ValueError(f"{root}: its runs differ in more than the seed; name a sweep of one setting")
     pairs = list(options.pop())
-    base = [f"{k[2:]} = {_value(v)}" for k, v in zip(pairs[::2], pairs[1::2], strict=True)]
-    base += [f"restart = {json.dumps(params.mode)}", f"restart-patience = {params.patience}"]
-    base += [f"restart-min-gain = {params.min_gain!r}", f"restarts = {params.limit}"]
+    setting = {"restart": json.dumps(params.mode), "restart-patience": str(params.patience)}
+    setting |= {"restart-min-gain": repr(params.min_gain), "restarts": str(params.limit)}
+    given = {k[2:]: _value(v) for k, v in zip(pairs[::2], pairs[1::2], strict=True)}
+    base = [f"{k} = {v}" for k, v in (given | setting).items()]  # the setting replaces the base's own
     name = f"{root.name}-restart-p{params.patience}-g{params.min_gain:g}"
     spec_file = Path(sweep.get("spec", ""))
     resources = tomllib.loads(spec_file.read_text()).get("resources", {}) if spec_file.is_file() else {}

@@ -165,7 +165,10 @@ def test_the_spec_of_a_setting_runs_the_base_sweeps_options_on_the_seeds_it_fire
     from hpcars.analysis.restarts import write_spec
     from hpcars.jobs.spec import load
 
-    argv = {f"seed={s}": ["--preset", "swimmer-pop", "--max-episodes", "600", "--seed", str(s)] for s in (3, 4)}
+    argv = {
+        f"seed={s}": ["--preset", "swimmer-pop", "--restart", "none", "--max-episodes", "600", "--seed", str(s)]
+        for s in (3, 4)
+    }
     (tmp_path / "base").mkdir()
     (tmp_path / "base.toml").write_text(
         'name = "base"\n[base]\npreset = "swimmer-pop"\n[resources]\ntasks_per_node = 1\n'
@@ -175,6 +178,6 @@ def test_the_spec_of_a_setting_runs_the_base_sweeps_options_on_the_seeds_it_fire
     assert load(path).resources.tasks_per_node == 1  # the base spec's resources
     (run,) = load(path).runs()
     assert run.seed == 4 and run.options_argv() == [
-        *("--preset", "swimmer-pop", "--max-episodes", "600", "--restart", "fresh", "--restart-patience", "8"),
+        *("--preset", "swimmer-pop", "--restart", "fresh", "--max-episodes", "600", "--restart-patience", "8"),
         *("--restart-min-gain", "25.0", "--restarts", "3", "--seed", "4"),
     ]
