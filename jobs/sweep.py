@@ -217,7 +217,8 @@ def submit(spec_path: Path, sweep_dir: Path | None, kind: str, dry_run: bool = F
     except PathProblem as err:
         raise SpecError(f"--sweep-dir: {err}") from None
     if record is None:
-        record = {"name": spec.name, "spec": str(spec_path), "runs": list(runs), "submissions": []}
+        spec_file = Path(spec_path) if Path(spec_path).exists() else EXAMPLE_DIR / f"{spec_path}.toml"
+        record = {"name": spec.name, "spec": str(spec_file.resolve()), "runs": list(runs), "submissions": []}
     record["argv"] = runs  # the same as recorded, or recorded now for an older sweep.json
     states = job_states(record) if stalled else {}
     for run, run_dir in stalled:
