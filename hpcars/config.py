@@ -74,7 +74,8 @@ class RunSettings:
     preset: str = _report(
         "",
         "the ARS paper's settings for a MuJoCo task, TASK-pop: a population of them (swimmer-, hopper-pop: "
-        "truncation + PBT; halfcheetah-pop: 2 independent lineages; docs/populations.md), or countdown "
+        "truncation + PBT; halfcheetah-pop: 2 independent lineages; docs/populations.md), hopper-restart (restarts "
+        "on a stall), or countdown "
         "(post-training a language model on a verifier reward); the config file and command line override it",
         PRESETS,
     )
