@@ -44,12 +44,17 @@ from .load import read_run, run_dirs
 
 @dataclass(frozen=True)
 class Evaluations:
-    """One finished run's evaluations in order: (iteration, score), θ₀'s first."""
+    """One finished run: its evaluations in order, (iteration, score) with θ₀'s first, and its
+    ``config.json`` and ``summary.json``."""
 
     run_dir: Path
-    seed: int
     points: tuple[tuple[int, float], ...]
-    reached: dict | None  # summary.json's reached_target
+    config: dict
+    summary: dict
+
+    @property
+    def seed(self) -> int:
+        return int(self.config["seed"])
 
 
 def first_restart(params: RestartParams, points: tuple[tuple[int, float], ...]) -> int | None:
@@ -72,13 +77,14 @@ def read_runs(root: Path) -> list[Evaluations]:
         read = read_run(run_dir)
         if read is None:
             continue
-        config, table, _ = read
+        _, table, _ = read
+        config = json.loads((run_dir / "config.json").read_text())  # with its provenance, which the checkpoint's lacks
         summary = json.loads((run_dir / "summary.json").read_text())
         scored = table[np.isfinite(table["score"])]
         points = ((0, float(summary["initial"]["score"])),) + tuple(
             (int(i), float(s)) for i, s in zip(scored["iteration"], scored["score"], strict=True)
         )
-        out.append(Evaluations(run_dir, int(config["seed"]), points, summary.get("reached_target")))
+        out.append(Evaluations(run_dir, points, config, summary))
     return out
 
 
@@ -92,8 +98,8 @@ def read_evaluations(root: Path) -> dict[int, Evaluations]:
 
 
 def _after(run: Evaluations) -> str:
-    best = max(score for _, score in run.points)
-    return f"reached at {run.reached['episodes']:,} episodes" if run.reached else f"missed (best {best:.4g})"
+    reached, best = run.summary.get("reached_target"), max(score for _, score in run.points)
+    return f"reached at {reached['episodes']:,} episodes" if reached else f"missed (best {best:.4g})"
 
 
 def _value(text: str) -> str:
@@ -144,15 +150,13 @@ def report(
     for p, g in itertools.product(patience, min_gain):
         params = RestartParams(mode, p, g, limit)
         fired = {s: at for s, run in sorted(base.items()) if (at := first_restart(params, run.points)) is not None}
-        rerun = list(fired)
-        lines.append(f"--restart-patience {p} --restart-min-gain {g:g}: fires on {len(rerun)} of {len(base)} seeds")
+        lines.append(f"--restart-patience {p} --restart-min-gain {g:g}: fires on {len(fired)} of {len(base)} seeds")
         for s, at in fired.items():
-            run = base[s]
-            top = max(score for i, score in run.points if i <= at)
-            lines.append(f"  seed {s}: at iteration {at} (best so far {top:.4g}); without it: {_after(run)}")
-        lines.append(f"  seeds = {rerun}")
-        if spec is not None and rerun:
-            lines.append(f"  spec: {write_spec(root, params, rerun, spec)}")
+            top = max(score for i, score in base[s].points if i <= at)
+            lines.append(f"  seed {s}: at iteration {at} (best so far {top:.4g}); without it: {_after(base[s])}")
+        lines.append(f"  seeds = {list(fired)}")
+        if spec is not None and fired:
+            lines.append(f"  spec: {write_spec(root, params, list(fired), spec)}")
     return "\n".join(lines)
 
 
@@ -160,16 +164,12 @@ def _params(config: dict) -> RestartParams:
     return RestartParams(config["restart"], config["restart_patience"], config["restart_min_gain"], config["restarts"])
 
 
-def _summary(run: Evaluations) -> dict:
-    return json.loads((run.run_dir / "summary.json").read_text())
-
-
 def _check(s: int, at: int | None, base: Evaluations, rerun: Evaluations) -> None:
     """A rerun is the base run where the setting never fires, and the base run up to the
     restart where it does; raise ValueError if not."""
-    done = (_summary(rerun).get("restarts") or {}).get("iterations") or []
+    done = (rerun.summary.get("restarts") or {}).get("iterations") or []
     if at is None:
-        if done or _summary(rerun)["params_sha256"] != _summary(base)["params_sha256"]:
+        if done or rerun.summary["params_sha256"] != base.summary["params_sha256"]:
             raise ValueError(f"seed {s}: the setting never fires, but the rerun (restarts at {done}) is another run")
         return
     if not done or done[0] != at:
@@ -181,9 +181,10 @@ def _check(s: int, at: int | None, base: Evaluations, rerun: Evaluations) -> Non
 def compose(base: dict[int, Evaluations], reruns: list[Evaluations], patience: int, min_gain: float, out: Path) -> str:
     """Write the arm of the setting (``patience``, ``min_gain``) to ``out`` (the module's step
     4) from the reruns of that setting among ``reruns``; raise ValueError where a check fails."""
-    mine = {r.seed: (r, _params(json.loads((r.run_dir / "config.json").read_text()))) for r in reruns}
-    mine = {s: (r, p) for s, (r, p) in mine.items() if (p.patience, p.min_gain) == (patience, min_gain)}
-    settings = {p for _, p in mine.values()}
+    mine = {
+        r.seed: r for r in reruns if (_params(r.config).patience, _params(r.config).min_gain) == (patience, min_gain)
+    }
+    settings = {_params(r.config) for r in mine.values()}
     if len(settings) != 1 or not next(iter(settings)).enabled:
         raise ValueError(
             f"the reruns of --restart-patience {patience} --restart-min-gain {min_gain:g}: "
@@ -193,19 +194,17 @@ def compose(base: dict[int, Evaluations], reruns: list[Evaluations], patience: i
     lines = []
     for s, run in sorted(base.items()):
         at, target = first_restart(params, run.points), out / "runs" / f"seed={s}"
-        if s in mine:
-            _check(s, at, run, mine[s][0])
-        elif at is not None:
+        if s not in mine and at is not None:
             raise ValueError(f"seed {s}: the setting fires at iteration {at}; rerun it")
         target.mkdir(parents=True, exist_ok=True)
         if s in mine:
+            _check(s, at, run, mine[s])
             for name in ("config.json", "summary.json", "history.h5"):
-                shutil.copy2(mine[s][0].run_dir / name, target / name)
+                shutil.copy2(mine[s].run_dir / name, target / name)
             lines.append(f"seed {s}: " + (f"restarts at {at}" if at is not None else "never restarts, rerun"))
             continue
-        config = json.loads((run.run_dir / "config.json").read_text())
-        config.update(restart=params.mode, restart_patience=params.patience, restart_min_gain=params.min_gain)
-        config.update(restarts=params.limit, same_run_as=str(run.run_dir))
+        setting = {"restart": params.mode, "restart_patience": params.patience, "restart_min_gain": params.min_gain}
+        config = {**run.config, **setting, "restarts": params.limit, "same_run_as": str(run.run_dir)}
         (target / "config.json").write_text(json.dumps(config, indent=1))
         shutil.copy2(run.run_dir / "summary.json", target / "summary.json")
         lines.append(f"seed {s}: never restarts, the run without it")

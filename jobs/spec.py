@@ -180,11 +180,15 @@ def _seeds(path: Path, seeds: Any) -> list[int]:
     return seeds
 
 
+def spec_file(path: Path | str) -> Path:
+    """The file of a spec: ``path`` itself, or the packaged example of that name (``jobs/examples/NAME.toml``)."""
+    example = Path(__file__).parent / "examples" / f"{path}.toml"
+    return example if not Path(path).exists() and example.exists() else Path(path)
+
+
 def load(path: Path) -> SweepSpec:
     """A spec file, or the name of a packaged example (``jobs/examples/NAME.toml``)."""
-    example = Path(__file__).parent / "examples" / f"{path}.toml"
-    if not Path(path).exists() and example.exists():
-        path = example
+    path = spec_file(path)
     try:
         raw = tomllib.loads(read_text(Path(path)))
     except PathProblem as err:

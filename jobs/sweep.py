@@ -47,7 +47,7 @@ from hpcars.run import checkpoint
 from hpcars.run.output import SUMMARY_FILE, write_json_atomic
 from hpcars.run.paths import read_text, writable_directory
 
-from .spec import RunSpec, SpecError, SweepSpec, load
+from .spec import RunSpec, SpecError, SweepSpec, load, spec_file
 
 SWEEP_FILE = "sweep.json"
 SET_ASIDE = "set-aside"  # run directories a re-submission could not resume, kept
@@ -217,8 +217,7 @@ def submit(spec_path: Path, sweep_dir: Path | None, kind: str, dry_run: bool = F
     except PathProblem as err:
         raise SpecError(f"--sweep-dir: {err}") from None
     if record is None:
-        spec_file = Path(spec_path) if Path(spec_path).exists() else EXAMPLE_DIR / f"{spec_path}.toml"
-        record = {"name": spec.name, "spec": str(spec_file.resolve()), "runs": list(runs), "submissions": []}
+        record = {"name": spec.name, "spec": str(spec_file(spec_path).resolve()), "runs": list(runs), "submissions": []}
     record["argv"] = runs  # the same as recorded, or recorded now for an older sweep.json
     states = job_states(record) if stalled else {}
     for run, run_dir in stalled:
