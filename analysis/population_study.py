@@ -1,7 +1,7 @@
 """Plain ARS against a population preset on the same seeds and the same episode budget.
 
     python -m hpcars.analysis.population_study --study swimmer SEEDS_SWEEP POP_SWEEP [AUTHORS_LOG] \\
-        [--study hopper ...] [--arm hopper NAME SWEEP] [--out DIR]
+        [--study hopper ...] [--arm hopper NAME SWEEP] [--budget EPISODES] [--out DIR]
 
 Each ``--study`` names a task, the sweep of the plain preset (``jobs/examples/seeds-TASK.toml``),
 the sweep of the population preset (``jobs/examples/pop-TASK.toml``) — each may be several
@@ -32,11 +32,17 @@ arm run on the plain arm's seeds, the ratio of its E to plain's with its interva
 the same draws (the seeds are resampled in pairs: both arms ran them). Writes
 ``population-study.md`` (the table), ``population-study.csv`` and
 ``population-study.png`` (episodes to the threshold per seed, plain vs population).
+
+``--budget B`` reads every run as if it had been given ``--max-episodes B``. Nothing in a run
+depends on its budget except where it stops, so a run cut at its first B training episodes
+is that run, exactly, when B falls on one of its evaluations: the tool refuses any other B,
+and a B beyond a run's own budget.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import math
@@ -61,14 +67,34 @@ class Outcome:
     wall_s: float  # to the threshold, or the whole run
     steps: float  # training env steps (samples), to the threshold or the whole run
     members: int = 1  # a population's M: ``episodes / members`` is what each lineage trained
+    spacing: int = 0  # training episodes from one evaluation to the next (0: unknown)
+    limit: int = 0  # the run's own budget (0: unknown)
+
+
+def per_iteration(config: dict) -> int:
+    """Training episodes one iteration spends: every member's 2N branches, and the annealing judge's."""
+    judge = config.get("anneal_pairs", 1) if config.get("anneal_t0") else 0
+    return int(config["population"]) * 2 * (int(config["directions"]) + judge)
 
 
 def budget(config: dict) -> int:
     """The training episodes a run may spend: --max-episodes, else its iterations' worth."""
     if config.get("max_episodes"):
         return int(config["max_episodes"])
-    judge = config.get("anneal_pairs", 1) if config.get("anneal_t0") else 0
-    return int(config["iterations"]) * int(config["population"]) * 2 * (int(config["directions"]) + judge)
+    return int(config["iterations"]) * per_iteration(config)
+
+
+def cut(run: Outcome, episodes: int) -> Outcome:
+    """``run`` as the run given ``--max-episodes episodes`` (see the module docstring); ValueError
+    where that is not exactly a prefix of ``run``."""
+    if not run.spacing or episodes % run.spacing or episodes > run.limit:
+        raise ValueError(
+            f"seed {run.seed}: a budget must be a multiple of {run.spacing:,} training episodes "
+            f"(one evaluation to the next) and at most the run's own {run.limit:,}"
+        )
+    if run.episodes <= episodes:
+        return run
+    return dataclasses.replace(run, episodes=math.inf, spent=episodes, wall_s=math.nan, steps=math.nan)
 
 
 def read_sweep(root: Path) -> tuple[dict[int, Outcome], int]:
@@ -82,8 +108,11 @@ def read_sweep(root: Path) -> tuple[dict[int, Outcome], int]:
         episodes = float(hit["episodes"]) if hit else math.inf
         wall = float(hit["wall_s"]) if hit else float(summary["wall_s"])
         steps = float(hit["samples"]) if hit else float(summary.get("env_steps", math.nan))
-        members = int(config.get("population", 1))
-        out[int(seed)] = Outcome(int(seed), episodes, int(summary["episodes"]), wall, steps, members)
+        members, every = int(config.get("population", 1)), int(config.get("eval_every", 0))
+        spacing = every * per_iteration(config)
+        out[int(seed)] = Outcome(
+            int(seed), episodes, int(summary["episodes"]), wall, steps, members, spacing, budget(config)
+        )
     return out, most
 
 
@@ -305,6 +334,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("TASK", "NAME", "SWEEP"),
         help="one more arm for a --study task, e.g. a control with other settings (default: none)",
     )
+    parser.add_argument(
+        "--budget",
+        type=int,
+        default=0,
+        metavar="EPISODES",
+        help="read every run cut at this many training episodes, a multiple of its evaluation spacing "
+        "(default: 0, each run's own budget)",
+    )
     parser.add_argument("--out", default=".", help="where the table and plot go (default: .)")
     args = parser.parse_args(argv)
     tasks = [study[0] for study in args.study]
@@ -315,6 +352,12 @@ def main(argv: list[str] | None = None) -> int:
     for study in args.study:
         task = study[0]
         arms, budgets[task], seeds = _arms(parser, study, args.arm)
+        if args.budget:
+            try:
+                arms = {arm: {s: cut(run, args.budget) for s, run in runs.items()} for arm, runs in arms.items()}
+            except ValueError as err:
+                parser.error(f"--budget {args.budget}: {err}")
+            budgets[task] = args.budget
         studies[task] = arms
         base = [arms["plain"][s] for s in seeds]
         for arm, runs in arms.items():

@@ -9,7 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hpcars.analysis.population_study import Outcome, arm_row, expected_draws, expected_to_solve, main, read_sweep
+from hpcars.analysis.population_study import (
+    Outcome,
+    arm_row,
+    cut,
+    expected_draws,
+    expected_to_solve,
+    main,
+    read_sweep,
+)
 from tests.conftest import run_train
 
 
@@ -88,3 +96,30 @@ def test_study_table_from_real_sweeps(tmp_path):
     with pytest.raises(SystemExit) as stop:
         main(["--study", "cartpole", f"{pooled},{tmp_path / 'plain'}", str(tmp_path / "pop"), "--out", str(out)])
     assert stop.value.code == 2
+
+
+def test_a_run_cut_at_a_budget_is_the_run_given_that_budget(tmp_path):
+    """--budget B reads a run's first B episodes as the run with --max-episodes B: checked against
+    such runs themselves, on seeds that reach the target within B and after it."""
+    base = ["--task", "CartPole-v1", "--directions", "2", "--eval-every", "2", "--eval-episodes", "2"]
+    base += ["--target", "400", "--stop-at-target", "true"]
+    per_eval = 2 * 2 * 2  # 2 iterations of 2N = 4 episodes
+    b = 2 * per_eval
+    for name, extra in (("long", ["--iterations", "12"]), ("short", ["--max-episodes", str(b)])):
+        for seed in range(4):
+            run_dir = tmp_path / name / f"seed={seed}"
+            done = run_train(base + extra + ["--seed", str(seed), "--run-dir", str(run_dir)])
+            assert done.returncode == 0, done.stderr
+    (long, _), (short, _) = read_sweep(tmp_path / "long"), read_sweep(tmp_path / "short")
+    assert any(run.episodes <= b for run in long.values()) and any(run.episodes > b for run in long.values())
+    for seed, run in long.items():
+        assert (cut(run, b).episodes, cut(run, b).spent) == (short[seed].episodes, short[seed].spent)
+    with pytest.raises(ValueError, match="multiple of 8 training episodes"):
+        cut(long[0], b + 4)
+    with pytest.raises(ValueError, match="at most the run's own 48"):
+        cut(long[0], 7 * per_eval)
+    out = tmp_path / "report"
+    study = ["--study", "cartpole", str(tmp_path / "long"), str(tmp_path / "long"), "--out", str(out)]
+    assert main(study + ["--budget", str(b)]) == 0
+    table = pd.read_csv(out / "population-study.csv").set_index("arm")
+    assert table.loc["plain", "reached"] == sum(math.isfinite(run.episodes) for run in short.values())

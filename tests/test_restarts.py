@@ -3,6 +3,7 @@ where they put θ, the same on 1 and 3 ranks, and resumed bit for bit."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from hpcars.checkpoint import read
+from hpcars.cli.options import parse_args
 from hpcars.population.restart import RestartParams, Watch, observe, started_over
 from tests.conftest import inspect_json, run_train
 
@@ -181,3 +183,23 @@ def test_the_spec_of_a_setting_runs_the_base_sweeps_options_on_the_seeds_it_fire
         *("--preset", "swimmer-pop", "--restart", "fresh", "--max-episodes", "600", "--restart-patience", "8"),
         *("--restart-min-gain", "25.0", "--restarts", "3", "--seed", "4"),
     ]
+
+
+@pytest.mark.parametrize(
+    "preset,base,setting",
+    [
+        ("hopper-restart", "hopper", ("fresh", "60", "100", "3")),
+        ("swimmer-pop", "swimmer-pop", ("fresh", "6", "10", "3")),
+    ],
+)
+def test_a_restart_preset_is_its_base_with_the_setting_the_study_composed(preset, base, setting):
+    """BENCHMARKS' restart arms are composed from `--preset BASE` runs plus the setting's
+    options; the preset must be exactly that configuration, or the figures are not its own."""
+    mode, patience, gain, limit = setting
+    composed = parse_args(
+        ["--preset", base, "--restart", mode, "--restart-patience", patience]
+        + ["--restart-min-gain", gain, "--restarts", limit]
+    )
+    named = parse_args(["--preset", preset])
+    assert dataclasses.replace(named, preset=base) == composed
+    assert dataclasses.replace(parse_args(["--preset", preset, "--restart", "none"]), preset=base) != composed
