@@ -99,11 +99,11 @@ def cut(run: Outcome, episodes: int) -> Outcome:
 
 def read_sweep(root: Path) -> tuple[dict[int, Outcome], int]:
     """Every finished run under ``root``, by seed, and the largest budget among them."""
-    out, most = {}, 0
+    out = {}
     for summary_path in sorted(Path(root).rglob("summary.json")):
         summary = json.loads(summary_path.read_text())
         config = json.loads((summary_path.parent / "config.json").read_text())
-        seed, most = config["seed"], max(most, budget(config))
+        seed = config["seed"]
         hit = summary.get("reached_target")
         episodes = float(hit["episodes"]) if hit else math.inf
         wall = float(hit["wall_s"]) if hit else float(summary["wall_s"])
@@ -113,7 +113,7 @@ def read_sweep(root: Path) -> tuple[dict[int, Outcome], int]:
         out[int(seed)] = Outcome(
             int(seed), episodes, int(summary["episodes"]), wall, steps, members, spacing, budget(config)
         )
-    return out, most
+    return out, max((run.limit for run in out.values()), default=0)
 
 
 def read_sweeps(dirs: str) -> tuple[dict[int, Outcome], int]:

@@ -181,10 +181,11 @@ def _check(s: int, at: int | None, base: Evaluations, rerun: Evaluations) -> Non
 def compose(base: dict[int, Evaluations], reruns: list[Evaluations], patience: int, min_gain: float, out: Path) -> str:
     """Write the arm of the setting (``patience``, ``min_gain``) to ``out`` (the module's step
     4) from the reruns of that setting among ``reruns``; raise ValueError where a check fails."""
+    setting_of = {r.seed: _params(r.config) for r in reruns}
     mine = {
-        r.seed: r for r in reruns if (_params(r.config).patience, _params(r.config).min_gain) == (patience, min_gain)
+        r.seed: r for r in reruns if (setting_of[r.seed].patience, setting_of[r.seed].min_gain) == (patience, min_gain)
     }
-    settings = {_params(r.config) for r in mine.values()}
+    settings = {setting_of[s] for s in mine}
     if len(settings) != 1 or not next(iter(settings)).enabled:
         raise ValueError(
             f"the reruns of --restart-patience {patience} --restart-min-gain {min_gain:g}: "

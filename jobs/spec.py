@@ -180,9 +180,12 @@ def _seeds(path: Path, seeds: Any) -> list[int]:
     return seeds
 
 
+EXAMPLE_DIR = Path(__file__).parent / "examples"  # the packaged example specs
+
+
 def spec_file(path: Path | str) -> Path:
     """The file of a spec: ``path`` itself, or the packaged example of that name (``jobs/examples/NAME.toml``)."""
-    example = Path(__file__).parent / "examples" / f"{path}.toml"
+    example = EXAMPLE_DIR / f"{path}.toml"
     return example if not Path(path).exists() and example.exists() else Path(path)
 
 

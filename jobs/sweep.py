@@ -47,13 +47,12 @@ from hpcars.run import checkpoint
 from hpcars.run.output import SUMMARY_FILE, write_json_atomic
 from hpcars.run.paths import read_text, writable_directory
 
-from .spec import RunSpec, SpecError, SweepSpec, load, spec_file
+from .spec import EXAMPLE_DIR, RunSpec, SpecError, SweepSpec, load, spec_file
 
 SWEEP_FILE = "sweep.json"
 SET_ASIDE = "set-aside"  # run directories a re-submission could not resume, kept
 #: scheduler states of a job that may still write its run directory
 ACTIVE_STATES = ("PENDING", "RUNNING", "REQUEUED", "SUSPENDED", "CONFIGURING", "COMPLETING", "RESIZING")
-EXAMPLE_DIR = Path(__file__).parent / "examples"
 EXAMPLES = tuple(sorted(p.stem for p in EXAMPLE_DIR.glob("*.toml")))
 EXECUTORS = ("slurm", "local")
 
